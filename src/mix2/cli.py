@@ -1,0 +1,104 @@
+"""The ``mix2`` command: one verb per job, a thin parser over :mod:`mix2.jobs`.
+
+    mix2 train                        # a short run on the built-in synthetic chorus
+    mix2 train --data PATH            # AnuraSet folder, events folder or multi-hot CSV
+    mix2 evaluate RUN_DIR             # re-score the test split with the best checkpoint
+
+Problems with the input are printed as one line, ``mix2: error: <file>: <problem>``, and the
+command exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from mix2.config import CHORUS, RunConfig, default_config
+from mix2.data.anuraset import VARIANTS
+from mix2.errors import Mix2Error
+from mix2.jobs import evaluate, train
+
+# (flag, config section, field, type, help)
+TRAIN_OPTIONS = [
+    ("--variant", "data", "variant", str, f"AnuraSet variant: {', '.join(VARIANTS)}"),
+    ("--window-s", "data", "window_s", float, "window length in seconds (3)"),
+    ("--hop-s", "data", "hop_s", float, "hop between windows of an events folder, in seconds (1)"),
+    ("--min-overlap-s", "data", "min_overlap_s", float, "overlap an event needs to label a window (0: any)"),
+    ("--epochs", "train", "epochs", int, "epochs (paper: 100; chorus demo: 8)"),
+    ("--batch-size", "train", "batch_size", int, "batch size (paper: 128; chorus demo: 32)"),
+    ("--lr", "train", "lr", float, "AdamW learning rate (1e-2)"),
+    ("--weight-decay", "train", "weight_decay", float, "AdamW weight decay (0.01, what the paper's numbers used)"),
+    ("--seed", "train", "seed", int, "one seed for splits, initialisation, order and augmentation (0)"),
+    ("--threshold", "train", "threshold", float, "decision threshold on probabilities (0.5)"),
+    ("--num-workers", "train", "num_workers", int, "data-loading worker processes (0)"),
+    ("--accelerator", "train", "accelerator", str, "Lightning accelerator: auto, cpu, gpu (auto)"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mix2", description="Multi-label animal-sound classification with Mix2.")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    train_parser = verbs.add_parser("train", help="train, keep the best checkpoint on validation, evaluate on test")
+    train_parser.add_argument("--data", help="dataset path, or 'chorus' for the built-in synthetic chorus (the default)")
+    train_parser.add_argument("--config", help="YAML configuration to start from (flags override it)")
+    train_parser.add_argument("--out", help="folder that holds run folders (runs)")
+    train_parser.add_argument("--run-dir", help="write this run into exactly this folder")
+    for flag, _, _, kind, help_text in TRAIN_OPTIONS:
+        train_parser.add_argument(flag, type=kind, help=help_text)
+    train_parser.add_argument("--no-specaugment", action="store_true", help="switch SpecAugment off")
+    train_parser.add_argument("--no-time-shift", action="store_true", help="switch the circular time shift off")
+    train_parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    evaluate_parser = verbs.add_parser("evaluate", help="score a run's test split and write metrics and plots")
+    evaluate_parser.add_argument("run_dir", help="a run folder written by 'mix2 train'")
+    evaluate_parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    evaluate_parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The run configuration: the YAML file or the defaults for ``--data``, then the flags."""
+    config = RunConfig.from_yaml(args.config) if args.config else default_config(args.data or CHORUS)
+    if args.data:
+        config.data.source = args.data
+    for flag, section, field, _, _ in TRAIN_OPTIONS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            setattr(getattr(config, section), field, value)
+    if args.out:
+        config.out_dir = args.out
+    if args.no_specaugment:
+        config.augment.specaugment = False
+    if args.no_time_shift:
+        config.augment.time_shift = False
+    return config
+
+
+def _print_summary(metrics: dict) -> None:
+    groups = metrics["groups"]
+    row = ", ".join(f"{g} {groups[g]:.3f}" if groups[g] is not None else f"{g} -" for g in groups)
+    print(f"test macro F1 {metrics['macro_f1']:.3f} ({row}); mAP {metrics['map'] or 0:.3f} over {metrics['clips']} clips")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banners, only our summary
+    try:
+        if args.verb == "train":
+            run_dir = train(config_from_args(args), run_dir=args.run_dir, progress=not args.quiet)
+            _print_summary(json.loads((run_dir / "metrics.json").read_text()))
+            print(f"run folder: {run_dir}")
+        elif args.verb == "evaluate":
+            _print_summary(evaluate(args.run_dir, checkpoint=args.checkpoint, progress=not args.quiet))
+    except Mix2Error as err:
+        print(f"mix2: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

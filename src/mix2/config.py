@@ -1,0 +1,158 @@
+"""Typed run configuration, with YAML in and out.
+
+The defaults are the paper's setup (Moummad et al. 2024): 16 kHz audio, 128 mel bins, window
+512, hop 128; SpecAugment and circular time shift; AdamW at lr 1e-2, batch 128, 100 epochs,
+cosine schedule; BCE; threshold 0.5.
+
+Weight decay defaults to 0.01, not the paper's stated 1e-6: the paper's published numbers were
+trained with AdamW's default of 0.01, because its code never passed the argument.
+
+Batch-norm momentum defaults to 0.1 (PyTorch's default), not torchvision's 0.01: at 0.01 the
+running statistics trail the weights by about 100 steps, so a run of a few hundred steps (a
+small dataset, or the demonstration) is validated with stale statistics. ``bn_momentum: 0.01``
+gives torchvision's model exactly.
+
+The built-in synthetic chorus is a demonstration, so :func:`default_config` shortens its run
+(8 epochs at batch 32) to finish in a few minutes on a laptop CPU.
+
+Example:
+    >>> cfg = default_config("chorus")
+    >>> cfg.train.epochs, cfg.features.n_mels
+    (8, 128)
+    >>> RunConfig.from_dict(cfg.to_dict()) == cfg
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mix2.errors import Mix2Error, input_error
+
+CHORUS = "chorus"
+
+
+@dataclass
+class DataConfig:
+    """Where the clips come from and how they are cut and split.
+
+    ``source`` is ``"chorus"`` (the built-in synthetic frog chorus), an AnuraSet folder, an
+    events folder, or a multi-hot CSV table. ``variant`` picks an AnuraSet variant
+    (``anuraset``, ``anuraset36n`` or ``anuraset36``).
+    """
+
+    source: str = CHORUS
+    variant: str = "anuraset"
+    window_s: float = 3.0
+    hop_s: float = 1.0
+    min_overlap_s: float = 0.0
+    test_fraction: float = 1 / 3
+    val_fraction: float = 0.1
+    frequent_fraction: float = 0.1
+    common_fraction: float = 0.2
+    chorus_seed: int = 0
+    chorus_recordings: int = 60
+
+
+@dataclass
+class FeatureConfig:
+    """Log-mel front-end: a 3 s clip gives ``(n_mels, 1 + 3 * sample_rate_hz // hop_length)``."""
+
+    sample_rate_hz: int = 16_000
+    n_mels: int = 128
+    n_fft: int = 512
+    hop_length: int = 128
+    f_min_hz: float = 0.0
+    f_max_hz: float | None = None
+
+
+@dataclass
+class AugmentConfig:
+    """SpecAugment and circular time shift, each drawn per clip."""
+
+    specaugment: bool = True
+    freq_masks: int = 3
+    max_freq_mask_bins: int = 9
+    time_masks: int = 6
+    max_time_mask_frames: int = 29
+    time_shift: bool = True
+    max_shift_frames: int | None = None
+
+
+@dataclass
+class TrainConfig:
+    """Model, loss, optimiser and trainer settings."""
+
+    model: str = "mobilenetv3_large"
+    bn_momentum: float = 0.1
+    loss: str = "bce"
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 1e-2
+    weight_decay: float = 0.01
+    seed: int = 0
+    threshold: float = 0.5
+    num_workers: int = 0
+    accelerator: str = "auto"
+    channels_last: bool = True
+
+
+@dataclass
+class RunConfig:
+    """Everything one run needs; saved as ``config.yaml`` in the run folder."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    out_dir: str = "runs"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict: safe to store in a checkpoint and to dump as YAML."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], origin: str = "configuration") -> RunConfig:
+        """Build from a nested dict; unknown keys are an error naming ``origin``."""
+        return _build(cls, values, origin)
+
+    def to_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> RunConfig:
+        try:
+            values = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise input_error(path, "no such configuration file") from None
+        except yaml.YAMLError as err:
+            raise input_error(path, f"not valid YAML ({str(err).splitlines()[0]})") from None
+        return cls.from_dict(values or {}, origin=str(path))
+
+
+def _build(cls: type, values: Any, origin: str) -> Any:
+    if not isinstance(values, dict):
+        raise Mix2Error(f"{origin}: expected a mapping for '{cls.__name__}', got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise Mix2Error(f"{origin}: unknown setting(s) {', '.join(unknown)} in '{cls.__name__}'")
+    kwargs = {}
+    for name, value in values.items():
+        default = getattr(cls(), name)
+        kwargs[name] = _build(type(default), value, origin) if dataclasses.is_dataclass(default) else value
+    return cls(**kwargs)
+
+
+def default_config(source: str = CHORUS) -> RunConfig:
+    """The paper's configuration for ``source``; the built-in chorus gets a short demo run."""
+    config = RunConfig(data=DataConfig(source=source))
+    if source == CHORUS:
+        config.train.epochs = 8
+        config.train.batch_size = 32
+    return config

@@ -1,0 +1,81 @@
+"""Decode, mix to mono, resample and fit audio to a window (soundfile and soxr).
+
+Example:
+    >>> import numpy as np, soundfile as sf, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "tone.wav")
+    >>> sf.write(path, np.zeros((44_100, 2)), 44_100)
+    >>> read_audio(path, sample_rate_hz=16_000).shape
+    (16000,)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from mix2.errors import input_error
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
+
+
+def read_audio(
+    path: str | Path,
+    sample_rate_hz: int,
+    start_s: float = 0.0,
+    duration_s: float | None = None,
+) -> np.ndarray:
+    """Read ``duration_s`` seconds from ``start_s`` (the rest of the file if ``None``).
+
+    Returns mono float32 samples at ``sample_rate_hz``, shape ``(samples,)``. Only the requested
+    span is decoded. Raises :class:`~mix2.errors.Mix2Error` naming the file when it cannot be
+    read or holds no samples.
+    """
+    if not Path(path).is_file():
+        raise input_error(path, "no such audio file")
+    try:
+        with sf.SoundFile(str(path)) as audio:
+            native_hz = audio.samplerate
+            first = int(round(start_s * native_hz))
+            count = -1 if duration_s is None else int(round(duration_s * native_hz))
+            if first > 0:
+                audio.seek(min(first, audio.frames))
+            samples = audio.read(frames=count, dtype="float32", always_2d=True)
+            total_frames = audio.frames
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise input_error(path, f"unreadable audio ({_first_line(err)})") from None
+    if total_frames == 0:
+        raise input_error(path, "the audio file holds no samples")
+    mono = samples.mean(axis=1)
+    if mono.size == 0:
+        return mono
+    if native_hz != sample_rate_hz:
+        mono = soxr.resample(mono, native_hz, sample_rate_hz, quality="HQ").astype(np.float32)
+    if not np.isfinite(mono).all():
+        raise input_error(path, "the audio holds NaN or infinite samples")
+    return mono
+
+
+def fit_length(samples: np.ndarray, n_samples: int) -> np.ndarray:
+    """Crop, or pad with zeros at the end, to exactly ``n_samples``: ``(samples,) -> (n_samples,)``."""
+    if samples.shape[0] >= n_samples:
+        return samples[:n_samples]
+    return np.pad(samples, (0, n_samples - samples.shape[0]))
+
+
+def duration_s(path: str | Path) -> float:
+    """The recording's duration in seconds, from its header alone."""
+    if not Path(path).is_file():
+        raise input_error(path, "no such audio file")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise input_error(path, f"unreadable audio ({_first_line(err)})") from None
+    return info.frames / info.samplerate
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

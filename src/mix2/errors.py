@@ -1,0 +1,24 @@
+"""The one exception type users see.
+
+Every problem with a user's input (a missing file, unreadable audio, wrong columns, an unknown
+label, an empty dataset) is raised as :class:`Mix2Error` with a one-line message that names the
+file and the problem. The command line prints that line alone, never a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class Mix2Error(Exception):
+    """A problem with the user's input or configuration, stated in one line."""
+
+
+def input_error(path: str | Path, problem: str) -> Mix2Error:
+    """Build the standard ``"<path>: <problem>"`` error.
+
+    Example:
+        >>> str(input_error("data/annotations.csv", "missing column 'label'"))
+        "data/annotations.csv: missing column 'label'"
+    """
+    return Mix2Error(f"{path}: {problem}")

@@ -1,0 +1,1 @@
+"""The log-mel front-end and its on-disk cache."""

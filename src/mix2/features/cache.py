@@ -1,0 +1,106 @@
+"""The on-disk feature cache: log-mel features computed once, then read as float16.
+
+A clip's entry is keyed by its audio file (resolved path, size and modification time), its
+window, and the front-end settings, so changing any of them computes fresh features and later
+epochs and later runs never decode the audio again. Entries are written to a temporary file
+and renamed, so several processes may fill and read one cache, and a killed run never leaves a
+broken entry.
+
+Example:
+    >>> cache = FeatureCache(tempfile.mkdtemp(), FeatureConfig())  # doctest: +SKIP
+    >>> usable, failures = extract_features(table, cache)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mix2.config import FeatureConfig
+from mix2.data.audio import fit_length, read_audio
+from mix2.data.clips import ClipTable
+from mix2.errors import Mix2Error
+from mix2.features.logmel import LogMel
+
+EXTRACTION_BATCH = 32
+
+
+class FeatureCache:
+    """Float16 log-mel features under ``root``, one ``.npy`` file per clip."""
+
+    def __init__(self, root: str | Path, features: FeatureConfig) -> None:
+        self.features = features
+        settings = json.dumps(dataclasses.asdict(features), sort_keys=True)
+        self.folder = Path(root) / hashlib.sha256(settings.encode()).hexdigest()[:16]
+
+    def path(self, audio: Path, start_s: float, clip_s: float) -> Path:
+        """Where the features of the ``clip_s`` seconds of ``audio`` from ``start_s`` live."""
+        stat = audio.stat()
+        identity = json.dumps([str(audio.resolve()), stat.st_size, stat.st_mtime_ns, round(start_s, 6), round(clip_s, 6)])
+        key = hashlib.sha256(identity.encode()).hexdigest()
+        return self.folder / key[:2] / f"{key}.npy"
+
+    @staticmethod
+    def write(path: Path, features: np.ndarray) -> None:
+        """Store ``features`` (``(n_mels, frames)``) atomically as float16."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(handle, "wb") as stream:
+            np.save(stream, features.astype(np.float16))
+        os.replace(temporary, path)
+
+
+def extract_features(
+    table: ClipTable, cache: FeatureCache, clip_s: float, progress: bool = True
+) -> tuple[list[Path | None], list[tuple[str, str]]]:
+    """Make sure every clip of ``table`` is in ``cache``, decoding each audio file once.
+
+    Every clip is ``clip_s`` long from its ``start_s``: a longer clip is cropped and a shorter
+    one, or one that runs past the end of its recording, is zero-padded, so that all features
+    share one shape ``(n_mels, frames)``.
+
+    Returns the cache path of each clip (``None`` where its audio could not be read) and the
+    failures as ``(file, reason)``. A run goes on past unreadable files; they are listed.
+    """
+    settings = cache.features
+    frontend = LogMel(settings.sample_rate_hz, settings.n_fft, settings.hop_length, settings.n_mels, settings.f_min_hz, settings.f_max_hz)
+    paths: list[Path | None] = [None] * len(table)
+    failures: list[tuple[str, str]] = []
+    by_file = table.clips.groupby("file", sort=False).indices
+    for file, rows in tqdm(by_file.items(), desc="features", unit="file", disable=not progress):
+        audio_path = table.root / file
+        try:
+            starts = table.clips["start_s"].to_numpy()[rows]
+            targets = [cache.path(audio_path, start_s, clip_s) for start_s in starts]
+            todo = [(start_s, p) for start_s, p in zip(starts, targets) if not p.is_file()]
+            if todo:
+                _compute(audio_path, todo, clip_s, frontend, settings.sample_rate_hz)
+        except Mix2Error as err:
+            failures.append((file, str(err).removeprefix(f"{audio_path}: ")))
+            continue
+        for i, p in zip(rows, targets):
+            paths[i] = p
+    return paths, failures
+
+
+def _compute(audio_path: Path, todo: list[tuple[float, Path]], clip_s: float, frontend: LogMel, sample_rate_hz: int) -> None:
+    """Decode the span of ``audio_path`` that the clips in ``todo`` cover, once, and cache each clip."""
+    first_s = min(start_s for start_s, _ in todo)
+    last_s = max(start_s for start_s, _ in todo) + clip_s
+    samples = read_audio(audio_path, sample_rate_hz, start_s=first_s, duration_s=last_s - first_s)
+    length = int(round(clip_s * sample_rate_hz))
+    windows = [fit_length(samples[int(round((start_s - first_s) * sample_rate_hz)) :], length) for start_s, _ in todo]
+    for begin in range(0, len(todo), EXTRACTION_BATCH):
+        chunk = torch.from_numpy(np.stack(windows[begin : begin + EXTRACTION_BATCH]))
+        with torch.no_grad():
+            features = frontend(chunk).numpy()
+        for (_, path), clip_features in zip(todo[begin : begin + EXTRACTION_BATCH], features):
+            FeatureCache.write(path, clip_features)

@@ -1,0 +1,132 @@
+"""Evaluation metrics, computed with scikit-learn so that every number matches it exactly.
+
+- per-class F1 at a threshold (0.5), ``zero_division=0``;
+- macro F1 over all classes, and over the classes with at least one positive clip;
+- macro F1 over frequent, common and rare classes;
+- F1 by polyphony: clips grouped by their number of species;
+- mAP: mean average precision over the classes with at least one positive clip.
+
+Example:
+    >>> import numpy as np
+    >>> y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    >>> scores = np.array([[0.9, 0.2], [0.1, 0.4], [0.8, 0.7], [0.3, 0.1]])
+    >>> report = evaluate_scores(y, scores, ["a", "b"], {"frequent": ["a"], "common": [], "rare": ["b"]})
+    >>> round(report["macro_f1"], 4), report["per_class"]["b"]["f1"]
+    (0.8333, 0.6666666666666666)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score, f1_score
+
+GROUPS = ("frequent", "common", "rare")
+
+
+def per_class_f1(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """F1 of each class, ``(clips, classes) -> (classes,)``; 0 where a class is never true nor predicted."""
+    return f1_score(y_true, y_pred, average=None, zero_division=0)
+
+
+def class_groups(
+    classes: list[str],
+    train_counts: np.ndarray,
+    fixed: dict[str, list[str]] | None = None,
+    frequent_fraction: float = 0.1,
+    common_fraction: float = 0.2,
+) -> dict[str, list[str]]:
+    """Split classes into frequent, common and rare.
+
+    With ``fixed`` lists (AnuraSet's), those lists give frequent and common and every other
+    class is rare. Otherwise classes are ranked by training count (ties by name): the top
+    ``frequent_fraction`` (at least one class) are frequent, the next ``common_fraction`` common,
+    the rest rare, as in AnuraSet's proportions (about 10% / 20% / 70%).
+    """
+    if fixed is not None:
+        frequent = [c for c in fixed.get("frequent", []) if c in classes]
+        common = [c for c in fixed.get("common", []) if c in classes]
+        rare = [c for c in classes if c not in set(frequent) | set(common)]
+        return {"frequent": frequent, "common": common, "rare": rare}
+    order = sorted(range(len(classes)), key=lambda i: (-int(train_counts[i]), classes[i]))
+    n_frequent = max(1, int(round(len(classes) * frequent_fraction)))
+    n_common = int(round(len(classes) * common_fraction))
+    ranked = [classes[i] for i in order]
+    return {
+        "frequent": ranked[:n_frequent],
+        "common": ranked[n_frequent : n_frequent + n_common],
+        "rare": ranked[n_frequent + n_common :],
+    }
+
+
+def polyphony_f1(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, dict[str, float | int | None]]:
+    """F1 with clips grouped by their number of species (0, 1, 2, ...).
+
+    For each level: ``clips``; ``macro_f1`` over the classes present at that level (``None``
+    at level 0, where no class is); and ``samples_f1``, F1 per clip averaged over clips, where a
+    clip with no species and no prediction scores 1.
+    """
+    levels = y_true.sum(axis=1)
+    result: dict[str, dict[str, float | int | None]] = {}
+    for level in np.unique(levels):
+        rows = levels == level
+        active = y_true[rows].sum(axis=0) > 0
+        macro = float(per_class_f1(y_true[rows][:, active], y_pred[rows][:, active]).mean()) if active.any() else None
+        samples = float(f1_score(y_true[rows], y_pred[rows], average="samples", zero_division=1.0))
+        result[str(int(level))] = {"clips": int(rows.sum()), "macro_f1": macro, "samples_f1": samples}
+    return result
+
+
+def mean_average_precision(y_true: np.ndarray, scores: np.ndarray) -> float | None:
+    """Mean of per-class average precision over classes with a positive; ``None`` if none has one."""
+    active = np.flatnonzero(y_true.sum(axis=0) > 0)
+    if active.size == 0:
+        return None
+    return float(np.mean([average_precision_score(y_true[:, i], scores[:, i]) for i in active]))
+
+
+def evaluate_scores(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    classes: list[str],
+    groups: dict[str, list[str]],
+    threshold: float | np.ndarray = 0.5,
+    train_counts: np.ndarray | None = None,
+) -> dict:
+    """All metrics of a run, as written to ``metrics.json``.
+
+    Args:
+        y_true: ``(clips, classes)`` 0/1 labels.
+        scores: ``(clips, classes)`` probabilities.
+        classes: class names.
+        groups: frequent / common / rare class lists (see :func:`class_groups`).
+        threshold: a global threshold, or one per class ``(classes,)``.
+        train_counts: training positives per class, stored beside each class's F1.
+    """
+    y_true = np.asarray(y_true).astype(int)
+    y_pred = (np.asarray(scores) >= threshold).astype(int)
+    f1 = per_class_f1(y_true, y_pred)
+    positives = y_true.sum(axis=0)
+    active = positives > 0
+    index = {c: i for i, c in enumerate(classes)}
+    per_class = {
+        c: {
+            "f1": float(f1[i]),
+            "test_positives": int(positives[i]),
+            **({"train_positives": int(train_counts[i])} if train_counts is not None else {}),
+        }
+        for i, c in enumerate(classes)
+    }
+    return {
+        "macro_f1": float(f1.mean()),
+        "macro_f1_active": float(f1[active].mean()) if active.any() else None,
+        "groups": {
+            name: (float(np.mean([f1[index[c]] for c in members])) if members else None)
+            for name, members in groups.items()
+        },
+        "group_classes": groups,
+        "polyphony": polyphony_f1(y_true, y_pred),
+        "map": mean_average_precision(y_true, np.asarray(scores)),
+        "threshold": threshold if np.isscalar(threshold) else np.asarray(threshold).tolist(),
+        "clips": int(len(y_true)),
+        "per_class": per_class,
+    }

@@ -1,0 +1,110 @@
+"""The run folder's PNG plots, drawn with matplotlib from ``metrics.json`` and the training log.
+
+Example:
+    >>> write_run_plots(metrics, "runs/chorus-.../logs/metrics.csv", "runs/chorus-.../plots")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from mix2.metrics import GROUPS  # noqa: E402
+
+
+def _save(figure: plt.Figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def plot_groups(metrics: dict, path: Path) -> Path:
+    """Bars of macro F1 over frequent, common, rare and all classes."""
+    names = [*GROUPS, "all"]
+    values = [metrics["groups"].get(g) or 0.0 for g in GROUPS] + [metrics["macro_f1"]]
+    counts = [len(metrics["group_classes"].get(g, [])) for g in GROUPS] + [len(metrics["per_class"])]
+    figure, axes = plt.subplots(figsize=(5, 3.5))
+    bars = axes.bar([f"{n}\n({c} classes)" for n, c in zip(names, counts)], values, color=["#3b7dd8", "#5aa469", "#d8863b", "#555"])
+    axes.bar_label(bars, fmt="%.3f")
+    axes.set_ylim(0, 1)
+    axes.set_ylabel(f"macro F1 (threshold {metrics['threshold'] if isinstance(metrics['threshold'], float) else 'per class'})")
+    axes.set_title("Macro F1 by class frequency")
+    return _save(figure, path)
+
+
+def plot_polyphony(metrics: dict, path: Path) -> Path:
+    """Macro and per-clip F1 against the number of species in a clip."""
+    levels = sorted(metrics["polyphony"], key=int)
+    rows = [metrics["polyphony"][k] for k in levels]
+    figure, axes = plt.subplots(figsize=(5, 3.5))
+    macro = [(int(k), r["macro_f1"]) for k, r in zip(levels, rows) if r["macro_f1"] is not None]
+    if macro:
+        axes.plot(*zip(*macro), "o-", label="macro F1 (classes present)")
+    axes.plot([int(k) for k in levels], [r["samples_f1"] for r in rows], "s--", label="F1 per clip")
+    for k, r in zip(levels, rows):
+        axes.annotate(f"n={r['clips']}", (int(k), r["samples_f1"]), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+    axes.set_xlabel("species in the clip (polyphony)")
+    axes.set_ylabel("F1")
+    axes.set_ylim(0, 1.05)
+    axes.set_xticks([int(k) for k in levels])
+    axes.legend(fontsize=8)
+    axes.set_title("F1 by polyphony")
+    return _save(figure, path)
+
+
+def plot_per_class(metrics: dict, path: Path) -> Path:
+    """Each class's F1 against its number of training clips (log scale)."""
+    per_class = metrics["per_class"]
+    figure, axes = plt.subplots(figsize=(6, 4))
+    colours = {"frequent": "#3b7dd8", "common": "#5aa469", "rare": "#d8863b"}
+    for group, members in metrics["group_classes"].items():
+        xs = [max(per_class[c].get("train_positives", 0), 0.8) for c in members]
+        axes.scatter(xs, [per_class[c]["f1"] for c in members], label=group, color=colours.get(group), s=18)
+    axes.set_xscale("log")
+    axes.set_xlabel("training clips with the class (log)")
+    axes.set_ylabel("test F1")
+    axes.set_ylim(-0.03, 1.03)
+    axes.legend(fontsize=8)
+    axes.set_title("Per-class F1 against training count")
+    return _save(figure, path)
+
+
+def plot_training_curves(log_csv: Path, path: Path) -> Path:
+    """Training and validation loss, and validation macro F1, per epoch."""
+    log = pd.read_csv(log_csv)
+    by_epoch = log.groupby("epoch").last()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for column, label in [("train_loss", "train loss"), ("val_loss", "validation loss")]:
+        if column in by_epoch:
+            series = by_epoch[column].dropna()
+            left.plot(series.index + 1, series.values, "o-", label=label)
+    left.set_xlabel("epoch")
+    left.set_ylabel("BCE")
+    left.legend(fontsize=8)
+    if "val_macro_f1" in by_epoch:
+        series = by_epoch["val_macro_f1"].dropna()
+        right.plot(series.index + 1, series.values, "o-", color="#5aa469")
+    right.set_xlabel("epoch")
+    right.set_ylabel("validation macro F1")
+    right.set_ylim(0, 1)
+    figure.suptitle("Training curves")
+    return _save(figure, path)
+
+
+def write_run_plots(metrics: dict, log_csv: Path | None, folder: Path) -> list[Path]:
+    """Write every plot of a run into ``folder``; returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [
+        plot_groups(metrics, folder / "groups.png"),
+        plot_polyphony(metrics, folder / "polyphony.png"),
+        plot_per_class(metrics, folder / "per_class_f1.png"),
+    ]
+    if log_csv is not None and log_csv.is_file():
+        written.append(plot_training_curves(log_csv, folder / "training_curves.png"))
+    return written

@@ -1,0 +1,125 @@
+"""The Lightning module that trains a classifier on cached log-mel features.
+
+One training step: features ``(batch, 1, mels, frames)`` -> SpecAugment and circular time
+shift, per clip -> model -> loss against the targets. Validation computes macro F1 at the
+run's threshold; the checkpoint kept is the best on validation macro F1, never one chosen on
+the test set.
+
+The module's hyperparameters are the run configuration as plain data plus the class names, so
+a checkpoint rebuilds its model by name, and loads with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+from torch.utils.data import Dataset
+
+from mix2.augment import CircularTimeShift, SpecAugment
+from mix2.config import RunConfig
+from mix2.features.logmel import normalize_per_clip
+from mix2.losses import create_loss
+from mix2.models import create_model
+
+
+class CachedClips(Dataset):
+    """Clips read from the feature cache: item ``i`` is ``(features (1, mels, frames), labels (classes,))``.
+
+    Features are min-max scaled per clip (see :func:`~mix2.features.logmel.normalize_per_clip`).
+    """
+
+    def __init__(self, feature_paths: list[Path], labels: np.ndarray) -> None:
+        if len(feature_paths) != len(labels):
+            raise ValueError("one label row per feature file is needed")
+        self.feature_paths = feature_paths
+        self.labels = torch.as_tensor(labels, dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.feature_paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        features = torch.from_numpy(np.load(self.feature_paths[index]).astype(np.float32))[None]
+        return normalize_per_clip(features[None])[0], self.labels[index]
+
+
+class Classifier(L.LightningModule):
+    """A multi-label classifier with its augmentation, loss and optimiser.
+
+    Args:
+        config: the run configuration, as :meth:`RunConfig.to_dict` gives it.
+        classes: class names, in label-column order.
+    """
+
+    def __init__(self, config: dict, classes: list[str]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = RunConfig.from_dict(config)
+        self.classes = list(classes)
+        self.model = create_model(self.config.train.model, num_classes=len(classes), bn_momentum=self.config.train.bn_momentum)
+        if self.config.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.loss = create_loss(self.config.train.loss)
+        augment = self.config.augment
+        self.spec_augment = (
+            SpecAugment(augment.freq_masks, augment.max_freq_mask_bins, augment.time_masks, augment.max_time_mask_frames)
+            if augment.specaugment
+            else None
+        )
+        self.time_shift = CircularTimeShift(augment.max_shift_frames) if augment.time_shift else None
+        self._validation: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.config.train.channels_last else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, 1, mels, frames)`` features -> ``(batch, classes)`` logits."""
+        return self.model(self._layout(x))
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """Time shift, then SpecAugment, each drawn per clip."""
+        if self.time_shift is not None:
+            x = self.time_shift(x)
+        if self.spec_augment is not None:
+            x = self.spec_augment(x)
+        return x
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor:
+        x, targets = batch
+        logits, embedding = self.model.forward_with_embedding(self._layout(self.augment(x)))
+        loss = self.loss(logits, targets, embedding)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
+        x, targets = batch
+        logits = self(x)
+        self.log("val_loss", torch.nn.functional.binary_cross_entropy_with_logits(logits, targets), batch_size=len(x))
+        self._validation.append((torch.sigmoid(logits).detach().cpu(), targets.cpu()))
+
+    def on_validation_epoch_end(self) -> None:
+        scores, targets = (torch.cat(parts).numpy() for parts in zip(*self._validation))
+        self._validation.clear()
+        predicted = (scores >= self.config.train.threshold).astype(int)
+        macro_f1 = f1_score(targets.astype(int), predicted, average="macro", zero_division=0)
+        self.log("val_macro_f1", float(macro_f1), prog_bar=True)
+
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor:
+        return torch.sigmoid(self(batch[0]))
+
+    def configure_optimizers(self):
+        train = self.config.train
+        optimizer = torch.optim.AdamW(self.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, train.epochs))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
+
+
+def load_classifier(checkpoint: str | Path) -> Classifier:
+    """Rebuild a :class:`Classifier` from a checkpoint, loading weights and plain data only."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    module = Classifier(**state["hyper_parameters"])
+    module.load_state_dict(state["state_dict"])
+    return module.eval()

@@ -1,0 +1,110 @@
+"""Short real runs: train, keep the best checkpoint, evaluate, through the Python API and the CLI."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import shared_data
+from mix2 import default_config, evaluate, train
+from mix2.cli import main
+from mix2.training import load_classifier
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_chorus_config(tmp_path):
+    config = default_config("chorus")
+    config.data.chorus_recordings = 6
+    config.train.epochs = 2
+    config.train.batch_size = 8
+    config.out_dir = str(tmp_path / "runs")
+    return config
+
+
+@pytest.fixture(scope="module")
+def chorus_run(tmp_path_factory):
+    return train(tiny_chorus_config(tmp_path_factory.mktemp("e2e")), progress=False)
+
+
+def test_run_folder_holds_everything(chorus_run):
+    for name in ["config.yaml", "clips.csv", "dataset.json", "failures.csv", "checkpoints/best.ckpt", "checkpoints/last.ckpt",
+                 "logs/metrics.csv", "metrics.json", "test_predictions.csv", "plots/groups.png", "plots/polyphony.png",
+                 "plots/per_class_f1.png", "plots/training_curves.png"]:  # fmt: skip
+        assert (chorus_run / name).is_file(), name
+    metrics = json.loads((chorus_run / "metrics.json").read_text())
+    for key in ["macro_f1", "macro_f1_active", "groups", "polyphony", "map", "per_class"]:
+        assert key in metrics
+    assert set(metrics["groups"]) == {"frequent", "common", "rare"} and len(metrics["per_class"]) == 10
+    clips = pd.read_csv(chorus_run / "clips.csv")
+    predictions = pd.read_csv(chorus_run / "test_predictions.csv")
+    assert len(predictions) == (clips["split"] == "test").sum() == metrics["clips"]
+    assert list(predictions.columns[:3]) == ["file", "start_s", "end_s"] and predictions.iloc[:, 3:].stack().between(0, 1).all()
+    assert not set(clips.loc[clips["split"] == "test", "group"]) & set(clips.loc[clips["split"] != "test", "group"])
+
+
+def test_best_is_chosen_on_validation_and_last_is_the_final_epoch(chorus_run):
+    log = pd.read_csv(chorus_run / "logs" / "metrics.csv").dropna(subset=["val_macro_f1"])
+    best = torch.load(chorus_run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    score = best["callbacks"][next(k for k in best["callbacks"] if "val_macro_f1" in k)]["best_model_score"]
+    assert float(score) == pytest.approx(log["val_macro_f1"].max())
+    assert log["val_macro_f1"].iloc[best["epoch"]] == pytest.approx(log["val_macro_f1"].max())
+    last = torch.load(chorus_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 1  # the second of two epochs, whether or not it was the best
+
+
+def test_checkpoint_rebuilds_its_model_and_evaluate_is_repeatable(chorus_run):
+    module = load_classifier(chorus_run / "checkpoints" / "best.ckpt")
+    assert module.classes[0] == "Boana_fictus" and module.config.train.model == "mobilenetv3_large"
+    first = json.loads((chorus_run / "metrics.json").read_text())
+    assert evaluate(chorus_run, progress=False)["macro_f1"] == pytest.approx(first["macro_f1"])
+
+
+def test_cli_train_and_evaluate(tmp_path, capsys):
+    config = tiny_chorus_config(tmp_path)
+    config.train.epochs = 1
+    config.to_yaml(tmp_path / "tiny.yaml")
+    run_dir = tmp_path / "run"
+    assert main(["train", "--config", str(tmp_path / "tiny.yaml"), "--run-dir", str(run_dir), "--no-specaugment", "--quiet"]) == 0
+    assert "test macro F1" in capsys.readouterr().out
+    saved = (run_dir / "config.yaml").read_text()
+    assert "specaugment: false" in saved and "epochs: 1" in saved
+    assert main(["evaluate", str(run_dir), "--checkpoint", "last", "--quiet"]) == 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--data", "no/such/folder"], "mix2: error: no/such/folder: no such file or folder"),
+        (["evaluate", "no/such/run"], "mix2: error: no/such/run/checkpoints/best.ckpt: no such checkpoint"),
+    ],
+)
+def test_cli_errors_are_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_trains_on_real_nips4b_recordings_and_lists_a_corrupt_one(tmp_path):
+    source = shared_data("nips4b")
+    recordings = pd.read_csv(source / "recordings.csv").iloc[:24]
+    root = tmp_path / "nips4b_subset"
+    (root / "audio").mkdir(parents=True)
+    for file in recordings["file"]:
+        (root / file).symlink_to(source / file)
+    (root / "audio" / "broken.flac").write_bytes(b"fLaC" + bytes(200))
+    pd.concat([recordings, pd.DataFrame({"file": ["audio/broken.flac"], "duration_s": [5.0]})]).to_csv(
+        root / "recordings.csv", index=False
+    )
+    annotations = pd.read_csv(source / "annotations.csv")
+    annotations[annotations["file"].isin(recordings["file"])].to_csv(root / "annotations.csv", index=False)
+    (root / "classes.csv").write_text((source / "classes.csv").read_text())
+    config = default_config(str(root))
+    config.train.epochs, config.train.batch_size, config.out_dir = 1, 16, str(tmp_path / "runs")
+    run_dir = train(config, progress=False)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert len(metrics["per_class"]) == 87 and metrics["clips"] > 0
+    failures = pd.read_csv(run_dir / "failures.csv")
+    assert failures["file"].tolist() == ["audio/broken.flac"] and "unreadable audio" in failures["reason"][0]
+    assert "audio/broken.flac" not in set(pd.read_csv(run_dir / "clips.csv")["file"])

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, f1_score
+
+from mix2.metrics import class_groups, evaluate_scores, polyphony_f1
+
+Y = np.array([[1, 0, 0, 1], [0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 1], [0, 0, 0, 0]])
+S = np.array(
+    [[0.9, 0.2, 0.1, 0.4], [0.1, 0.4, 0.6, 0.1], [0.8, 0.7, 0.0, 0.2], [0.3, 0.1, 0.2, 0.9], [0.2, 0.1, 0.1, 0.8], [0.1, 0.1, 0.1, 0.1]]
+)
+CLASSES = ["a", "b", "c", "d"]
+
+
+def test_matches_sklearn():
+    groups = {"frequent": ["a"], "common": ["b"], "rare": ["c", "d"]}
+    report = evaluate_scores(Y, S, CLASSES, groups, threshold=0.5, train_counts=np.array([9, 5, 1, 2]))
+    predicted = (S >= 0.5).astype(int)
+    per_class = f1_score(Y, predicted, average=None, zero_division=0)
+    assert report["macro_f1"] == pytest.approx(f1_score(Y, predicted, average="macro", zero_division=0))
+    assert report["macro_f1_active"] == pytest.approx(per_class[[0, 1, 3]].mean())
+    assert report["groups"]["rare"] == pytest.approx(per_class[2:].mean())
+    assert report["per_class"]["c"] == {"f1": 0.0, "test_positives": 0, "train_positives": 1}
+    expected_map = np.mean([average_precision_score(Y[:, i], S[:, i]) for i in (0, 1, 3)])
+    assert report["map"] == pytest.approx(expected_map)
+
+
+def test_hand_computed_values():
+    report = evaluate_scores(Y, S, CLASSES, {"frequent": [], "common": [], "rare": CLASSES})
+    # a: tp 2 fp 0 fn 1 -> 0.8; b: tp 1 fn 1 -> 2/3; c: fp 1 -> 0; d: tp 1 fp 1 fn 1 -> 0.5
+    assert [report["per_class"][c]["f1"] for c in CLASSES] == pytest.approx([0.8, 2 / 3, 0.0, 0.5])
+    assert report["macro_f1"] == pytest.approx((0.8 + 2 / 3 + 0.5) / 4)
+
+
+def test_per_class_thresholds():
+    report = evaluate_scores(Y, S, CLASSES, {"rare": CLASSES}, threshold=np.array([0.5, 0.3, 0.7, 0.85]))
+    predicted = (S >= np.array([0.5, 0.3, 0.7, 0.85])).astype(int)
+    assert report["macro_f1"] == pytest.approx(f1_score(Y, predicted, average="macro", zero_division=0))
+
+
+def test_polyphony_levels():
+    predicted = (S >= 0.5).astype(int)
+    levels = polyphony_f1(Y, predicted)
+    assert {k: v["clips"] for k, v in levels.items()} == {"0": 2, "1": 1, "2": 3}
+    assert levels["0"]["macro_f1"] is None
+    assert levels["0"]["samples_f1"] == pytest.approx(0.5)  # one empty clip predicted empty, one with a false alarm
+    rows = Y.sum(axis=1) == 2
+    active = Y[rows].sum(axis=0) > 0
+    expected = f1_score(Y[rows][:, active], predicted[rows][:, active], average="macro", zero_division=0)
+    assert levels["2"]["macro_f1"] == pytest.approx(expected)
+    assert levels["2"]["samples_f1"] == pytest.approx(f1_score(Y[rows], predicted[rows], average="samples", zero_division=1))
+
+
+def test_groups_by_training_rank():
+    classes = [f"c{i}" for i in range(10)]
+    counts = np.array([5, 100, 1, 50, 2, 3, 0, 7, 8, 9])
+    groups = class_groups(classes, counts)
+    assert groups == {"frequent": ["c1"], "common": ["c3", "c9"], "rare": ["c8", "c7", "c0", "c5", "c4", "c2", "c6"]}
+    fixed = class_groups(classes, counts, fixed={"frequent": ["c2", "zz"], "common": ["c0"]})
+    assert fixed["frequent"] == ["c2"] and fixed["common"] == ["c0"] and len(fixed["rare"]) == 8

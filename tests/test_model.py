@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from mix2.models import create_model
+from mix2.models.mobilenetv3 import STAGES, pool_time_frequency
+
+
+def count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_parameter_count_matches_torchvision():
+    assert count(create_model("mobilenetv3_large", num_classes=1000, in_chans=3, head="mlp")) == 5_483_032
+
+
+def test_paper_model_shapes():
+    model = create_model("mobilenetv3_large", num_classes=42).eval()
+    assert count(model) == 5_483_032 - 2 * 16 * 3 * 3 - (960 * 1280 + 1280) - (1280 * 1000 + 1000) + (960 * 42 + 42)
+    x = torch.rand(3, 1, 128, 376)
+    logits, embedding = model.forward_with_embedding(x)
+    assert logits.shape == (3, 42) and embedding.shape == (3, 960)
+    assert model(x, stop="features").shape == (3, 960, 4, 12)
+
+
+def test_every_stage_can_stop_and_resume():
+    torch.manual_seed(0)
+    model = create_model("mobilenetv3_large", num_classes=5).eval()
+    x = torch.rand(2, 1, 32, 48)
+    with torch.no_grad():
+        full = model(x)
+        hidden, previous = x, "input"
+        for stage in STAGES[1:-1]:
+            hidden, previous = model(hidden, start=previous, stop=stage), stage
+            torch.testing.assert_close(model(hidden, start=stage), full)
+    with pytest.raises(ValueError, match="unknown stage"):
+        model(x, stop="block99")
+
+
+def test_pooling_is_frequency_mean_then_time_max_plus_mean():
+    features = torch.tensor([[[[1.0, 5.0], [3.0, 1.0]]]])  # (1, 1, freq 2, time 2)
+    assert pool_time_frequency(features).item() == pytest.approx(3.0 + 2.5)
+
+
+def test_channels_last_gives_the_same_output():
+    torch.manual_seed(0)
+    model = create_model("mobilenetv3_large", num_classes=4).eval()
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        model = model.to(memory_format=torch.channels_last)
+        torch.testing.assert_close(model(x.contiguous(memory_format=torch.channels_last)), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_batch_norm_momentum_is_configurable():
+    def momenta(model):
+        return {b.momentum for b in model.modules() if isinstance(b, torch.nn.BatchNorm2d)}
+
+    assert momenta(create_model("mobilenetv3_large", num_classes=2)) == {0.01}
+    assert momenta(create_model("mobilenetv3_large", num_classes=2, bn_momentum=0.1)) == {0.1}
