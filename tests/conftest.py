@@ -19,7 +19,9 @@ def shared_data(name: str) -> Path:
     return path
 
 
-def write_tone(path: Path, duration_s: float, sample_rate_hz: int = 16_000, frequency_hz: float = 1_000.0, channels: int = 1) -> Path:
+def write_tone(
+    path: Path, duration_s: float, sample_rate_hz: int = 16_000, frequency_hz: float = 1_000.0, channels: int = 1
+) -> Path:
     """Write a sine tone (with a little noise) to ``path``; returns ``path``."""
     t = np.arange(int(duration_s * sample_rate_hz)) / sample_rate_hz
     rng = np.random.default_rng(int(frequency_hz))

@@ -44,7 +44,9 @@ def test_variants(anuraset_folder):
     nonempty = read_anuraset(anuraset_folder, "anuraset36")
     expected = (full.drop_classes(NO_OVERLAP_SPECIES).labels.sum(axis=1) > 0).sum()
     assert len(nonempty) == expected and (nonempty.labels.sum(axis=1) > 0).all()
-    assert read_source(DataConfig(source=str(anuraset_folder), variant="anuraset36n"), anuraset_folder).classes == no_overlap.classes
+    assert (
+        read_source(DataConfig(source=str(anuraset_folder), variant="anuraset36n"), anuraset_folder).classes == no_overlap.classes
+    )
 
 
 def test_missing_audio_is_listed_and_missing_columns_refused(anuraset_folder, tmp_path):

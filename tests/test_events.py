@@ -51,7 +51,10 @@ def make_events_folder(root, durations, annotations, classes=None):
 
 def test_events_folder_windows_labels_and_empty_recordings(tmp_path):
     root = make_events_folder(
-        tmp_path, [5.0, 1.5, 4.0], [("audio/r0.wav", 0.5, 1.0, "frog"), ("audio/r1.wav", 0.1, 0.2, "toad")], classes=["frog", "toad", "owl"]
+        tmp_path,
+        [5.0, 1.5, 4.0],
+        [("audio/r0.wav", 0.5, 1.0, "frog"), ("audio/r1.wav", 0.1, 0.2, "toad")],
+        classes=["frog", "toad", "owl"],
     )
     table = read_events_folder(root)
     assert table.classes == ["frog", "toad", "owl"]

@@ -22,7 +22,16 @@ def test_log_mel_matches_librosa():
     signal = (0.5 * np.sin(2 * np.pi * 440 * t * (1 + t)) + 0.05 * rng.normal(size=t.size)).astype(np.float32)
     ours = LogMel()(torch.from_numpy(signal)[None])[0].numpy()
     power = librosa.feature.melspectrogram(
-        y=signal, sr=16_000, n_fft=512, hop_length=128, n_mels=128, htk=True, norm=None, power=2.0, center=True, pad_mode="reflect"
+        y=signal,
+        sr=16_000,
+        n_fft=512,
+        hop_length=128,
+        n_mels=128,
+        htk=True,
+        norm=None,
+        power=2.0,
+        center=True,
+        pad_mode="reflect",
     )
     reference = librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None)
     assert ours.shape == reference.shape

@@ -12,7 +12,13 @@ def test_opensoundscape_table(tmp_path):
     write_tone(tmp_path / "a.wav", 6.0)
     write_tone(tmp_path / "b.wav", 3.0)
     pd.DataFrame(
-        {"file": ["a.wav", "a.wav", "b.wav"], "start_time": [0, 3, 0], "end_time": [3, 6, 3], "frog": [1, 0, 1], "toad": [0, 1, 1]}
+        {
+            "file": ["a.wav", "a.wav", "b.wav"],
+            "start_time": [0, 3, 0],
+            "end_time": [3, 6, 3],
+            "frog": [1, 0, 1],
+            "toad": [0, 1, 1],
+        }
     ).to_csv(tmp_path / "labels.csv", index=False)
     table = read_source(DataConfig(source=str(tmp_path / "labels.csv")), tmp_path)
     assert table.classes == ["frog", "toad"] and table.labels.tolist() == [[1, 0], [0, 1], [1, 1]]
@@ -29,7 +35,11 @@ def test_paths_outside_the_data_folder_are_refused(tmp_path, file):
 
 @pytest.mark.parametrize(
     "column, value, message",
-    [("frog", 2, "class columns must hold only 0 and 1"), ("split", "holdout", "'split' must be one of"), ("start_s", -1, "row 2: times")],
+    [
+        ("frog", 2, "class columns must hold only 0 and 1"),
+        ("split", "holdout", "'split' must be one of"),
+        ("start_s", -1, "row 2: times"),
+    ],
 )
 def test_bad_values(tmp_path, column, value, message):
     write_tone(tmp_path / "a.wav", 3.0)

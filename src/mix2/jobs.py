@@ -71,13 +71,12 @@ def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool =
     _write_clips(run_dir, table)
 
     loaders = {}
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):  # all three must exist before hours of training
         rows = np.flatnonzero(table.clips["split"].to_numpy() == split)
         if rows.size == 0:
             raise input_error(config.data.source, f"no readable clips in the {split} split; the data needs more recordings")
-        loaders[split] = _loader(
-            [feature_paths[i] for i in rows], table.labels[rows], config, shuffle=split == "train"
-        )
+        if split != "test":
+            loaders[split] = _loader([feature_paths[i] for i in rows], table.labels[rows], config, shuffle=split == "train")
 
     module = Classifier(config.to_dict(), table.classes)
     checkpoint_dir = run_dir / "checkpoints"
@@ -126,7 +125,7 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = Tru
     cache = FeatureCache(cache_root() / "features", config.features)
     feature_paths, failures = extract_features(test, cache, config.data.window_s, progress)
     if failures:
-        raise input_error(failures[0][0], f"test audio became unreadable since training: {failures[0][1]}")
+        raise input_error(test.root / failures[0][0], f"test audio became unreadable since training: {failures[0][1]}")
     loader = _loader(feature_paths, test.labels, config, shuffle=False)
     scores = _predict(module, loader)
 
@@ -137,9 +136,7 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = Tru
     metrics = evaluate_scores(test.labels, scores, table.classes, groups, config.train.threshold, train.class_counts())
     metrics["checkpoint"] = checkpoint
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    predictions = pd.concat(
-        [test.clips[["file", "start_s", "end_s"]], pd.DataFrame(scores, columns=table.classes)], axis=1
-    )
+    predictions = pd.concat([test.clips[["file", "start_s", "end_s"]], pd.DataFrame(scores, columns=table.classes)], axis=1)
     predictions.to_csv(run_dir / "test_predictions.csv", index=False, float_format="%.6f")
     write_run_plots(metrics, run_dir / "logs" / "metrics.csv", run_dir / "plots")
     return metrics
@@ -177,7 +174,12 @@ def _new_run_dir(out_dir: Path, name: str) -> Path:
 def _write_clips(run_dir: Path, table: ClipTable) -> None:
     frame = pd.concat([table.clips[list(CLIP_COLUMNS)], pd.DataFrame(table.labels, columns=table.classes)], axis=1)
     frame.to_csv(run_dir / "clips.csv", index=False)
-    dataset = {"root": str(table.root.resolve()), "name": table.name, "classes": table.classes, "class_groups": table.class_groups}
+    dataset = {
+        "root": str(table.root.resolve()),
+        "name": table.name,
+        "classes": table.classes,
+        "class_groups": table.class_groups,
+    }
     (run_dir / "dataset.json").write_text(json.dumps(dataset, indent=2))
 
 

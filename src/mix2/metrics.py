@@ -48,8 +48,8 @@ def class_groups(
         rare = [c for c in classes if c not in set(frequent) | set(common)]
         return {"frequent": frequent, "common": common, "rare": rare}
     order = sorted(range(len(classes)), key=lambda i: (-int(train_counts[i]), classes[i]))
-    n_frequent = max(1, int(round(len(classes) * frequent_fraction)))
-    n_common = int(round(len(classes) * common_fraction))
+    n_frequent = max(1, round(len(classes) * frequent_fraction))
+    n_common = round(len(classes) * common_fraction)
     ranked = [classes[i] for i in order]
     return {
         "frequent": ranked[:n_frequent],
@@ -120,13 +120,12 @@ def evaluate_scores(
         "macro_f1": float(f1.mean()),
         "macro_f1_active": float(f1[active].mean()) if active.any() else None,
         "groups": {
-            name: (float(np.mean([f1[index[c]] for c in members])) if members else None)
-            for name, members in groups.items()
+            name: (float(np.mean([f1[index[c]] for c in members])) if members else None) for name, members in groups.items()
         },
         "group_classes": groups,
         "polyphony": polyphony_f1(y_true, y_pred),
         "map": mean_average_precision(y_true, np.asarray(scores)),
         "threshold": threshold if np.isscalar(threshold) else np.asarray(threshold).tolist(),
-        "clips": int(len(y_true)),
+        "clips": len(y_true),
         "per_class": per_class,
     }

@@ -38,8 +38,8 @@ def read_audio(
     try:
         with sf.SoundFile(str(path)) as audio:
             native_hz = audio.samplerate
-            first = int(round(start_s * native_hz))
-            count = -1 if duration_s is None else int(round(duration_s * native_hz))
+            first = round(start_s * native_hz)
+            count = -1 if duration_s is None else round(duration_s * native_hz)
             if first > 0:
                 audio.seek(min(first, audio.frames))
             samples = audio.read(frames=count, dtype="float32", always_2d=True)

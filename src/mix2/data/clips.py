@@ -61,9 +61,7 @@ class ClipTable:
         if missing:
             raise ValueError(f"clip table lacks columns {missing}")
         if self.labels.shape != (len(self.clips), len(self.classes)):
-            raise ValueError(
-                f"labels have shape {self.labels.shape}, expected {(len(self.clips), len(self.classes))}"
-            )
+            raise ValueError(f"labels have shape {self.labels.shape}, expected {(len(self.clips), len(self.classes))}")
         if len(set(self.classes)) != len(self.classes):
             raise ValueError("class names must be unique")
 
@@ -160,8 +158,8 @@ def check_binary(values: np.ndarray, path: str | Path, what: str) -> np.ndarray:
 
 
 __all__ = [
-    "ClipTable",
     "SPLITS",
+    "ClipTable",
     "check_binary",
     "check_times",
     "read_csv",

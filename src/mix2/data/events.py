@@ -48,9 +48,7 @@ TIME_TOLERANCE_S = 1e-6
 def is_events_folder(path: Path) -> bool:
     """An events folder has ``annotations.csv``, ``recordings.csv`` or Raven selection tables."""
     return path.is_dir() and (
-        (path / "annotations.csv").is_file()
-        or (path / "recordings.csv").is_file()
-        or any(path.rglob(f"*{RAVEN_SUFFIX}"))
+        (path / "annotations.csv").is_file() or (path / "recordings.csv").is_file() or any(path.rglob(f"*{RAVEN_SUFFIX}"))
     )
 
 
@@ -180,9 +178,7 @@ def _read_recordings(root: Path) -> pd.DataFrame:
     audio = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
     if not audio:
         raise input_error(root, "no recordings.csv and no audio files (wav, flac, mp3, ogg) in the folder")
-    return pd.DataFrame(
-        {"file": [p.relative_to(root).as_posix() for p in audio], "duration_s": [duration_s(p) for p in audio]}
-    )
+    return pd.DataFrame({"file": [p.relative_to(root).as_posix() for p in audio], "duration_s": [duration_s(p) for p in audio]})
 
 
 def _read_events(root: Path, recordings: pd.DataFrame) -> tuple[pd.DataFrame, Path]:

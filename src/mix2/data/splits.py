@@ -25,7 +25,7 @@ def split_groups(groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     unique = np.unique(groups)
     if len(unique) < 2 or fraction <= 0:
         return np.zeros(len(groups), dtype=bool)
-    count = min(max(1, int(round(len(unique) * fraction))), len(unique) - 1)
+    count = min(max(1, round(len(unique) * fraction)), len(unique) - 1)
     chosen = np.random.default_rng(seed).permutation(unique)[:count]
     return np.isin(groups, chosen)
 

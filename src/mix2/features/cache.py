@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from mix2.config import FeatureConfig
 from mix2.data.audio import fit_length, read_audio
 from mix2.data.clips import ClipTable
-from mix2.errors import Mix2Error
+from mix2.errors import Mix2Error, input_error
 from mix2.features.logmel import LogMel
 
 EXTRACTION_BATCH = 32
@@ -43,6 +43,8 @@ class FeatureCache:
 
     def path(self, audio: Path, start_s: float, clip_s: float) -> Path:
         """Where the features of the ``clip_s`` seconds of ``audio`` from ``start_s`` live."""
+        if not audio.is_file():
+            raise input_error(audio, "no such audio file")
         stat = audio.stat()
         identity = json.dumps([str(audio.resolve()), stat.st_size, stat.st_mtime_ns, round(start_s, 6), round(clip_s, 6)])
         key = hashlib.sha256(identity.encode()).hexdigest()
@@ -70,8 +72,7 @@ def extract_features(
     Returns the cache path of each clip (``None`` where its audio could not be read) and the
     failures as ``(file, reason)``. A run goes on past unreadable files; they are listed.
     """
-    settings = cache.features
-    frontend = LogMel(settings.sample_rate_hz, settings.n_fft, settings.hop_length, settings.n_mels, settings.f_min_hz, settings.f_max_hz)
+    frontend = LogMel(**dataclasses.asdict(cache.features))
     paths: list[Path | None] = [None] * len(table)
     failures: list[tuple[str, str]] = []
     by_file = table.clips.groupby("file", sort=False).indices
@@ -82,7 +83,7 @@ def extract_features(
             targets = [cache.path(audio_path, start_s, clip_s) for start_s in starts]
             todo = [(start_s, p) for start_s, p in zip(starts, targets) if not p.is_file()]
             if todo:
-                _compute(audio_path, todo, clip_s, frontend, settings.sample_rate_hz)
+                _compute(audio_path, todo, clip_s, frontend, cache.features.sample_rate_hz)
         except Mix2Error as err:
             failures.append((file, str(err).removeprefix(f"{audio_path}: ")))
             continue
@@ -96,8 +97,8 @@ def _compute(audio_path: Path, todo: list[tuple[float, Path]], clip_s: float, fr
     first_s = min(start_s for start_s, _ in todo)
     last_s = max(start_s for start_s, _ in todo) + clip_s
     samples = read_audio(audio_path, sample_rate_hz, start_s=first_s, duration_s=last_s - first_s)
-    length = int(round(clip_s * sample_rate_hz))
-    windows = [fit_length(samples[int(round((start_s - first_s) * sample_rate_hz)) :], length) for start_s, _ in todo]
+    length = round(clip_s * sample_rate_hz)
+    windows = [fit_length(samples[round((start_s - first_s) * sample_rate_hz) :], length) for start_s, _ in todo]
     for begin in range(0, len(todo), EXTRACTION_BATCH):
         chunk = torch.from_numpy(np.stack(windows[begin : begin + EXTRACTION_BATCH]))
         with torch.no_grad():

@@ -20,12 +20,15 @@ from torch import nn
 
 AMIN = 1e-10
 
+
 def hz_to_mel(frequency_hz: torch.Tensor | float) -> torch.Tensor:
     """HTK mel scale: ``2595 * log10(1 + f / 700)``."""
     return 2595.0 * torch.log10(1.0 + torch.as_tensor(frequency_hz, dtype=torch.float64) / 700.0)
 
+
 def mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
     return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
 
 def mel_filterbank(n_freqs: int, f_min_hz: float, f_max_hz: float, n_mels: int, sample_rate_hz: int) -> torch.Tensor:
     """Triangular HTK mel filters, unnormalised: ``(n_freqs, n_mels)``, float32."""
@@ -37,6 +40,7 @@ def mel_filterbank(n_freqs: int, f_min_hz: float, f_max_hz: float, n_mels: int, 
     rising = -slopes[:, :-2] / widths[:-1]
     falling = slopes[:, 2:] / widths[1:]
     return torch.clamp(torch.minimum(rising, falling), min=0.0).float()
+
 
 def log_mel(
     waveform: torch.Tensor,
@@ -52,6 +56,7 @@ def log_mel(
     power = spectrum.real.square() + spectrum.imag.square()
     mel = torch.matmul(power.transpose(-1, -2), filterbank).transpose(-1, -2)
     return 10.0 * torch.log10(torch.clamp(mel, min=AMIN))
+
 
 class LogMel(nn.Module):
     """Module form of :func:`log_mel`, holding the window and the filterbank.
@@ -88,6 +93,7 @@ class LogMel(nn.Module):
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """``(batch, samples) -> (batch, n_mels, 1 + samples // hop_length)`` in dB."""
         return log_mel(waveform, self.window, self.filterbank, self.n_fft, self.hop_length)
+
 
 def normalize_per_clip(features: torch.Tensor) -> torch.Tensor:
     """Min-max scale each clip to [0, 1]: ``(batch, ...) -> (batch, ...)``; a constant clip gives 0.

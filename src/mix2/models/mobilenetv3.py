@@ -163,7 +163,10 @@ class MobileNetV3Large(nn.Module):
             self.classifier: nn.Module = nn.Linear(EMBEDDING_DIM, num_classes)
         elif head == "mlp":
             self.classifier = nn.Sequential(
-                nn.Linear(EMBEDDING_DIM, 1280), nn.Hardswish(inplace=True), nn.Dropout(dropout, inplace=True), nn.Linear(1280, num_classes)
+                nn.Linear(EMBEDDING_DIM, 1280),
+                nn.Hardswish(inplace=True),
+                nn.Dropout(dropout, inplace=True),
+                nn.Linear(1280, num_classes),
             )
         else:
             raise ValueError(f"head must be 'linear' or 'mlp', got {head!r}")

@@ -11,10 +11,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from mix2.metrics import GROUPS  # noqa: E402
+from mix2.metrics import GROUPS
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
@@ -30,7 +30,9 @@ def plot_groups(metrics: dict, path: Path) -> Path:
     values = [metrics["groups"].get(g) or 0.0 for g in GROUPS] + [metrics["macro_f1"]]
     counts = [len(metrics["group_classes"].get(g, [])) for g in GROUPS] + [len(metrics["per_class"])]
     figure, axes = plt.subplots(figsize=(5, 3.5))
-    bars = axes.bar([f"{n}\n({c} classes)" for n, c in zip(names, counts)], values, color=["#3b7dd8", "#5aa469", "#d8863b", "#555"])
+    bars = axes.bar(
+        [f"{n}\n({c} class{'' if c == 1 else 'es'})" for n, c in zip(names, counts)], values, color=["#3b7dd8", "#5aa469", "#d8863b", "#555"]
+    )
     axes.bar_label(bars, fmt="%.3f")
     axes.set_ylim(0, 1)
     axes.set_ylabel(f"macro F1 (threshold {metrics['threshold'] if isinstance(metrics['threshold'], float) else 'per class'})")
@@ -48,10 +50,12 @@ def plot_polyphony(metrics: dict, path: Path) -> Path:
         axes.plot(*zip(*macro), "o-", label="macro F1 (classes present)")
     axes.plot([int(k) for k in levels], [r["samples_f1"] for r in rows], "s--", label="F1 per clip")
     for k, r in zip(levels, rows):
-        axes.annotate(f"n={r['clips']}", (int(k), r["samples_f1"]), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+        axes.annotate(
+            f"n={r['clips']}", (int(k), r["samples_f1"]), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7
+        )
     axes.set_xlabel("species in the clip (polyphony)")
     axes.set_ylabel("F1")
-    axes.set_ylim(0, 1.05)
+    axes.set_ylim(0, 1.12)
     axes.set_xticks([int(k) for k in levels])
     axes.legend(fontsize=8)
     axes.set_title("F1 by polyphony")
