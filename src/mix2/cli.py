@@ -79,9 +79,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def _print_summary(metrics: dict) -> None:
-    groups = metrics["groups"]
-    row = ", ".join(f"{g} {groups[g]:.3f}" if groups[g] is not None else f"{g} -" for g in groups)
-    print(f"test macro F1 {metrics['macro_f1']:.3f} ({row}); mAP {metrics['map'] or 0:.3f} over {metrics['clips']} clips")
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    row = ", ".join(f"{group} {number(value)}" for group, value in metrics["groups"].items())
+    print(f"test macro F1 {number(metrics['macro_f1'])} ({row}); mAP {number(metrics['map'])} over {metrics['clips']} clips")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
