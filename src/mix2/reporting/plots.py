@@ -31,7 +31,9 @@ def plot_groups(metrics: dict, path: Path) -> Path:
     counts = [len(metrics["group_classes"].get(g, [])) for g in GROUPS] + [len(metrics["per_class"])]
     figure, axes = plt.subplots(figsize=(5, 3.5))
     bars = axes.bar(
-        [f"{n}\n({c} class{'' if c == 1 else 'es'})" for n, c in zip(names, counts)], values, color=["#3b7dd8", "#5aa469", "#d8863b", "#555"]
+        [f"{n}\n({c} class{'' if c == 1 else 'es'})" for n, c in zip(names, counts)],
+        values,
+        color=["#3b7dd8", "#5aa469", "#d8863b", "#555"],
     )
     axes.bar_label(bars, fmt="%.3f")
     axes.set_ylim(0, 1)
