@@ -1,6 +1,6 @@
 import pytest
 
-from mix2.config import RunConfig, default_config
+from mix2.config import RunConfig, apply_preset, default_config
 from mix2.errors import Mix2Error
 
 
@@ -29,3 +29,22 @@ def test_unknown_settings_name_the_file(tmp_path):
     (tmp_path / "c.yaml").write_text("train:\n  epochz: 3\n")
     with pytest.raises(Mix2Error, match=r"c.yaml: unknown setting\(s\) epochz in 'TrainConfig'"):
         RunConfig.from_yaml(tmp_path / "c.yaml")
+
+
+def test_presets_are_the_rows_of_table_one_each_adding_to_the_one_before():
+    def row(name):
+        config = apply_preset(default_config("data"), name)
+        return config.augment.specaugment, config.augment.time_shift, config.mixing.method, config.train.epochs
+
+    assert row("baseline-10ep") == (False, False, "none", 10)
+    assert row("baseline") == (False, False, "none", 100)
+    assert row("specaug") == (True, False, "none", 100)
+    assert row("timeshift") == (True, True, "none", 100)
+    assert [row(n)[2] for n in ("mixup", "manifold", "multimix")] == ["mixup", "manifold_mixup", "multimix"]
+    pair = apply_preset(default_config("data"), "manifold+multimix").mixing
+    assert pair.method == "mix2" and pair.mix2_members == {"manifold_mixup": 0.5, "multimix": 0.5}
+    full = apply_preset(default_config("data"), "mix2")
+    assert full.mixing.mix2_members == {"mixup": 0.25, "manifold_mixup": 0.5, "multimix": 0.25}
+    assert full.augment.specaugment and full.augment.time_shift
+    with pytest.raises(Mix2Error, match="unknown preset 'mixmix'"):
+        apply_preset(default_config("data"), "mixmix")

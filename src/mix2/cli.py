@@ -2,6 +2,8 @@
 
     mix2 train                        # a short run on the built-in synthetic chorus
     mix2 train --data PATH            # AnuraSet folder, events folder or multi-hot CSV
+    mix2 train --preset mix2          # a row of the paper's Table I
+    mix2 train --mixing multimix      # one mixer on top of the configured augmentation
     mix2 evaluate RUN_DIR             # re-score the test split with the best checkpoint
 
 Problems with the input are printed as one line, ``mix2: error: <file>: <problem>``, and the
@@ -16,7 +18,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from mix2.config import CHORUS, RunConfig, default_config
+from mix2.config import CHORUS, PRESETS, RunConfig, apply_preset, default_config
 from mix2.data.anuraset import VARIANTS
 from mix2.errors import Mix2Error
 from mix2.jobs import evaluate, train
@@ -27,11 +29,13 @@ TRAIN_OPTIONS = [
     ("--window-s", "data", "window_s", float, "window length in seconds (3)"),
     ("--hop-s", "data", "hop_s", float, "hop between windows of an events folder, in seconds (1)"),
     ("--min-overlap-s", "data", "min_overlap_s", float, "overlap an event needs to label a window (0: any)"),
+    ("--mixing", "mixing", "method", str, "mixer: none, mixup, manifold_mixup, multimix or mix2 (none)"),
     ("--epochs", "train", "epochs", int, "epochs (paper: 100; chorus demo: 10)"),
     ("--batch-size", "train", "batch_size", int, "batch size (paper: 128; chorus demo: 16)"),
     ("--lr", "train", "lr", float, "AdamW learning rate (paper: 1e-2; chorus demo: 1e-3)"),
     ("--weight-decay", "train", "weight_decay", float, "AdamW weight decay (0.01, what the paper's numbers used)"),
-    ("--seed", "train", "seed", int, "one seed for splits, initialisation, order and augmentation (0)"),
+    ("--seed", "train", "seed", int, "training seed: initialisation, data order, augmentation and mixing (0)"),
+    ("--split-seed", "data", "split_seed", int, "seed of the splits the data does not give (0)"),
     ("--threshold", "train", "threshold", float, "decision threshold on probabilities (0.5)"),
     ("--num-workers", "train", "num_workers", int, "data-loading worker processes (0)"),
     ("--accelerator", "train", "accelerator", str, "Lightning accelerator: auto, cpu, gpu (auto)"),
@@ -47,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.add_argument("--config", help="YAML configuration to start from (flags override it)")
     train_parser.add_argument("--out", help="folder that holds run folders (runs)")
     train_parser.add_argument("--run-dir", help="write this run into exactly this folder")
+    train_parser.add_argument("--preset", choices=list(PRESETS), help="a row of the paper's Table I (flags override it)")
     for flag, _, _, kind, help_text in TRAIN_OPTIONS:
         train_parser.add_argument(flag, type=kind, help=help_text)
     train_parser.add_argument("--no-specaugment", action="store_true", help="switch SpecAugment off")
@@ -65,6 +70,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     config = RunConfig.from_yaml(args.config) if args.config else default_config(args.data or CHORUS)
     if args.data:
         config.data.source = args.data
+    if args.preset:
+        apply_preset(config, args.preset)
     for flag, section, field, _, _ in TRAIN_OPTIONS:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:

@@ -44,7 +44,9 @@ class DataConfig:
 
     ``source`` is ``"chorus"`` (the built-in synthetic frog chorus), an AnuraSet folder, an
     events folder, or a multi-hot CSV table. ``variant`` picks an AnuraSet variant
-    (``anuraset``, ``anuraset36n`` or ``anuraset36``).
+    (``anuraset``, ``anuraset36n`` or ``anuraset36``). ``split_seed`` draws the splits the data
+    does not give; it is separate from the training seed, so runs with several training seeds
+    share one test set.
     """
 
     source: str = CHORUS
@@ -54,6 +56,7 @@ class DataConfig:
     min_overlap_s: float = 0.0
     test_fraction: float = 1 / 3
     val_fraction: float = 0.1
+    split_seed: int = 0
     frequent_fraction: float = 0.1
     common_fraction: float = 0.2
     chorus_seed: int = 0
@@ -86,6 +89,18 @@ class AugmentConfig:
 
 
 @dataclass
+class MixingConfig:
+    """Which mixing regulariser runs at each training step (see :mod:`mix2.mixing`)."""
+
+    method: str = "none"
+    mixup_alpha: float = 1.0
+    manifold_stages: list[str] = field(default_factory=lambda: ["embedding"])
+    multimix_alpha: float = 0.2
+    multimix_examples: int | None = None
+    mix2_members: dict[str, float] = field(default_factory=lambda: {"mixup": 0.25, "manifold_mixup": 0.5, "multimix": 0.25})
+
+
+@dataclass
 class TrainConfig:
     """Model, loss, optimiser and trainer settings."""
 
@@ -110,6 +125,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    mixing: MixingConfig = field(default_factory=MixingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     out_dir: str = "runs"
 
@@ -148,6 +164,44 @@ def _build(cls: type, values: Any, origin: str) -> Any:
         default = getattr(cls(), name)
         kwargs[name] = _build(type(default), value, origin) if dataclasses.is_dataclass(default) else value
     return cls(**kwargs)
+
+
+EQUAL_PAIR = 0.5
+PRESETS: dict[str, dict[str, Any]] = {
+    "baseline-10ep": {"specaugment": False, "time_shift": False, "method": "none", "epochs": 10},
+    "baseline": {"specaugment": False, "time_shift": False, "method": "none"},
+    "specaug": {"specaugment": True, "time_shift": False, "method": "none"},
+    "timeshift": {"specaugment": True, "time_shift": True, "method": "none"},
+    "mixup": {"specaugment": True, "time_shift": True, "method": "mixup"},
+    "manifold": {"specaugment": True, "time_shift": True, "method": "manifold_mixup"},
+    "multimix": {"specaugment": True, "time_shift": True, "method": "multimix"},
+    "mixup+manifold": {"members": {"mixup": EQUAL_PAIR, "manifold_mixup": EQUAL_PAIR}},
+    "mixup+multimix": {"members": {"mixup": EQUAL_PAIR, "multimix": EQUAL_PAIR}},
+    "manifold+multimix": {"members": {"manifold_mixup": EQUAL_PAIR, "multimix": EQUAL_PAIR}},
+    "mix2": {"members": {"mixup": 0.25, "manifold_mixup": 0.5, "multimix": 0.25}},
+}
+
+
+def apply_preset(config: RunConfig, name: str) -> RunConfig:
+    """Set ``config`` to a row of the paper's Table I; each row adds to the one before.
+
+    ``baseline-10ep`` and ``baseline``: no augmentation, no mixing (10 and the configured
+    epochs); ``specaug`` adds SpecAugment; ``timeshift`` adds the circular time shift; the
+    mixing rows (``mixup``, ``manifold``, ``multimix``, the two-method rows and ``mix2``) add
+    their mixer on top of both. Two-method rows draw each member with probability 0.5; ``mix2``
+    draws mixup, manifold mixup and MultiMix with 0.25, 0.5 and 0.25.
+    """
+    if name not in PRESETS:
+        raise Mix2Error(f"unknown preset '{name}'; choose one of: {', '.join(PRESETS)}")
+    preset = PRESETS[name]
+    members = preset.get("members")
+    config.augment.specaugment = preset.get("specaugment", True)
+    config.augment.time_shift = preset.get("time_shift", True)
+    config.mixing.method = "mix2" if members else preset["method"]
+    if members:
+        config.mixing.mix2_members = dict(members)
+    config.train.epochs = preset.get("epochs", config.train.epochs)
+    return config
 
 
 def default_config(source: str = CHORUS) -> RunConfig:

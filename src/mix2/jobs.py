@@ -57,7 +57,7 @@ def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool =
     """
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     table = read_source(config.data, cache_root())
-    table = assign_splits(table, config.data.test_fraction, config.data.val_fraction, config.train.seed)
+    table = assign_splits(table, config.data.test_fraction, config.data.val_fraction, config.data.split_seed)
     run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(Path(config.out_dir), table.name)
     run_dir.mkdir(parents=True, exist_ok=True)
     config.to_yaml(run_dir / "config.yaml")

@@ -54,3 +54,4 @@ class Registry:
 
 MODELS = Registry("model")
 LOSSES = Registry("loss")
+MIXERS = Registry("mixer")

@@ -1,7 +1,8 @@
 """The Lightning module that trains a classifier on cached log-mel features.
 
 One training step: features ``(batch, 1, mels, frames)`` -> SpecAugment and circular time
-shift, per clip -> model -> loss against the targets. Validation computes macro F1 at the
+shift, per clip -> the model, with this step's mix applied at its stage -> loss against the
+mixed targets. Validation computes macro F1 at the
 run's threshold; the checkpoint kept is the best on validation macro F1, never one chosen on
 the test set.
 
@@ -23,6 +24,7 @@ from mix2.augment import CircularTimeShift, SpecAugment
 from mix2.config import RunConfig
 from mix2.features.logmel import normalize_per_clip
 from mix2.losses import create_loss
+from mix2.mixing import Mix2, create_mixer
 from mix2.models import create_model
 
 
@@ -70,6 +72,7 @@ class Classifier(L.LightningModule):
             else None
         )
         self.time_shift = CircularTimeShift(augment.max_shift_frames) if augment.time_shift else None
+        self.mixer = create_mixer(self.config.mixing)
         self._validation: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,10 +92,18 @@ class Classifier(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor:
         x, targets = batch
-        logits, embedding = self.model.forward_with_embedding(self._layout(self.augment(x)))
-        loss = self.loss(logits, targets, embedding)
+        mixed = self.mixer(self.model, self._layout(self.augment(x)), targets)
+        loss = self.loss(mixed.logits, mixed.targets, mixed.embedding)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        """Log the fraction of this epoch's steps on which Mix2 chose each member."""
+        if isinstance(self.mixer, Mix2):
+            steps = max(1, sum(self.mixer.counts.values()))
+            for name, count in self.mixer.counts.items():
+                self.log(f"mix2_{name}", count / steps)
+            self.mixer.reset_counts()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
         x, targets = batch
