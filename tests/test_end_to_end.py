@@ -73,7 +73,7 @@ def test_cli_train_and_evaluate(tmp_path, capsys):
     assert main(["evaluate", str(run_dir), "--checkpoint", "last", "--quiet"]) == 0
 
 
-def test_cli_mix2_preset_logs_the_members_chosen_each_epoch(tmp_path):
+def test_cli_mix2_preset_with_add_logs_the_members_chosen_each_epoch(tmp_path):
     config = tiny_chorus_config(tmp_path)
     config.to_yaml(tmp_path / "tiny.yaml")
     run_dir = tmp_path / "mix2"
@@ -85,6 +85,8 @@ def test_cli_mix2_preset_logs_the_members_chosen_each_epoch(tmp_path):
                 str(tmp_path / "tiny.yaml"),
                 "--preset",
                 "mix2",
+                "--loss",
+                "bce+add",
                 "--epochs",
                 "2",
                 "--run-dir",
@@ -94,7 +96,8 @@ def test_cli_mix2_preset_logs_the_members_chosen_each_epoch(tmp_path):
         )
         == 0
     )
-    assert "method: mix2" in (run_dir / "config.yaml").read_text()
+    saved = (run_dir / "config.yaml").read_text()
+    assert "method: mix2" in saved and "name: bce+add" in saved
     log = pd.read_csv(run_dir / "logs" / "metrics.csv")
     members = log[["mix2_mixup", "mix2_manifold_mixup", "mix2_multimix"]].dropna()
     assert len(members) == 2 and members.sum(axis=1).round(6).eq(1).all()

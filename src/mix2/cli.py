@@ -30,6 +30,7 @@ TRAIN_OPTIONS = [
     ("--hop-s", "data", "hop_s", float, "hop between windows of an events folder, in seconds (1)"),
     ("--min-overlap-s", "data", "min_overlap_s", float, "overlap an event needs to label a window (0: any)"),
     ("--mixing", "mixing", "method", str, "mixer: none, mixup, manifold_mixup, multimix or mix2 (none)"),
+    ("--loss", "loss", "name", str, "loss: bce, or bce+add for BCE plus the ADD term on the embedding (bce)"),
     ("--epochs", "train", "epochs", int, "epochs (paper: 100; chorus demo: 10)"),
     ("--batch-size", "train", "batch_size", int, "batch size (paper: 128; chorus demo: 16)"),
     ("--lr", "train", "lr", float, "AdamW learning rate (paper: 1e-2; chorus demo: 1e-3)"),

@@ -101,12 +101,23 @@ class MixingConfig:
 
 
 @dataclass
+class LossConfig:
+    """The loss: ``bce``, or ``bce+add`` with the ADD term's form and weights (see :mod:`mix2.losses`)."""
+
+    name: str = "bce"
+    add_form: str = "soft"
+    add_lambda_mu: float = 1.0
+    add_lambda_sigma_p: float = 1.0
+    add_lambda_mu_n: float = 1.0
+    add_lambda_sigma_n: float = 1.0
+
+
+@dataclass
 class TrainConfig:
     """Model, loss, optimiser and trainer settings."""
 
     model: str = "mobilenetv3_large"
     bn_momentum: float = 0.1
-    loss: str = "bce"
     epochs: int = 100
     batch_size: int = 128
     lr: float = 1e-2
@@ -126,6 +137,7 @@ class RunConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     mixing: MixingConfig = field(default_factory=MixingConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     out_dir: str = "runs"
 

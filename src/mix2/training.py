@@ -64,7 +64,7 @@ class Classifier(L.LightningModule):
         self.model = create_model(self.config.train.model, num_classes=len(classes), bn_momentum=self.config.train.bn_momentum)
         if self.config.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.loss = create_loss(self.config.train.loss)
+        self.loss = create_loss(self.config.loss)
         augment = self.config.augment
         self.spec_augment = (
             SpecAugment(augment.freq_masks, augment.max_freq_mask_bins, augment.time_masks, augment.max_time_mask_frames)
