@@ -114,7 +114,7 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    """Model, loss, optimiser and trainer settings."""
+    """Model, optimiser and trainer settings."""
 
     model: str = "mobilenetv3_large"
     bn_momentum: float = 0.1
