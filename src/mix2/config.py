@@ -88,6 +88,9 @@ class AugmentConfig:
     max_shift_frames: int | None = None
 
 
+MIX2_PROBABILITIES = {"mixup": 0.25, "manifold_mixup": 0.5, "multimix": 0.25}
+
+
 @dataclass
 class MixingConfig:
     """Which mixing regulariser runs at each training step (see :mod:`mix2.mixing`)."""
@@ -97,7 +100,7 @@ class MixingConfig:
     manifold_stages: list[str] = field(default_factory=lambda: ["embedding"])
     multimix_alpha: float = 0.2
     multimix_examples: int | None = None
-    mix2_members: dict[str, float] = field(default_factory=lambda: {"mixup": 0.25, "manifold_mixup": 0.5, "multimix": 0.25})
+    mix2_members: dict[str, float] = field(default_factory=lambda: dict(MIX2_PROBABILITIES))
 
 
 @dataclass
@@ -190,7 +193,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "mixup+manifold": {"members": {"mixup": EQUAL_PAIR, "manifold_mixup": EQUAL_PAIR}},
     "mixup+multimix": {"members": {"mixup": EQUAL_PAIR, "multimix": EQUAL_PAIR}},
     "manifold+multimix": {"members": {"manifold_mixup": EQUAL_PAIR, "multimix": EQUAL_PAIR}},
-    "mix2": {"members": {"mixup": 0.25, "manifold_mixup": 0.5, "multimix": 0.25}},
+    "mix2": {"members": MIX2_PROBABILITIES},
 }
 
 
