@@ -5,10 +5,14 @@ import json
 import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import f1_score
 
 from conftest import shared_data
 from mix2 import default_config, evaluate, train
 from mix2.cli import main
+from mix2.config import RunConfig
+from mix2.jobs import _read_clips, _score_split
+from mix2.metrics import tune_thresholds
 from mix2.training import load_classifier
 
 pytestmark = pytest.mark.slow
@@ -59,6 +63,23 @@ def test_checkpoint_rebuilds_its_model_and_evaluate_is_repeatable(chorus_run):
     assert module.classes[0] == "Boana_fictus" and module.config.train.model == "mobilenetv3_large"
     first = json.loads((chorus_run / "metrics.json").read_text())
     assert evaluate(chorus_run, progress=False)["macro_f1"] == pytest.approx(first["macro_f1"])
+
+
+def test_thresholds_are_tuned_on_validation_kept_in_the_checkpoint_and_reported(chorus_run):
+    stored = torch.load(chorus_run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["thresholds"]
+    module = load_classifier(chorus_run / "checkpoints" / "best.ckpt")
+    assert list(stored) == module.classes and module.thresholds.tolist() == list(stored.values())
+    # They are the F1-maximising scores of the validation clips, recomputed here from scratch.
+    table = _read_clips(chorus_run)
+    val, scores = _score_split(module, table, "val", RunConfig.from_yaml(chorus_run / "config.yaml"), chorus_run, False)
+    assert module.thresholds == pytest.approx(tune_thresholds(val.labels, scores))
+    clips = pd.read_csv(chorus_run / "clips.csv")
+    metrics = json.loads((chorus_run / "metrics.json").read_text())
+    assert metrics["threshold"] == 0.5 and metrics["tuned"]["threshold"] == pytest.approx(module.thresholds.tolist())
+    predictions = pd.read_csv(chorus_run / "test_predictions.csv")
+    truth = clips[clips["split"] == "test"][module.classes].to_numpy()
+    tuned_f1 = f1_score(truth, predictions[module.classes].to_numpy() >= module.thresholds, average="macro", zero_division=0)
+    assert metrics["tuned"]["macro_f1"] == pytest.approx(tuned_f1, abs=1e-5)
 
 
 def test_cli_train_and_evaluate(tmp_path, capsys):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, f1_score
 
-from mix2.metrics import class_groups, evaluate_scores, polyphony_f1
+from mix2.metrics import class_groups, evaluate_scores, polyphony_f1, tune_thresholds
 
 Y = np.array([[1, 0, 0, 1], [0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 1], [0, 0, 0, 0]])
 S = np.array(
@@ -64,3 +64,26 @@ def test_groups_by_training_rank():
     assert groups == {"frequent": ["c1"], "common": ["c3", "c9"], "rare": ["c8", "c7", "c0", "c5", "c4", "c2", "c6"]}
     fixed = class_groups(classes, counts, fixed={"frequent": ["c2", "zz"], "common": ["c0"]})
     assert fixed["frequent"] == ["c2"] and fixed["common"] == ["c0"] and len(fixed["rare"]) == 8
+
+
+def test_tuned_thresholds_maximise_validation_f1_over_every_cut():
+    rng = np.random.default_rng(0)
+    y = (rng.random((40, 5)) < 0.3).astype(int)
+    y[:, 4] = 0  # a class with no positive clip keeps the default
+    scores = np.clip(y * 0.3 + rng.random((40, 5)) * 0.7, 0, 1)
+    tuned = tune_thresholds(y, scores, default=0.5)
+    assert tuned[4] == 0.5
+    for i in range(4):
+        best = max(f1_score(y[:, i], scores[:, i] >= t, zero_division=0) for t in np.unique(scores[:, i]))
+        assert f1_score(y[:, i], scores[:, i] >= tuned[i]) == pytest.approx(best)
+        assert tuned[i] in scores[:, i]
+
+
+def test_tuned_threshold_hand_example_and_highest_of_ties():
+    y = np.array([[1, 1], [0, 1], [1, 0], [0, 0]])
+    s = np.array([[0.9, 0.8], [0.6, 0.7], [0.4, 0.3], [0.1, 0.2]])
+    # class 0: cut 0.9 -> F1 2/3, 0.6 -> 1/2, 0.4 -> 4/5, 0.1 -> 2/3; class 1: cut 0.7 separates perfectly
+    assert tune_thresholds(y, s).tolist() == [0.4, 0.7]
+    # cuts 0.9 and 0.3 both give F1 2/3: the higher one, with fewer false alarms, is kept
+    tied = tune_thresholds(np.array([[1], [0], [0], [1]]), np.array([[0.9], [0.7], [0.5], [0.3]]))
+    assert tied.tolist() == [0.9]

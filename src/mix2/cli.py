@@ -90,8 +90,12 @@ def _print_summary(metrics: dict) -> None:
     def number(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"
 
-    row = ", ".join(f"{group} {number(value)}" for group, value in metrics["groups"].items())
-    print(f"test macro F1 {number(metrics['macro_f1'])} ({row}); mAP {number(metrics['map'])} over {metrics['clips']} clips")
+    def line(report: dict) -> str:
+        groups = ", ".join(f"{group} {number(value)}" for group, value in report["groups"].items())
+        return f"macro F1 {number(report['macro_f1'])} ({groups})"
+
+    print(f"test {line(metrics)} at threshold {metrics['threshold']}; mAP {number(metrics['map'])} over {metrics['clips']} clips")
+    print(f"test {line(metrics['tuned'])} at per-class thresholds tuned on validation")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,9 @@ A run folder holds:
   reads exactly the clips the run was trained on;
 - ``checkpoints/best.ckpt`` (best validation macro F1) and ``checkpoints/last.ckpt``;
 - ``logs/metrics.csv``: losses and validation macro F1 per epoch;
-- ``metrics.json``, ``test_predictions.csv`` and ``plots/*.png``: the test results;
+- ``metrics.json``, ``test_predictions.csv`` and ``plots/*.png``: the test results, at the
+  global threshold and at per-class thresholds tuned on validation (stored in the checkpoint);
+  ``metrics.json`` is written last, so a folder that has it holds a finished run;
 - ``failures.csv``: recordings that could not be read and were skipped.
 
 Example:
@@ -38,9 +40,9 @@ from mix2.data.sources import read_source
 from mix2.data.splits import assign_splits
 from mix2.errors import input_error
 from mix2.features.cache import FeatureCache, extract_features
-from mix2.metrics import class_groups, evaluate_scores
+from mix2.metrics import class_groups, evaluate_scores, tune_thresholds
 from mix2.reporting.plots import write_run_plots
-from mix2.training import CachedClips, Classifier, load_classifier
+from mix2.training import CachedClips, Classifier, load_classifier, store_thresholds
 
 CHECKPOINT_MONITOR = "val_macro_f1"
 
@@ -106,8 +108,11 @@ def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool =
 def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = True) -> dict:
     """Score the test split with the run's ``best`` (or ``last``) checkpoint; write the results.
 
-    Writes ``metrics.json``, ``test_predictions.csv`` and ``plots/`` into ``run_dir`` and
-    returns the metrics.
+    The checkpoint's per-class thresholds are tuned on the validation split the first time
+    (each class's F1-maximising score; see :func:`~mix2.metrics.tune_thresholds`) and stored in
+    it. Test metrics are reported at the run's global threshold (0.5, the paper's) and, under
+    ``"tuned"``, at the tuned thresholds. Writes ``metrics.json``, ``test_predictions.csv`` and
+    ``plots/`` into ``run_dir`` and returns the metrics.
     """
     run_dir = Path(run_dir)
     checkpoint_path = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
@@ -119,33 +124,45 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = Tru
     if module.classes != table.classes:
         raise input_error(checkpoint_path, "the checkpoint's classes differ from the run's clips.csv")
 
-    test = table.split("test")
-    if len(test) == 0:
-        raise input_error(run_dir / "clips.csv", "no clips in the test split")
-    cache = FeatureCache(cache_root() / "features", config.features)
-    feature_paths, failures = extract_features(test, cache, config.data.window_s, progress)
-    if failures:
-        raise input_error(test.root / failures[0][0], f"test audio became unreadable since training: {failures[0][1]}")
-    loader = _loader(feature_paths, test.labels, config, shuffle=False)
-    scores = _predict(module, loader)
+    if module.thresholds is None:
+        val, val_scores = _score_split(module, table, "val", config, run_dir, progress)
+        tuned = tune_thresholds(val.labels, val_scores, config.train.threshold)
+        store_thresholds(checkpoint_path, dict(zip(table.classes, tuned)))
+        module.thresholds = tuned
+    test, scores = _score_split(module, table, "test", config, run_dir, progress)
 
     train = table.split("train")
     groups = class_groups(
         table.classes, train.class_counts(), table.class_groups, config.data.frequent_fraction, config.data.common_fraction
     )
     metrics = evaluate_scores(test.labels, scores, table.classes, groups, config.train.threshold, train.class_counts())
+    metrics["tuned"] = evaluate_scores(test.labels, scores, table.classes, groups, module.thresholds, train.class_counts())
     metrics["checkpoint"] = checkpoint
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     predictions = pd.concat([test.clips[["file", "start_s", "end_s"]], pd.DataFrame(scores, columns=table.classes)], axis=1)
     predictions.to_csv(run_dir / "test_predictions.csv", index=False, float_format="%.6f")
     write_run_plots(metrics, run_dir / "logs" / "metrics.csv", run_dir / "plots")
+    # Written last and atomically: a run folder with metrics.json is a finished run.
+    partial = run_dir / "metrics.json.partial"
+    partial.write_text(json.dumps(metrics, indent=2))
+    partial.replace(run_dir / "metrics.json")
     return metrics
 
 
-def _predict(module: Classifier, loader: DataLoader) -> np.ndarray:
+def _score_split(
+    module: Classifier, table: ClipTable, split: str, config: RunConfig, run_dir: Path, progress: bool
+) -> tuple[ClipTable, np.ndarray]:
+    """One split of a run's clips and its ``(clips, classes)`` probabilities."""
+    clips = table.split(split)
+    if len(clips) == 0:
+        raise input_error(run_dir / "clips.csv", f"no clips in the {split} split")
+    cache = FeatureCache(cache_root() / "features", config.features)
+    feature_paths, failures = extract_features(clips, cache, config.data.window_s, progress)
+    if failures:
+        raise input_error(clips.root / failures[0][0], f"{split} audio became unreadable since training: {failures[0][1]}")
     module.eval()
     with torch.inference_mode():
-        return torch.cat([torch.sigmoid(module(x)) for x, _ in loader]).numpy()
+        batches = _loader(feature_paths, clips.labels, config, shuffle=False)
+        return clips, torch.cat([torch.sigmoid(module(x)) for x, _ in batches]).numpy()
 
 
 def _loader(paths: list[Path], labels: np.ndarray, config: RunConfig, shuffle: bool) -> DataLoader:

@@ -4,7 +4,8 @@
 - macro F1 over all classes, and over the classes with at least one positive clip;
 - macro F1 over frequent, common and rare classes;
 - F1 by polyphony: clips grouped by their number of species;
-- mAP: mean average precision over the classes with at least one positive clip.
+- mAP: mean average precision over the classes with at least one positive clip;
+- per-class thresholds tuned for F1 on a validation split.
 
 Example:
     >>> import numpy as np
@@ -18,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, f1_score
+from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve
 
 GROUPS = ("frequent", "common", "rare")
 
@@ -82,6 +83,29 @@ def mean_average_precision(y_true: np.ndarray, scores: np.ndarray) -> float | No
     if active.size == 0:
         return None
     return float(np.mean([average_precision_score(y_true[:, i], scores[:, i]) for i in active]))
+
+
+def tune_thresholds(y_true: np.ndarray, scores: np.ndarray, default: float = 0.5) -> np.ndarray:
+    """Per-class thresholds that maximise F1 on held-out clips, ``(clips, classes) -> (classes,)``.
+
+    Each class's threshold is the score at which ``scores >= threshold`` gives that class its
+    best F1 (among ties, the highest such score, the one with the fewest false alarms). A class
+    with no positive clip cannot be tuned and keeps ``default``.
+
+    Example:
+        >>> y = np.array([[1], [1], [0], [0]])
+        >>> tune_thresholds(y, np.array([[0.3], [0.2], [0.25], [0.1]])).tolist()
+        [0.2]
+    """
+    y_true, scores = np.asarray(y_true).astype(int), np.asarray(scores, dtype=np.float64)
+    thresholds = np.full(y_true.shape[1], float(default))
+    for i in np.flatnonzero(y_true.sum(axis=0) > 0):
+        precision, recall, candidates = precision_recall_curve(y_true[:, i], scores[:, i])
+        precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
+        f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision), where=precision + recall > 0)
+        best = np.flatnonzero(f1 == f1.max())[-1]  # candidates ascend: the last tie is the highest threshold
+        thresholds[i] = candidates[best]
+    return thresholds
 
 
 def evaluate_scores(

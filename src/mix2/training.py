@@ -8,6 +8,7 @@ the test set.
 
 The module's hyperparameters are the run configuration as plain data plus the class names, so
 a checkpoint rebuilds its model by name, and loads with ``torch.load(weights_only=True)``.
+Per-class thresholds tuned on validation are stored beside the weights under ``"thresholds"``.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class Classifier(L.LightningModule):
         )
         self.time_shift = CircularTimeShift(augment.max_shift_frames) if augment.time_shift else None
         self.mixer = create_mixer(self.config.mixing)
+        self.thresholds: np.ndarray | None = None  # per class, tuned on validation after training
         self._validation: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
@@ -129,8 +131,24 @@ class Classifier(L.LightningModule):
 
 
 def load_classifier(checkpoint: str | Path) -> Classifier:
-    """Rebuild a :class:`Classifier` from a checkpoint, loading weights and plain data only."""
+    """Rebuild a :class:`Classifier` from a checkpoint, loading weights and plain data only.
+
+    ``module.thresholds`` is the checkpoint's tuned per-class thresholds ``(classes,)``, or
+    ``None`` where none were stored.
+    """
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     module = Classifier(**state["hyper_parameters"])
     module.load_state_dict(state["state_dict"])
+    tuned = state.get("thresholds")
+    module.thresholds = None if tuned is None else np.array([tuned[c] for c in module.classes], dtype=np.float64)
     return module.eval()
+
+
+def store_thresholds(checkpoint: str | Path, thresholds: dict[str, float]) -> None:
+    """Write per-class thresholds (class name -> threshold) into a checkpoint, atomically."""
+    checkpoint = Path(checkpoint)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state["thresholds"] = {name: float(value) for name, value in thresholds.items()}
+    partial = checkpoint.with_name(checkpoint.name + ".partial")
+    torch.save(state, partial)
+    partial.replace(checkpoint)

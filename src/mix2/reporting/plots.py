@@ -25,19 +25,25 @@ def _save(figure: plt.Figure, path: Path) -> Path:
 
 
 def plot_groups(metrics: dict, path: Path) -> Path:
-    """Bars of macro F1 over frequent, common, rare and all classes."""
+    """Bars of macro F1 over frequent, common, rare and all classes, at 0.5 and at tuned thresholds."""
     names = [*GROUPS, "all"]
-    values = [metrics["groups"].get(g) or 0.0 for g in GROUPS] + [metrics["macro_f1"]]
     counts = [len(metrics["group_classes"].get(g, [])) for g in GROUPS] + [len(metrics["per_class"])]
-    figure, axes = plt.subplots(figsize=(5, 3.5))
-    bars = axes.bar(
+    reports = {f"threshold {metrics['threshold']}": metrics}
+    if "tuned" in metrics:
+        reports["tuned per class on validation"] = metrics["tuned"]
+    figure, axes = plt.subplots(figsize=(6, 3.8))
+    width = 0.8 / len(reports)
+    for k, (label, report) in enumerate(reports.items()):
+        values = [report["groups"].get(g) or 0.0 for g in GROUPS] + [report["macro_f1"]]
+        bars = axes.bar([i + k * width for i in range(len(names))], values, width, label=label)
+        axes.bar_label(bars, fmt="%.2f", fontsize=7)
+    axes.set_xticks(
+        [i + width * (len(reports) - 1) / 2 for i in range(len(names))],
         [f"{n}\n({c} class{'' if c == 1 else 'es'})" for n, c in zip(names, counts)],
-        values,
-        color=["#3b7dd8", "#5aa469", "#d8863b", "#555"],
     )
-    axes.bar_label(bars, fmt="%.3f")
-    axes.set_ylim(0, 1)
-    axes.set_ylabel(f"macro F1 (threshold {metrics['threshold'] if isinstance(metrics['threshold'], float) else 'per class'})")
+    axes.set_ylim(0, 1.05)
+    axes.set_ylabel("test macro F1")
+    axes.legend(fontsize=8)
     axes.set_title("Macro F1 by class frequency")
     return _save(figure, path)
 
