@@ -1,6 +1,6 @@
 import pytest
 
-from mix2.config import RunConfig, apply_preset, default_config
+from mix2.config import TABLE_ONE, RunConfig, apply_preset, default_config
 from mix2.errors import Mix2Error
 
 
@@ -46,5 +46,8 @@ def test_presets_are_the_rows_of_table_one_each_adding_to_the_one_before():
     full = apply_preset(default_config("data"), "mix2")
     assert full.mixing.mix2_members == {"mixup": 0.25, "manifold_mixup": 0.5, "multimix": 0.25}
     assert full.augment.specaugment and full.augment.time_shift
+    assert full.loss.name == "bce" and apply_preset(default_config("data"), "mix2+add").loss.name == "bce+add"
+    assert row("add") == row("timeshift") and apply_preset(default_config("data"), "add").loss.name == "bce+add"
+    assert TABLE_ONE[0] == "baseline-10ep" and TABLE_ONE[-1] == "mix2" and len(TABLE_ONE) == 11
     with pytest.raises(Mix2Error, match="unknown preset 'mixmix'"):
         apply_preset(default_config("data"), "mixmix")

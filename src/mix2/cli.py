@@ -5,6 +5,7 @@
     mix2 train --preset mix2          # a row of the paper's Table I
     mix2 train --mixing multimix      # one mixer on top of the configured augmentation
     mix2 evaluate RUN_DIR             # re-score the test split with the best checkpoint
+    mix2 experiment DIR --data PATH --presets timeshift mix2 --seeds 0 1 2   # tables over seeds
 
 Problems with the input are printed as one line, ``mix2: error: <file>: <problem>``, and the
 command exits with status 2.
@@ -17,10 +18,12 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from mix2.config import CHORUS, PRESETS, RunConfig, apply_preset, default_config
+from mix2.config import CHORUS, PRESETS, TABLE_ONE, RunConfig, apply_preset, default_config
 from mix2.data.anuraset import VARIANTS
 from mix2.errors import Mix2Error
+from mix2.experiment import Experiment, aggregate_experiment, plan_experiment, run_experiment
 from mix2.jobs import evaluate, train
 
 # (flag, config section, field, type, help)
@@ -43,26 +46,54 @@ TRAIN_OPTIONS = [
 ]
 
 
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options that set up a run's configuration, shared by ``train`` and ``experiment``."""
+    parser.add_argument("--data", help="dataset path, or 'chorus' for the built-in synthetic chorus (the default)")
+    parser.add_argument("--config", help="YAML configuration to start from (flags override it)")
+    for flag, _, _, kind, help_text in TRAIN_OPTIONS:
+        parser.add_argument(flag, type=kind, help=help_text)
+    parser.add_argument("--no-specaugment", action="store_true", help="switch SpecAugment off")
+    parser.add_argument("--no-time-shift", action="store_true", help="switch the circular time shift off")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mix2", description="Multi-label animal-sound classification with Mix2.")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     train_parser = verbs.add_parser("train", help="train, keep the best checkpoint on validation, evaluate on test")
-    train_parser.add_argument("--data", help="dataset path, or 'chorus' for the built-in synthetic chorus (the default)")
-    train_parser.add_argument("--config", help="YAML configuration to start from (flags override it)")
+    _add_run_options(train_parser)
     train_parser.add_argument("--out", help="folder that holds run folders (runs)")
     train_parser.add_argument("--run-dir", help="write this run into exactly this folder")
     train_parser.add_argument("--preset", choices=list(PRESETS), help="a row of the paper's Table I (flags override it)")
-    for flag, _, _, kind, help_text in TRAIN_OPTIONS:
-        train_parser.add_argument(flag, type=kind, help=help_text)
-    train_parser.add_argument("--no-specaugment", action="store_true", help="switch SpecAugment off")
-    train_parser.add_argument("--no-time-shift", action="store_true", help="switch the circular time shift off")
-    train_parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
     evaluate_parser = verbs.add_parser("evaluate", help="score a run's test split and write metrics and plots")
     evaluate_parser.add_argument("run_dir", help="a run folder written by 'mix2 train'")
     evaluate_parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     evaluate_parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    experiment_parser = verbs.add_parser(
+        "experiment",
+        help="train presets x seeds (x variants) and write the paper's tables and figures",
+        description="Plan an experiment in DIR (or resume the one there), train its unfinished runs, aggregate.",
+    )
+    experiment_parser.add_argument("dir", help="the experiment folder; run again to resume")
+    experiment_parser.add_argument(
+        "--presets", nargs="+", help=f"presets, in table order (the paper's Table I: {' '.join(TABLE_ONE)})"
+    )
+    experiment_parser.add_argument("--seeds", nargs="+", type=int, help="training seeds (0 1 2)")
+    experiment_parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), help="AnuraSet variants: the first gives Table I, the others Table II"
+    )
+    _add_run_options(experiment_parser)
+    steps = experiment_parser.add_mutually_exclusive_group()
+    steps.add_argument(
+        "--plan-only", action="store_true", help="write experiment.yaml and commands.txt (one command per run), train nothing"
+    )
+    steps.add_argument("--run-index", type=int, help="train only run N of commands.txt (an array job's task), aggregate nothing")
+    steps.add_argument(
+        "--aggregate-only", action="store_true", help="write the tables and figures of the finished runs, train nothing"
+    )
     return parser
 
 
@@ -71,19 +102,28 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     config = RunConfig.from_yaml(args.config) if args.config else default_config(args.data or CHORUS)
     if args.data:
         config.data.source = args.data
-    if args.preset:
+    if getattr(args, "preset", None):
         apply_preset(config, args.preset)
     for flag, section, field, _, _ in TRAIN_OPTIONS:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
             setattr(getattr(config, section), field, value)
-    if args.out:
+    if getattr(args, "out", None):
         config.out_dir = args.out
     if args.no_specaugment:
         config.augment.specaugment = False
     if args.no_time_shift:
         config.augment.time_shift = False
     return config
+
+
+def experiment_from_args(args: argparse.Namespace) -> Experiment | None:
+    """The experiment the flags describe, or ``None`` where none is given (resume the folder's own)."""
+    given = [args.data, args.config, args.presets, args.seeds, args.variants, args.no_specaugment, args.no_time_shift]
+    given += [getattr(args, flag[2:].replace("-", "_")) for flag, *_ in TRAIN_OPTIONS]
+    if not any(value not in (None, False) for value in given):
+        return None
+    return Experiment(config_from_args(args), args.presets or list(TABLE_ONE), args.seeds or [0, 1, 2], args.variants)
 
 
 def _print_summary(metrics: dict) -> None:
@@ -98,6 +138,20 @@ def _print_summary(metrics: dict) -> None:
     print(f"test {line(metrics['tuned'])} at per-class thresholds tuned on validation")
 
 
+def _experiment(args: argparse.Namespace) -> None:
+    experiment = plan_experiment(args.dir, experiment_from_args(args))
+    if args.plan_only:
+        print(f"planned {len(experiment.runs())} runs; one command per run in {Path(args.dir) / 'commands.txt'}")
+        return
+    if args.aggregate_only:
+        written = aggregate_experiment(args.dir)
+    else:
+        written = run_experiment(args.dir, experiment, run_index=args.run_index, progress=not args.quiet)
+    if "table1" in written:
+        print(written["table1"].read_text())
+        print(f"results: {written['table1'].parent}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banners, only our summary
@@ -108,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"run folder: {run_dir}")
         elif args.verb == "evaluate":
             _print_summary(evaluate(args.run_dir, checkpoint=args.checkpoint, progress=not args.quiet))
+        elif args.verb == "experiment":
+            _experiment(args)
     except Mix2Error as err:
         print(f"mix2: error: {err}", file=sys.stderr)
         return 2

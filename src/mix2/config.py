@@ -194,7 +194,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "mixup+multimix": {"members": {"mixup": EQUAL_PAIR, "multimix": EQUAL_PAIR}},
     "manifold+multimix": {"members": {"manifold_mixup": EQUAL_PAIR, "multimix": EQUAL_PAIR}},
     "mix2": {"members": MIX2_PROBABILITIES},
+    # Beyond the paper's Table I: the ADD loss (Almudevar et al.) without and with Mix2.
+    "add": {"specaugment": True, "time_shift": True, "method": "none", "loss": "bce+add"},
+    "mix2+add": {"members": MIX2_PROBABILITIES, "loss": "bce+add"},
 }
+TABLE_ONE = list(PRESETS)[: list(PRESETS).index("mix2") + 1]
+"""The presets that are the rows of the paper's Table I, in its order."""
 
 
 def apply_preset(config: RunConfig, name: str) -> RunConfig:
@@ -204,7 +209,9 @@ def apply_preset(config: RunConfig, name: str) -> RunConfig:
     epochs); ``specaug`` adds SpecAugment; ``timeshift`` adds the circular time shift; the
     mixing rows (``mixup``, ``manifold``, ``multimix``, the two-method rows and ``mix2``) add
     their mixer on top of both. Two-method rows draw each member with probability 0.5; ``mix2``
-    draws mixup, manifold mixup and MultiMix with 0.25, 0.5 and 0.25.
+    draws mixup, manifold mixup and MultiMix with 0.25, 0.5 and 0.25. Beyond the paper, ``add``
+    and ``mix2+add`` are ``timeshift`` and ``mix2`` with the loss ``bce+add``; the other presets
+    leave the loss as configured.
     """
     if name not in PRESETS:
         raise Mix2Error(f"unknown preset '{name}'; choose one of: {', '.join(PRESETS)}")
@@ -216,6 +223,7 @@ def apply_preset(config: RunConfig, name: str) -> RunConfig:
     if members:
         config.mixing.mix2_members = dict(members)
     config.train.epochs = preset.get("epochs", config.train.epochs)
+    config.loss.name = preset.get("loss", config.loss.name)
     return config
 
 

@@ -1,0 +1,167 @@
+"""Experiments: the plan, resuming, array-job tasks, and tables whose numbers are the runs' own."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mix2 import default_config
+from mix2.cli import main
+from mix2.errors import Mix2Error
+from mix2.experiment import Experiment, aggregate_experiment, plan_experiment, run_experiment
+from mix2.reporting.tables import format_mean_std, per_class_table, summary_table, to_markdown
+
+CLASSES = ["a", "b", "c"]
+GROUPS = {"frequent": ["a"], "common": ["b"], "rare": ["c"]}
+
+
+def fake_metrics(rng):
+    """A metrics.json as evaluate() writes it, with random numbers."""
+
+    def report():
+        f1 = rng.random(3)
+        return {
+            "macro_f1": float(f1.mean()),
+            "groups": {g: float(f1[CLASSES.index(m[0])]) for g, m in GROUPS.items()},
+            "per_class": {c: {"f1": float(f1[i]), "test_positives": 4 - i, "train_positives": [2, 30, 7][i]} for i, c in enumerate(CLASSES)},
+        }  # fmt: skip
+
+    metrics = report()
+    metrics.update(
+        map=float(rng.random()),
+        group_classes=GROUPS,
+        polyphony={"0": {"clips": 5, "macro_f1": None}, "1": {"clips": 7, "macro_f1": float(rng.random())}},
+        tuned=report(),
+    )
+    return metrics
+
+
+def fake_experiment(tmp_path, variants=None, seeds=(0, 1, 2), skip=()):
+    plan = plan_experiment(tmp_path, Experiment(default_config("data"), ["timeshift", "mix2"], list(seeds), variants))
+    rng = np.random.default_rng(0)
+    for run in plan.runs():
+        if run.path in skip:
+            continue
+        (tmp_path / run.path).mkdir(parents=True)
+        (tmp_path / run.path / "metrics.json").write_text(json.dumps(fake_metrics(rng)))
+    return plan
+
+
+def test_plan_layout_and_each_run_config():
+    plan = Experiment(default_config("data"), ["timeshift", "mix2+add"], [3, 4], ["anuraset36n", "anuraset36"])
+    assert [r.path for r in plan.runs()][:3] == [
+        "runs/anuraset36n/timeshift/seed3", "runs/anuraset36n/timeshift/seed4", "runs/anuraset36n/mix2+add/seed3"
+    ]  # fmt: skip
+    config = plan.config(plan.runs()[-1])
+    assert (config.data.variant, config.train.seed, config.mixing.method, config.loss.name) == ("anuraset36", 4, "mix2", "bce+add")
+    assert plan.base.train.seed == 0 and plan.base.mixing.method == "none"  # the base is never changed
+
+
+@pytest.mark.parametrize(
+    "presets, seeds, variants, message",
+    [(["mixmix"], [0], None, "unknown preset"), (["mix2"], [0, 0], None, "each once"),
+     (["mix2"], [0], ["anuraset99"], "unknown variant"), ([], [0], None, "at least one")],
+)  # fmt: skip
+def test_bad_plans_are_refused(presets, seeds, variants, message):
+    with pytest.raises(Mix2Error, match=message):
+        Experiment(default_config("data"), presets, seeds, variants)
+
+
+def test_a_folder_keeps_its_plan(tmp_path):
+    plan = plan_experiment(tmp_path, Experiment(default_config("data"), ["mix2"], [0, 1]))
+    assert plan_experiment(tmp_path).to_dict() == plan.to_dict()  # resumed from experiment.yaml
+    assert (tmp_path / "commands.txt").read_text().splitlines() == [
+        f"mix2 experiment {tmp_path} --run-index 0 --quiet", f"mix2 experiment {tmp_path} --run-index 1 --quiet"
+    ]  # fmt: skip
+    with pytest.raises(Mix2Error, match="experiment.yaml: this folder holds another experiment \\(its seeds differ\\)"):
+        plan_experiment(tmp_path, Experiment(default_config("data"), ["mix2"], [0, 1, 2]))
+    with pytest.raises(Mix2Error, match="no experiment planned here"):
+        plan_experiment(tmp_path / "empty")
+
+
+def test_table_one_is_mean_and_sample_std_of_the_runs(tmp_path):
+    fake_experiment(tmp_path)
+    written = aggregate_experiment(tmp_path)
+    table = pd.read_csv(tmp_path / "results" / "table1.csv", index_col=0)
+    assert list(table.index) == ["timeshift", "mix2"]
+    for preset in table.index:
+        runs = [json.loads((tmp_path / f"runs/{preset}/seed{s}/metrics.json").read_text()) for s in range(3)]
+        rare = 100 * np.array([m["groups"]["rare"] for m in runs])
+        assert table.loc[preset, "Rare mean"] == pytest.approx(rare.mean(), abs=0.01)
+        assert table.loc[preset, "Rare std"] == pytest.approx(rare.std(ddof=1), abs=0.01)
+        tuned_all = 100 * np.array([m["tuned"]["macro_f1"] for m in runs])
+        tuned = pd.read_csv(tmp_path / "results" / "table1_tuned.csv", index_col=0)
+        assert tuned.loc[preset, "All mean"] == pytest.approx(tuned_all.mean(), abs=0.01)
+    markdown = written["table1"].read_text().splitlines()
+    assert markdown[0].startswith("Table I: macro F1 and mAP (%) at threshold 0.5, mean ± std over seeds 0, 1, 2")
+    assert markdown[2] == "| preset | Frequent | Common | Rare | All | mAP | runs |"
+    assert (tmp_path / "results" / "figure3_polyphony.png").stat().st_size > 0
+    assert (tmp_path / "results" / "figure3_polyphony.svg").read_text().lstrip().startswith("<?xml")
+    assert "table2" not in written
+
+
+def test_table_two_holds_the_other_variants_and_unfinished_runs_are_left_out(tmp_path, capsys):
+    variants = ["anuraset", "anuraset36n", "anuraset36"]
+    fake_experiment(tmp_path, variants, seeds=(0, 1), skip={"runs/anuraset36/mix2/seed1"})
+    written = aggregate_experiment(tmp_path)
+    assert "1 run(s) not finished yet, left out: runs/anuraset36/mix2/seed1" in capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "results" / "table2.csv", index_col=0)
+    assert [c for c in table.columns if c.endswith("All mean")] == ["anuraset36n All mean", "anuraset36 All mean"]
+    assert table.loc["mix2", "anuraset36 runs"] == 1 and table.loc["mix2", "anuraset36 All std"] == 0
+    only = json.loads((tmp_path / "runs/anuraset36/mix2/seed0/metrics.json").read_text())
+    assert table.loc["mix2", "anuraset36 All mean"] == pytest.approx(100 * only["macro_f1"], abs=0.01)
+    assert "Table II" in written["table2"].read_text()
+
+
+def test_per_class_table_is_sorted_by_training_count(tmp_path):
+    fake_experiment(tmp_path)
+    aggregate_experiment(tmp_path)
+    table = pd.read_csv(tmp_path / "results" / "per_class.csv", index_col=0)
+    assert list(table.index) == ["b", "c", "a"] and list(table["train clips"]) == [30, 7, 2]
+    f1 = [100 * json.loads((tmp_path / f"runs/mix2/seed{s}/metrics.json").read_text())["per_class"]["c"]["f1"] for s in range(3)]
+    assert table.loc["c", "mix2 mean"] == pytest.approx(np.mean(f1), abs=0.01)
+
+
+def test_summary_table_formats_and_markdown():
+    rows = pd.DataFrame(
+        {"preset": ["none", "none", "mix2"], "frequent": [0.5, 0.7, 0.6], "common": [0.2, 0.4, 0.3],
+         "rare": [0.0, 0.1, 0.2], "all": [0.1, 0.2, 0.3], "map": [0.3, 0.5, 0.4]}
+    )  # fmt: skip
+    table = summary_table(rows, ["none", "mix2", "absent"])
+    text = format_mean_std(table)
+    assert list(text.index) == ["none", "mix2"] and text.loc["none", "Frequent"] == "60.0 ± 14.1"
+    assert text.loc["mix2", "Rare"] == "20.0 ± 0.0" and list(text["runs"]) == [2, 1]
+    assert to_markdown(table).splitlines()[2].startswith("| none | 60.0 ± 14.1 | 30.0 ± 14.1 |")
+    per_class = per_class_table(
+        pd.DataFrame({"preset": ["mix2"] * 2, "class": ["x", "y"], "group": ["rare", "frequent"], "f1": [0.25, 0.5],
+                      "train_positives": [1, 9], "test_positives": [1, 2]}), ["mix2"]
+    )  # fmt: skip
+    assert list(per_class.index) == ["y", "x"] and per_class.loc["x", "mix2 mean"] == 25.0
+
+
+@pytest.mark.slow
+def test_cli_experiment_trains_resumes_and_runs_one_array_task(tmp_path, capsys):
+    config = default_config("chorus")
+    config.data.chorus_recordings = 6
+    config.train.epochs = 1
+    config.train.batch_size = 8
+    config.to_yaml(tmp_path / "tiny.yaml")
+    out = tmp_path / "exp"
+    argv = ["experiment", str(out), "--config", str(tmp_path / "tiny.yaml"), "--presets", "timeshift", "mixup", "--seeds", "0"]
+    assert main([*argv, "--plan-only"]) == 0
+    assert "planned 2 runs" in capsys.readouterr().out and not (out / "runs").exists()
+    assert main(["experiment", str(out), "--run-index", "1", "--quiet"]) == 0  # one array task: the mixup run
+    assert (out / "runs/mixup/seed0/metrics.json").is_file() and not (out / "runs/timeshift/seed0").exists()
+    assert "[2/2] runs/mixup/seed0: macro F1" in capsys.readouterr().out
+    finished = (out / "runs/mixup/seed0/metrics.json").stat().st_mtime_ns
+    (out / "runs/timeshift/seed0/checkpoints").mkdir(parents=True)  # an interrupted run: trained again
+    assert main(["experiment", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "[1/2] runs/timeshift/seed0" in printed and "[2/2]" not in printed  # the finished run is kept
+    assert (out / "runs/mixup/seed0/metrics.json").stat().st_mtime_ns == finished
+    assert "| timeshift |" in printed and (out / "results/table1.md").is_file()
+    assert main(["experiment", str(out), "--run-index", "2"]) == 2
+    assert "outside this experiment's runs 0..1" in capsys.readouterr().err
+    assert main([*argv[:-1], "1"]) == 2  # another plan in the same folder
+    assert "its seeds differ" in capsys.readouterr().err
