@@ -9,7 +9,7 @@ import pytest
 from mix2 import default_config
 from mix2.cli import main
 from mix2.errors import Mix2Error
-from mix2.experiment import Experiment, aggregate_experiment, plan_experiment, run_experiment
+from mix2.experiment import Experiment, aggregate_experiment, plan_experiment
 from mix2.reporting.tables import format_mean_std, per_class_table, summary_table, to_markdown
 
 CLASSES = ["a", "b", "c"]
@@ -54,7 +54,12 @@ def test_plan_layout_and_each_run_config():
         "runs/anuraset36n/timeshift/seed3", "runs/anuraset36n/timeshift/seed4", "runs/anuraset36n/mix2+add/seed3"
     ]  # fmt: skip
     config = plan.config(plan.runs()[-1])
-    assert (config.data.variant, config.train.seed, config.mixing.method, config.loss.name) == ("anuraset36", 4, "mix2", "bce+add")
+    assert (config.data.variant, config.train.seed, config.mixing.method, config.loss.name) == (
+        "anuraset36",
+        4,
+        "mix2",
+        "bce+add",
+    )
     assert plan.base.train.seed == 0 and plan.base.mixing.method == "none"  # the base is never changed
 
 
