@@ -11,7 +11,7 @@ from conftest import shared_data
 from mix2 import default_config, evaluate, train
 from mix2.cli import main
 from mix2.config import RunConfig
-from mix2.jobs import _read_clips, _score_split
+from mix2.jobs import _score_split, read_run_clips
 from mix2.metrics import tune_thresholds
 from mix2.training import load_classifier
 
@@ -70,7 +70,7 @@ def test_thresholds_are_tuned_on_validation_kept_in_the_checkpoint_and_reported(
     module = load_classifier(chorus_run / "checkpoints" / "best.ckpt")
     assert list(stored) == module.classes and module.thresholds.tolist() == list(stored.values())
     # They are the F1-maximising scores of the validation clips, recomputed here from scratch.
-    table = _read_clips(chorus_run)
+    table = read_run_clips(chorus_run)
     val, scores = _score_split(module, table, "val", RunConfig.from_yaml(chorus_run / "config.yaml"), chorus_run, False)
     assert module.thresholds == pytest.approx(tune_thresholds(val.labels, scores))
     clips = pd.read_csv(chorus_run / "clips.csv")

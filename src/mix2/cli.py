@@ -6,6 +6,7 @@
     mix2 train --mixing multimix      # one mixer on top of the configured augmentation
     mix2 evaluate RUN_DIR             # re-score the test split with the best checkpoint
     mix2 experiment DIR --data PATH --presets timeshift mix2 --seeds 0 1 2   # tables over seeds
+    mix2 report DIR...                # one HTML page of runs and experiments
 
 Problems with the input are printed as one line, ``mix2: error: <file>: <problem>``, and the
 command exits with status 2.
@@ -25,6 +26,7 @@ from mix2.data.anuraset import VARIANTS
 from mix2.errors import Mix2Error
 from mix2.experiment import Experiment, aggregate_experiment, plan_experiment, run_experiment
 from mix2.jobs import evaluate, train
+from mix2.reporting.html import write_report
 
 # (flag, config section, field, type, help)
 TRAIN_OPTIONS = [
@@ -94,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     steps.add_argument(
         "--aggregate-only", action="store_true", help="write the tables and figures of the finished runs, train nothing"
     )
+
+    report_parser = verbs.add_parser("report", help="one self-contained HTML page of runs and experiments")
+    report_parser.add_argument("dirs", nargs="+", help="run folders and experiment folders")
+    report_parser.add_argument("--out", help="the HTML file (DIR/report.html for one folder, else mix2-report.html)")
     return parser
 
 
@@ -164,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_summary(evaluate(args.run_dir, checkpoint=args.checkpoint, progress=not args.quiet))
         elif args.verb == "experiment":
             _experiment(args)
+        elif args.verb == "report":
+            out = args.out or (Path(args.dirs[0]) / "report.html" if len(args.dirs) == 1 else Path("mix2-report.html"))
+            print(f"report: {write_report(args.dirs, out)}")
     except Mix2Error as err:
         print(f"mix2: error: {err}", file=sys.stderr)
         return 2

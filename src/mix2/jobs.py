@@ -119,7 +119,7 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = Tru
     if not checkpoint_path.is_file():
         raise input_error(checkpoint_path, "no such checkpoint; is this a finished mix2 run folder?")
     config = RunConfig.from_yaml(run_dir / "config.yaml")
-    table = _read_clips(run_dir)
+    table = read_run_clips(run_dir)
     module = load_classifier(checkpoint_path)
     if module.classes != table.classes:
         raise input_error(checkpoint_path, "the checkpoint's classes differ from the run's clips.csv")
@@ -200,7 +200,9 @@ def _write_clips(run_dir: Path, table: ClipTable) -> None:
     (run_dir / "dataset.json").write_text(json.dumps(dataset, indent=2))
 
 
-def _read_clips(run_dir: Path) -> ClipTable:
+def read_run_clips(run_dir: str | Path) -> ClipTable:
+    """The clips of a run folder, with their splits and labels, as training saw them."""
+    run_dir = Path(run_dir)
     dataset_path = run_dir / "dataset.json"
     if not dataset_path.is_file():
         raise input_error(dataset_path, "missing; is this a mix2 run folder?")
@@ -222,4 +224,4 @@ def _write_failures(run_dir: Path, failures: list[tuple[str, str]]) -> None:
         print(f"mix2: skipped {len(failures)} unreadable recording(s), listed in {run_dir / 'failures.csv'}")
 
 
-__all__ = ["cache_root", "evaluate", "train"]
+__all__ = ["cache_root", "evaluate", "read_run_clips", "train"]

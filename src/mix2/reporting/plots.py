@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from mix2.metrics import GROUPS
@@ -139,6 +140,7 @@ def plot_polyphony_by_method(polyphony: pd.DataFrame, presets: list[str], stem: 
         axes.errorbar(mean.index + offsets[preset], mean.values, yerr=std.values, marker="o", capsize=3, label=preset)
     clips = rows.groupby("level")["clips"].first()
     axes.set_xticks(list(clips.index), [f"{level}\n(n={n})" for level, n in clips.items()])
+    axes.set_xlim(clips.index.min() - 0.5, clips.index.max() + 0.5)
     axes.set_xlabel("species in the clip (polyphony), with its test clips")
     axes.set_ylabel("macro F1 (threshold 0.5)")
     axes.set_ylim(0, 1)
@@ -147,3 +149,25 @@ def plot_polyphony_by_method(polyphony: pd.DataFrame, presets: list[str], stem: 
     figure.tight_layout()
     figure.savefig(stem.with_suffix(".svg"))
     return _save(figure, stem.with_suffix(".png"))
+
+
+def plot_cooccurrence(labels: np.ndarray, classes: list[str], path: Path) -> Path:
+    """Heat map of how many clips hold each pair of classes; the diagonal is each class's count.
+
+    ``labels`` is the ``(clips, classes)`` multi-hot matrix; counts are shown on a log scale.
+    """
+    counts = cooccurrence(labels)
+    size = min(16.0, 3 + 0.16 * len(classes))
+    figure, axes = plt.subplots(figsize=(size + 1.5, size))
+    image = axes.imshow(counts, cmap="viridis", norm=matplotlib.colors.LogNorm(vmin=1, vmax=max(1, counts.max())))
+    axes.set_xticks(range(len(classes)), classes, rotation=90, fontsize=max(4, 9 - len(classes) // 15))
+    axes.set_yticks(range(len(classes)), classes, fontsize=max(4, 9 - len(classes) // 15))
+    figure.colorbar(image, ax=axes, label="clips with both (log)")
+    axes.set_title("Co-occurrence of classes in the clips")
+    return _save(figure, path)
+
+
+def cooccurrence(labels: np.ndarray) -> np.ndarray:
+    """``(clips, classes)`` multi-hot -> ``(classes, classes)`` clip counts of each pair (diagonal: each class)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    return labels.T @ labels

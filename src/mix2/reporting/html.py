@@ -1,0 +1,158 @@
+"""One self-contained HTML page for runs and experiments: tables, figures, data and settings.
+
+The page has no external resources and no scripts: figures are PNGs embedded as ``data:`` URLs
+and styles are inline, so it can be mailed, archived or opened offline. For each folder given
+it shows:
+
+- an experiment folder (``experiment.yaml``): Table I (at 0.5 and at tuned thresholds),
+  Table II where there are variants, Figure 3 (F1 by polyphony), per-class F1 of every preset
+  sorted by training count, the co-occurrence of classes, and each run's configuration;
+- a run folder (``metrics.json``): its scores at 0.5 and at tuned thresholds, its plots, its
+  per-class results sorted by training count, the co-occurrence of classes, its configuration.
+
+Example:
+    >>> write_report(["runs/experiments/nips4b"], "report.html")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from mix2.errors import input_error
+from mix2.experiment import PLAN_FILE, RESULTS, aggregate_experiment, is_finished, plan_experiment
+from mix2.jobs import read_run_clips
+from mix2.reporting.plots import plot_cooccurrence
+from mix2.reporting.tables import SCORE_COLUMNS, format_mean_std
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 78em; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; } thead th { background: #f0f0f0; }
+tbody tr:nth-child(even) { background: #fafafa; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; margin: .5em 0; }
+pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .85em; }
+.note { color: #555; font-size: .9em; } nav a { margin-right: 1em; }
+.scroll { max-height: 40em; overflow-y: auto; display: inline-block; }
+"""
+
+
+def write_report(folders: list[str | Path], out: str | Path) -> Path:
+    """Write one HTML page covering each run or experiment folder in ``folders``; returns its path."""
+    sections = [_section(Path(folder), k) for k, folder in enumerate(folders)]
+    nav = "".join(f'<a href="#s{k}">{html.escape(str(folder))}</a>' for k, folder in enumerate(folders))
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>mix2 report</title><style>{STYLE}</style></head><body>"
+        f"<h1>mix2 report</h1><nav>{nav}</nav>{''.join(sections)}</body></html>\n"
+    )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
+def _section(folder: Path, number: int) -> str:
+    if (folder / PLAN_FILE).is_file():
+        body = _experiment_section(folder)
+    elif is_finished(folder):
+        body = _run_section(folder)
+    else:
+        raise input_error(folder, "neither an experiment folder (experiment.yaml) nor a finished run folder (metrics.json)")
+    return f'<section id="s{number}"><h1>{html.escape(str(folder))}</h1>{body}</section>'
+
+
+def _experiment_section(folder: Path) -> str:
+    experiment = plan_experiment(folder)
+    written = aggregate_experiment(folder)
+    runs = experiment.runs()
+    finished = [run for run in runs if is_finished(folder / run.path)]
+    variants = f"; variants {', '.join(experiment.variants)}" if experiment.variants else ""
+    summary = (
+        f"{len(finished)} of {len(runs)} runs finished. Presets {', '.join(experiment.presets)}; seeds "
+        f"{', '.join(map(str, experiment.seeds))}; data {experiment.base.data.source}{variants}."
+    )
+    parts = [f'<p class="note">{html.escape(summary)}</p>']
+    for name in ("table1", "table1_tuned", "table2"):
+        if name in written:
+            title = written[name].read_text().splitlines()[0]
+            parts.append(f"<h2>{html.escape(title)}</h2>{_table(pd.read_csv(folder / RESULTS / f'{name}.csv', index_col=0))}")
+    parts.append(f"<h2>Figure 3: macro F1 by polyphony</h2>{_image(written['figure3_polyphony'], 'macro F1 by polyphony')}")
+    per_class = pd.read_csv(folder / RESULTS / "per_class.csv", index_col=0)
+    parts.append(f'<h2>Per-class F1 (%) at threshold 0.5, by training count</h2><div class="scroll">{_table(per_class)}</div>')
+    first = folder / finished[0].path
+    parts.append(_cooccurrence(first, folder / RESULTS / "cooccurrence.png"))
+    parts.append("<h2>Configuration of each run</h2>")
+    for run in finished:
+        config = (folder / run.path / "config.yaml").read_text()
+        parts.append(f"<details><summary>{html.escape(run.path)}</summary><pre>{html.escape(config)}</pre></details>")
+    return "".join(parts)
+
+
+def _run_section(folder: Path) -> str:
+    metrics = json.loads((folder / "metrics.json").read_text())
+    scores = pd.DataFrame(
+        {
+            f"threshold {metrics['threshold']}": [_percent(metrics["groups"].get(g)) for g in list(SCORE_COLUMNS)[:3]]
+            + [_percent(metrics["macro_f1"]), _percent(metrics["map"])],
+            "tuned per class on validation": [_percent(metrics["tuned"]["groups"].get(g)) for g in list(SCORE_COLUMNS)[:3]]
+            + [_percent(metrics["tuned"]["macro_f1"]), _percent(metrics["map"])],
+        },
+        index=list(SCORE_COLUMNS.values()),
+    ).T.rename_axis("thresholds")
+    group_of = {c: g for g, members in metrics["group_classes"].items() for c in members}
+    per_class = pd.DataFrame(
+        {
+            "group": [group_of.get(c, "") for c in metrics["per_class"]],
+            "train clips": [row.get("train_positives", 0) for row in metrics["per_class"].values()],
+            "test clips": [row["test_positives"] for row in metrics["per_class"].values()],
+            "F1 at 0.5 (%)": [_percent(row["f1"]) for row in metrics["per_class"].values()],
+            "tuned threshold": [f"{t:.3f}" for t in metrics["tuned"]["threshold"]],
+            "F1 tuned (%)": [_percent(metrics["tuned"]["per_class"][c]["f1"]) for c in metrics["per_class"]],
+        },
+        index=pd.Index(list(metrics["per_class"]), name="class"),
+    ).sort_values("train clips", ascending=False, kind="stable")
+    plots = [
+        _image(folder / "plots" / name, name.removesuffix(".png").replace("_", " "))
+        for name in ("groups.png", "polyphony.png", "per_class_f1.png", "training_curves.png")
+        if (folder / "plots" / name).is_file()
+    ]
+    return (
+        f'<p class="note">Test split: {metrics["clips"]} clips, checkpoint {html.escape(str(metrics["checkpoint"]))}.</p>'
+        f"<h2>Macro F1 and mAP (%) on test</h2>{_table(scores)}"
+        f"<h2>Figures</h2>{''.join(plots)}"
+        f'<h2>Per-class results, by training count</h2><div class="scroll">{_table(per_class)}</div>'
+        f"{_cooccurrence(folder, folder / 'plots' / 'cooccurrence.png')}"
+        f"<h2>Configuration</h2><pre>{html.escape((folder / 'config.yaml').read_text())}</pre>"
+    )
+
+
+def _cooccurrence(run_dir: Path, png: Path) -> str:
+    table = read_run_clips(run_dir)
+    plot_cooccurrence(table.labels, table.classes, png)
+    return (
+        f"<h2>Co-occurrence of classes in the data ({len(table)} clips, all splits)</h2>{_image(png, 'co-occurrence of classes')}"
+    )
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return format_mean_std(frame).reset_index().to_html(index=False, border=0, na_rep="-", float_format=lambda v: f"{v:.1f}")
+
+
+def _image(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>'
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+__all__ = ["write_report"]

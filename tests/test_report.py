@@ -1,0 +1,78 @@
+"""The HTML report: self-contained, complete, and loading cleanly in a real headless Chromium."""
+
+import base64
+import re
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from mix2 import default_config
+from mix2.errors import Mix2Error
+from mix2.experiment import Experiment, run_experiment
+from mix2.reporting.html import write_report
+from mix2.reporting.plots import cooccurrence
+
+CHROMIUM = Path("/usr/bin/chromium")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def experiment_dir(tmp_path_factory):
+    config = default_config("chorus")
+    config.data.chorus_recordings = 6
+    config.train.epochs = 1
+    config.train.batch_size = 8
+    out = tmp_path_factory.mktemp("report") / "exp"
+    run_experiment(out, Experiment(config, ["timeshift", "mix2"], [0]), progress=False)
+    return out
+
+
+def test_cooccurrence_counts_clips_with_both():
+    labels = np.array([[1, 1, 0], [1, 0, 0], [1, 1, 1], [0, 0, 0]])
+    assert cooccurrence(labels).tolist() == [[3, 2, 1], [2, 2, 1], [1, 1, 1]]
+
+
+@pytest.mark.slow
+def test_report_is_self_contained_and_holds_every_part(experiment_dir):
+    page = write_report([experiment_dir, experiment_dir / "runs/mix2/seed0"], experiment_dir / "both.html").read_text()
+    for text in ["Table I: macro F1 and mAP (%) at threshold 0.5", "tuned on validation", "Figure 3", "Per-class F1",
+                 "Co-occurrence of classes", "Configuration of each run", "runs/timeshift/seed0", "mixing:", "tuned threshold"]:  # fmt: skip
+        assert text in page, text
+    assert re.search(r"<td>mix2</td>\s*<td>[\d.]+ ± [\d.]+</td>", page)  # the preset's row with mean ± std
+    assert "<script" not in page and not re.search(r"""(src|href)=["']?(https?:|//|file:)""", page)
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == len(re.findall(r"<img ", page)) >= 7
+    assert all(base64.b64decode(data).startswith(PNG_SIGNATURE) for data in images)
+
+
+def test_report_refuses_a_folder_that_is_no_run(tmp_path):
+    with pytest.raises(Mix2Error, match="neither an experiment folder"):
+        write_report([tmp_path], tmp_path / "r.html")
+
+
+@pytest.mark.slow
+def test_report_loads_in_headless_chromium_with_no_console_errors(experiment_dir, tmp_path):
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is absent (Debian's chromium package; .ci/run installs it)")
+    sync_playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra").sync_playwright
+    report = write_report([experiment_dir], tmp_path / "report.html")
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=flags)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = []
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(report.as_uri(), wait_until="load")
+        widths = page.evaluate("Array.from(document.images).map(image => image.naturalWidth)")
+        table = page.locator("table").first
+        assert table.is_visible() and "timeshift" in table.inner_text()
+        table.screenshot(path=str(tmp_path / "table.png"))
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        browser.close()
+    assert errors == []
+    assert len(widths) >= 2 and all(width > 0 for width in widths)  # every embedded figure decoded
+    shot = matplotlib.image.imread(tmp_path / "table.png")
+    assert shot.shape[0] > 40 and len(np.unique(shot.reshape(-1, shot.shape[-1]), axis=0)) > 10  # drawn, not blank
