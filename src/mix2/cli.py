@@ -7,6 +7,7 @@
     mix2 evaluate RUN_DIR             # re-score the test split with the best checkpoint
     mix2 experiment DIR --data PATH --presets timeshift mix2 --seeds 0 1 2   # tables over seeds
     mix2 report DIR...                # one HTML page of runs and experiments
+    mix2 download anuraset DIR        # AnuraSet from Zenodo, resumable and checksum-verified
 
 Problems with the input are printed as one line, ``mix2: error: <file>: <problem>``, and the
 command exits with status 2.
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from mix2.config import CHORUS, PRESETS, TABLE_ONE, RunConfig, apply_preset, default_config
 from mix2.data.anuraset import VARIANTS
+from mix2.data.download import DATASETS, ZENODO_API, download
 from mix2.errors import Mix2Error
 from mix2.experiment import Experiment, aggregate_experiment, plan_experiment, run_experiment
 from mix2.jobs import evaluate, train
@@ -97,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--aggregate-only", action="store_true", help="write the tables and figures of the finished runs, train nothing"
     )
 
+    download_parser = verbs.add_parser("download", help="download a published dataset, resumable and checksum-verified")
+    download_parser.add_argument("dataset", choices=list(DATASETS), help="anuraset: Zenodo record 8342596, about 10.5 GB")
+    download_parser.add_argument("dir", help="the folder to fill; then 'mix2 train --data DIR'")
+    download_parser.add_argument("--keep-archive", action="store_true", help="keep the verified zip after unpacking")
+    download_parser.add_argument("--zenodo-api", default=ZENODO_API, help=f"Zenodo's API root ({ZENODO_API})")
+    download_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
     report_parser = verbs.add_parser("report", help="one self-contained HTML page of runs and experiments")
     report_parser.add_argument("dirs", nargs="+", help="run folders and experiment folders")
     report_parser.add_argument("--out", help="the HTML file (DIR/report.html for one folder, else mix2-report.html)")
@@ -170,6 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_summary(evaluate(args.run_dir, checkpoint=args.checkpoint, progress=not args.quiet))
         elif args.verb == "experiment":
             _experiment(args)
+        elif args.verb == "download":
+            root = download(args.dataset, args.dir, args.zenodo_api, keep_archive=args.keep_archive, progress=not args.quiet)
+            print(f"{args.dataset} is in {root}; train on it with: mix2 train --data {root}")
         elif args.verb == "report":
             out = args.out or (Path(args.dirs[0]) / "report.html" if len(args.dirs) == 1 else Path("mix2-report.html"))
             print(f"report: {write_report(args.dirs, out)}")
