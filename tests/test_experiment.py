@@ -170,3 +170,11 @@ def test_cli_experiment_trains_resumes_and_runs_one_array_task(tmp_path, capsys)
     assert "outside this experiment's runs 0..1" in capsys.readouterr().err
     assert main([*argv[:-1], "1"]) == 2  # another plan in the same folder
     assert "its seeds differ" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--seed", "--mixing", "--no-specaugment"])
+def test_experiment_refuses_what_its_presets_and_seeds_set_for_each_run(flag, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # never abbreviated to --seeds, never silently overridden
+        main(["experiment", str(tmp_path / "exp"), flag, *(["x"] if flag != "--no-specaugment" else [])])
+    assert exit_info.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
+    assert not (tmp_path / "exp").exists()

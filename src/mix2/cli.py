@@ -50,28 +50,40 @@ TRAIN_OPTIONS = [
 ]
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    """The options that set up a run's configuration, shared by ``train`` and ``experiment``."""
+# What a preset or an experiment's --seeds set for each run; an experiment does not take them.
+PER_RUN_FLAGS = {"--mixing", "--seed", "--no-specaugment", "--no-time-shift"}
+
+
+def _add_run_options(parser: argparse.ArgumentParser, per_run: bool = True) -> None:
+    """The options that set up a run's configuration; ``per_run=False`` leaves out :data:`PER_RUN_FLAGS`."""
     parser.add_argument("--data", help="dataset path, or 'chorus' for the built-in synthetic chorus (the default)")
     parser.add_argument("--config", help="YAML configuration to start from (flags override it)")
     for flag, _, _, kind, help_text in TRAIN_OPTIONS:
-        parser.add_argument(flag, type=kind, help=help_text)
-    parser.add_argument("--no-specaugment", action="store_true", help="switch SpecAugment off")
-    parser.add_argument("--no-time-shift", action="store_true", help="switch the circular time shift off")
+        if per_run or flag not in PER_RUN_FLAGS:
+            parser.add_argument(flag, type=kind, help=help_text)
+    if per_run:
+        parser.add_argument("--no-specaugment", action="store_true", help="switch SpecAugment off")
+        parser.add_argument("--no-time-shift", action="store_true", help="switch the circular time shift off")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mix2", description="Multi-label animal-sound classification with Mix2.")
+    parser = argparse.ArgumentParser(
+        prog="mix2", description="Multi-label animal-sound classification with Mix2.", allow_abbrev=False
+    )
     verbs = parser.add_subparsers(dest="verb", required=True)
 
-    train_parser = verbs.add_parser("train", help="train, keep the best checkpoint on validation, evaluate on test")
+    train_parser = verbs.add_parser(
+        "train", help="train, keep the best checkpoint on validation, evaluate on test", allow_abbrev=False
+    )
     _add_run_options(train_parser)
     train_parser.add_argument("--out", help="folder that holds run folders (runs)")
     train_parser.add_argument("--run-dir", help="write this run into exactly this folder")
     train_parser.add_argument("--preset", choices=list(PRESETS), help="a row of the paper's Table I (flags override it)")
 
-    evaluate_parser = verbs.add_parser("evaluate", help="score a run's test split and write metrics and plots")
+    evaluate_parser = verbs.add_parser(
+        "evaluate", help="score a run's test split and write metrics and plots", allow_abbrev=False
+    )
     evaluate_parser.add_argument("run_dir", help="a run folder written by 'mix2 train'")
     evaluate_parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     evaluate_parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -80,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         "experiment",
         help="train presets x seeds (x variants) and write the paper's tables and figures",
         description="Plan an experiment in DIR (or resume the one there), train its unfinished runs, aggregate.",
+        allow_abbrev=False,
     )
     experiment_parser.add_argument("dir", help="the experiment folder; run again to resume")
     experiment_parser.add_argument(
@@ -89,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     experiment_parser.add_argument(
         "--variants", nargs="+", choices=list(VARIANTS), help="AnuraSet variants: the first gives Table I, the others Table II"
     )
-    _add_run_options(experiment_parser)
+    _add_run_options(experiment_parser, per_run=False)
     steps = experiment_parser.add_mutually_exclusive_group()
     steps.add_argument(
         "--plan-only", action="store_true", help="write experiment.yaml and commands.txt (one command per run), train nothing"
@@ -99,14 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--aggregate-only", action="store_true", help="write the tables and figures of the finished runs, train nothing"
     )
 
-    download_parser = verbs.add_parser("download", help="download a published dataset, resumable and checksum-verified")
+    download_parser = verbs.add_parser(
+        "download", help="download a published dataset, resumable and checksum-verified", allow_abbrev=False
+    )
     download_parser.add_argument("dataset", choices=list(DATASETS), help="anuraset: Zenodo record 8342596, about 10.5 GB")
     download_parser.add_argument("dir", help="the folder to fill; then 'mix2 train --data DIR'")
     download_parser.add_argument("--keep-archive", action="store_true", help="keep the verified zip after unpacking")
     download_parser.add_argument("--zenodo-api", default=ZENODO_API, help=f"Zenodo's API root ({ZENODO_API})")
     download_parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    report_parser = verbs.add_parser("report", help="one self-contained HTML page of runs and experiments")
+    report_parser = verbs.add_parser("report", help="one self-contained HTML page of runs and experiments", allow_abbrev=False)
     report_parser.add_argument("dirs", nargs="+", help="run folders and experiment folders")
     report_parser.add_argument("--out", help="the HTML file (DIR/report.html for one folder, else mix2-report.html)")
     return parser
@@ -120,23 +135,23 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if getattr(args, "preset", None):
         apply_preset(config, args.preset)
     for flag, section, field, _, _ in TRAIN_OPTIONS:
-        value = getattr(args, flag[2:].replace("-", "_"))
+        value = getattr(args, flag[2:].replace("-", "_"), None)
         if value is not None:
             setattr(getattr(config, section), field, value)
     if getattr(args, "out", None):
         config.out_dir = args.out
-    if args.no_specaugment:
+    if getattr(args, "no_specaugment", False):
         config.augment.specaugment = False
-    if args.no_time_shift:
+    if getattr(args, "no_time_shift", False):
         config.augment.time_shift = False
     return config
 
 
 def experiment_from_args(args: argparse.Namespace) -> Experiment | None:
     """The experiment the flags describe, or ``None`` where none is given (resume the folder's own)."""
-    given = [args.data, args.config, args.presets, args.seeds, args.variants, args.no_specaugment, args.no_time_shift]
-    given += [getattr(args, flag[2:].replace("-", "_")) for flag, *_ in TRAIN_OPTIONS]
-    if not any(value not in (None, False) for value in given):
+    given = [args.data, args.config, args.presets, args.seeds, args.variants]
+    given += [getattr(args, flag[2:].replace("-", "_"), None) for flag, *_ in TRAIN_OPTIONS]
+    if all(value is None for value in given):
         return None
     return Experiment(config_from_args(args), args.presets or list(TABLE_ONE), args.seeds or [0, 1, 2], args.variants)
 
