@@ -8,6 +8,7 @@
     mix2 experiment DIR --data PATH --presets timeshift mix2 --seeds 0 1 2   # tables over seeds
     mix2 report DIR...                # one HTML page of runs and experiments
     mix2 download anuraset DIR        # AnuraSet from Zenodo, resumable and checksum-verified
+    mix2 predict CKPT PATH...         # which species call when, over long recordings
 
 Problems with the input are printed as one line, ``mix2: error: <file>: <problem>``, and the
 command exits with status 2.
@@ -22,12 +23,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from mix2.config import CHORUS, PRESETS, TABLE_ONE, RunConfig, apply_preset, default_config
 from mix2.data.anuraset import VARIANTS
 from mix2.data.download import DATASETS, ZENODO_API, download
 from mix2.errors import Mix2Error
 from mix2.experiment import Experiment, aggregate_experiment, plan_experiment, run_experiment
 from mix2.jobs import evaluate, train
+from mix2.predict import PRECISIONS, predict
 from mix2.reporting.html import write_report
 
 # (flag, config section, field, type, help)
@@ -112,6 +116,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--aggregate-only", action="store_true", help="write the tables and figures of the finished runs, train nothing"
     )
 
+    predict_parser = verbs.add_parser(
+        "predict", help="score long recordings window by window: scores, detections, Raven tables", allow_abbrev=False
+    )
+    predict_parser.add_argument("checkpoint", help="a checkpoint written by 'mix2 train' (runs/.../checkpoints/best.ckpt)")
+    predict_parser.add_argument("paths", nargs="+", help="audio files (wav, flac, mp3, ogg), or folders searched recursively")
+    predict_parser.add_argument("--out", default="predictions", help="output folder; run again to resume (predictions)")
+    predict_parser.add_argument("--hop-s", type=float, default=1.0, help="seconds between window starts (1)")
+    predict_parser.add_argument("--batch-size", type=int, default=64, help="windows per model call, across recordings (64)")
+    predict_parser.add_argument(
+        "--thresholds",
+        default="checkpoint",
+        help="'checkpoint' (tuned on validation at training; the default), a number, or a CSV with class,threshold",
+    )
+    predict_parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help="fp32, or bf16 on CPU (fp32)")
+    predict_parser.add_argument("--parquet", action="store_true", help="also write scores.parquet (needs pyarrow)")
+    predict_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
     download_parser = verbs.add_parser(
         "download", help="download a published dataset, resumable and checksum-verified", allow_abbrev=False
     )
@@ -168,6 +189,24 @@ def _print_summary(metrics: dict) -> None:
     print(f"test {line(metrics['tuned'])} at per-class thresholds tuned on validation")
 
 
+def _print_predict_summary(scores: pd.DataFrame, out: str) -> None:
+    audio_h, minutes = scores.attrs["scored_audio_s"] / 3600, scores.attrs["elapsed_s"] / 60
+    print(f"{len(scores)} windows of {scores['file'].nunique()} recordings in {out}/scores.csv, detections.csv, raven/")
+    if audio_h > 0:
+        print(
+            f"scored {audio_h:.2f} h of audio in {60 * minutes:.1f} s: {audio_h / max(minutes, 1e-9):.2f} h of audio per minute"
+        )
+    if scores.attrs["failures"]:
+        print(f"skipped {scores.attrs['failures']} unreadable recording(s), listed in {out}/failures.csv")
+
+
+def _number_or_text(value: str) -> float | str:
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
 def _experiment(args: argparse.Namespace) -> None:
     experiment = plan_experiment(args.dir, experiment_from_args(args))
     if args.plan_only:
@@ -194,6 +233,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_summary(evaluate(args.run_dir, checkpoint=args.checkpoint, progress=not args.quiet))
         elif args.verb == "experiment":
             _experiment(args)
+        elif args.verb == "predict":
+            scores = predict(
+                args.checkpoint,
+                args.paths,
+                args.out,
+                hop_s=args.hop_s,
+                batch_size=args.batch_size,
+                thresholds=_number_or_text(args.thresholds),
+                precision=args.precision,
+                parquet=args.parquet,
+                progress=not args.quiet,
+            )
+            _print_predict_summary(scores, args.out)
         elif args.verb == "download":
             root = download(args.dataset, args.dir, args.zenodo_api, keep_archive=args.keep_archive, progress=not args.quiet)
             print(f"{args.dataset} is in {root}; train on it with: mix2 train --data {root}")

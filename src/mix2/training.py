@@ -13,6 +13,7 @@ Per-class thresholds tuned on validation are stored beside the weights under ``"
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import lightning as L
@@ -23,6 +24,7 @@ from torch.utils.data import Dataset
 
 from mix2.augment import CircularTimeShift, SpecAugment
 from mix2.config import RunConfig
+from mix2.errors import input_error
 from mix2.features.logmel import normalize_per_clip
 from mix2.losses import create_loss
 from mix2.mixing import Mix2, create_mixer
@@ -136,9 +138,15 @@ def load_classifier(checkpoint: str | Path) -> Classifier:
     ``module.thresholds`` is the checkpoint's tuned per-class thresholds ``(classes,)``, or
     ``None`` where none were stored.
     """
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    module = Classifier(**state["hyper_parameters"])
-    module.load_state_dict(state["state_dict"])
+    if not Path(checkpoint).is_file():
+        raise input_error(checkpoint, "no such checkpoint")
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        module = Classifier(**state["hyper_parameters"])
+        module.load_state_dict(state["state_dict"])
+    except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, EOFError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise input_error(checkpoint, f"not a mix2 checkpoint, or not one that loads safely ({reason[:200]})") from None
     tuned = state.get("thresholds")
     module.thresholds = None if tuned is None else np.array([tuned[c] for c in module.classes], dtype=np.float64)
     return module.eval()

@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from mix2.errors import input_error
+from mix2.errors import Mix2Error, input_error
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 
@@ -45,7 +45,7 @@ def read_audio(
             samples = audio.read(frames=count, dtype="float32", always_2d=True)
             total_frames = audio.frames
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise input_error(path, f"unreadable audio ({_first_line(err)})") from None
+        raise unreadable_audio(path, err) from None
     if total_frames == 0:
         raise input_error(path, "the audio file holds no samples")
     mono = samples.mean(axis=1)
@@ -72,10 +72,11 @@ def duration_s(path: str | Path) -> float:
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise input_error(path, f"unreadable audio ({_first_line(err)})") from None
+        raise unreadable_audio(path, err) from None
     return info.frames / info.samplerate
 
 
-def _first_line(err: Exception) -> str:
+def unreadable_audio(path: str | Path, err: Exception) -> Mix2Error:
+    """The one-line error for audio that soundfile cannot decode, with the first line of its reason."""
     text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    return input_error(path, f"unreadable audio ({text.splitlines()[0] if text else type(err).__name__})")

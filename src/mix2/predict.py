@@ -1,0 +1,468 @@
+"""Predict: slide the training window over long recordings and say which species call when.
+
+``predict(checkpoint, paths)`` finds the recordings (files, or folders searched recursively for
+wav, flac, mp3 and ogg), cuts each into windows of the checkpoint's length (3 s) every ``hop_s``
+(1 s), scores them in batches filled across recordings, and returns one row per window:
+``file, start_s, end_s`` and one probability column per class.
+
+Windows start at 0, ``hop_s``, ``2 hop_s``, ... as long as they fit in the recording. Where the
+last full window ends before the recording does, one more window starts a hop later and covers
+the tail: its audio is zero-padded to the window length, as training pads short clips, and its
+``end_s`` is the recording's end. A recording shorter than one window gives one padded window.
+
+Each window's audio is decoded with soundfile's partial reads, a block of windows at a time,
+so memory stays bounded on hours-long recordings; it is mixed to mono and resampled with soxr
+window by window, exactly as ``read_audio(file, start_s, window_s)`` reads a clip alone. The
+log-mel features are rounded to float16 as in the training cache, so a window scores exactly as
+the same clip does in evaluation.
+
+With ``out_dir`` the results are written there, and a re-run goes on where the last one stopped:
+
+- ``scores.csv`` (and ``scores.parquet`` with ``parquet=True``): the window scores;
+- ``detections.csv``: ``file, species, start_s, end_s, max_score``, consecutive windows over the
+  species' threshold merged into one detection;
+- ``raven/<file>.selections.txt``: one Raven selection table per recording;
+- ``failures.csv``: recordings that could not be read, with the reason; they are skipped;
+- ``parts/`` and ``done.jsonl``: one score file per finished recording, recorded atomically;
+  recordings already listed in ``done.jsonl`` are not scored again;
+- ``predict.json``: the settings, so that a re-run with other settings is refused.
+
+Example:
+    >>> scores = predict("runs/chorus-.../checkpoints/best.ckpt", ["recordings/"])  # doctest: +SKIP
+    >>> detections(scores, thresholds_from(scores.columns[3:], 0.5))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import soxr
+import torch
+from tqdm.auto import tqdm
+
+from mix2.data.audio import AUDIO_EXTENSIONS, duration_s, fit_length, unreadable_audio
+from mix2.data.events import TIME_TOLERANCE_S, window_starts
+from mix2.errors import Mix2Error, input_error
+from mix2.features.logmel import LogMel, normalize_per_clip
+from mix2.training import Classifier, load_classifier
+
+BLOCK_WINDOWS = 64
+PRECISIONS = ("fp32", "bf16")
+BF16_TOLERANCE = 0.05
+"""The largest difference between a bf16 and an fp32 score that the tests accept."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window of one recording: ``recording`` indexes the list of recordings."""
+
+    recording: int
+    start_s: float
+    end_s: float
+
+
+def find_recordings(paths: list[str | Path]) -> list[Path]:
+    """Audio files among ``paths``: files as given, folders searched recursively, in sorted order."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise input_error(path, "no such file or folder")
+    if not found:
+        raise Mix2Error(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {', '.join(map(str, paths))}")
+    return list(dict.fromkeys(found))
+
+
+def recording_windows(duration_s: float, window_s: float, hop_s: float) -> list[tuple[float, float]]:
+    """``(start_s, end_s)`` of every window of a recording, the padded tail window included.
+
+    Example:
+        >>> recording_windows(4.5, 3.0, 1.0)
+        [(0.0, 3.0), (1.0, 4.0), (2.0, 4.5)]
+    """
+    starts = window_starts(duration_s, window_s, hop_s)
+    windows = [(float(s), float(min(s + window_s, duration_s))) for s in starts]
+    if starts[-1] + window_s < duration_s - TIME_TOLERANCE_S:
+        tail = float(np.round(starts[-1] + hop_s, 6))
+        windows.append((tail, float(duration_s)))
+    return windows
+
+
+class WindowScorer:
+    """Audio windows ``(batch, samples)`` at the model's rate -> probabilities ``(batch, classes)``.
+
+    The log-mel front-end of the checkpoint, features rounded to float16 as in the training
+    cache, per-clip min-max scaling, then the model, in fp32 or (``precision="bf16"``) under
+    CPU autocast to bfloat16.
+    """
+
+    def __init__(self, module: Classifier, precision: str = "fp32") -> None:
+        if precision not in PRECISIONS:
+            raise Mix2Error(f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}")
+        self.module = module.eval()
+        self.frontend = LogMel(**dataclasses.asdict(module.config.features))
+        self.precision = precision
+
+    @torch.inference_mode()
+    def __call__(self, audio: torch.Tensor) -> np.ndarray:
+        features = self.frontend(audio).to(torch.float16).float()[:, None]
+        features = normalize_per_clip(features)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            logits = self.module(features)
+        return torch.sigmoid(logits.float()).numpy()
+
+
+def read_windows(path: Path, windows: list[Window], window_s: float, sample_rate_hz: int) -> Iterator[np.ndarray]:
+    """The mono audio of each window, ``(round(window_s * sample_rate_hz),)``, read a block at a time."""
+    length = round(window_s * sample_rate_hz)
+    try:
+        with sf.SoundFile(str(path)) as audio:
+            native_hz = audio.samplerate
+            span = round(window_s * native_hz)
+            for begin in range(0, len(windows), BLOCK_WINDOWS):
+                block = windows[begin : begin + BLOCK_WINDOWS]
+                first = round(block[0].start_s * native_hz)
+                audio.seek(min(first, audio.frames))
+                samples = audio.read(round(block[-1].start_s * native_hz) + span - first, dtype="float32", always_2d=True)
+                mono = samples.mean(axis=1)
+                for window in block:
+                    offset = round(window.start_s * native_hz) - first
+                    clip = mono[offset : offset + span]
+                    if native_hz != sample_rate_hz and clip.size:
+                        clip = soxr.resample(clip, native_hz, sample_rate_hz, quality="HQ").astype(np.float32)
+                    if not np.isfinite(clip).all():
+                        raise input_error(path, "the audio holds NaN or infinite samples")
+                    yield fit_length(clip, length)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise unreadable_audio(path, err) from None
+
+
+def thresholds_from(classes: list[str], thresholds: float | str | Path | dict[str, float] | np.ndarray) -> np.ndarray:
+    """Per-class thresholds ``(classes,)`` from a number, a dict, an array or a CSV (``class``/``label``, ``threshold``)."""
+    if isinstance(thresholds, (int, float)):
+        return np.full(len(classes), float(thresholds))
+    if isinstance(thresholds, np.ndarray):
+        return thresholds.astype(np.float64)
+    if isinstance(thresholds, (str, Path)):
+        path = Path(thresholds)
+        if not path.is_file():
+            raise input_error(path, "no such thresholds file")
+        table = pd.read_csv(path)
+        name = next((c for c in ("class", "label", "species") if c in table.columns), None)
+        if name is None or "threshold" not in table.columns:
+            raise input_error(path, "a thresholds file needs a 'class' and a 'threshold' column")
+        thresholds = dict(zip(table[name].astype(str), table["threshold"].astype(float)))
+        missing = [c for c in classes if c not in thresholds]
+        if missing:
+            raise input_error(path, f"no threshold for {len(missing)} class(es), e.g. '{missing[0]}'")
+    return np.array([float(thresholds[c]) for c in classes])
+
+
+def detections(scores: pd.DataFrame, thresholds: np.ndarray) -> pd.DataFrame:
+    """Windows over their class's threshold, consecutive ones merged: ``file, species, start_s, end_s, max_score``.
+
+    Windows of one recording and species are consecutive when the next starts before, or where,
+    the previous ends; a merged detection spans from the first start to the last end.
+    """
+    classes = list(scores.columns[3:])
+    rows = []
+    for file, windows in scores.groupby("file", sort=False):
+        starts, ends = windows["start_s"].to_numpy(), windows["end_s"].to_numpy()
+        values = windows[classes].to_numpy()
+        for k, species in enumerate(classes):
+            current: list | None = None
+            for i in np.flatnonzero(values[:, k] >= thresholds[k]):
+                if current is not None and starts[i] <= current[3] + TIME_TOLERANCE_S and i == current[5] + 1:
+                    current[3], current[4], current[5] = ends[i], max(current[4], values[i, k]), i
+                    continue
+                if current is not None:
+                    rows.append(current[:5])
+                current = [file, species, starts[i], ends[i], values[i, k], i]
+            if current is not None:
+                rows.append(current[:5])
+    frame = pd.DataFrame(rows, columns=["file", "species", "start_s", "end_s", "max_score"])
+    return frame.sort_values(["file", "start_s", "species"], kind="stable").reset_index(drop=True)
+
+
+def write_raven_table(path: Path, found: pd.DataFrame, max_frequency_hz: float) -> None:
+    """A Raven Pro selection table (tab-separated) of one recording's detections."""
+    table = pd.DataFrame(
+        {
+            "Selection": np.arange(1, len(found) + 1),
+            "View": "Spectrogram 1",
+            "Channel": 1,
+            "Begin Time (s)": found["start_s"].to_numpy(),
+            "End Time (s)": found["end_s"].to_numpy(),
+            "Low Freq (Hz)": 0.0,
+            "High Freq (Hz)": max_frequency_hz,
+            "Begin File": [Path(f).name for f in found["file"]],
+            "Species": found["species"].to_numpy(),
+            "Score": found["max_score"].round(4).to_numpy(),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, sep="\t", index=False, float_format="%.6g")
+
+
+def predict(
+    checkpoint: str | Path,
+    paths: list[str | Path],
+    out_dir: str | Path | None = None,
+    hop_s: float = 1.0,
+    batch_size: int = 64,
+    thresholds: float | str | Path | dict[str, float] = "checkpoint",
+    precision: str = "fp32",
+    parquet: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Score every window of every recording in ``paths``; returns the score table.
+
+    Args:
+        checkpoint: a ``.ckpt`` written by ``mix2 train`` (it carries the classes, the front-end
+            settings, the model name and the tuned thresholds).
+        paths: audio files, or folders searched recursively.
+        out_dir: where to write the tables (see the module docstring); ``None`` writes nothing.
+        hop_s: seconds between window starts (1).
+        batch_size: windows per model call; batches are filled across recordings (64).
+        thresholds: for the detections: ``"checkpoint"`` (the per-class thresholds tuned on
+            validation at training; 0.5 where the checkpoint has none), a number, a dict, or a
+            CSV file with ``class`` and ``threshold`` columns.
+        precision: ``"fp32"``, or ``"bf16"`` (CPU autocast; scores within
+            :data:`BF16_TOLERANCE` of fp32).
+        parquet: also write ``scores.parquet`` (needs pyarrow).
+        progress: show a progress bar.
+
+    The table's ``attrs`` hold ``scored_audio_s`` and ``elapsed_s`` (the audio this call scored,
+    recordings done before excluded, and the time it took) and ``failures`` (a count).
+    """
+    if hop_s <= 0 or batch_size < 1:
+        raise Mix2Error(f"hop_s must be positive and batch_size at least 1 (got {hop_s}, {batch_size})")
+    module = load_classifier(checkpoint)
+    if isinstance(thresholds, str) and thresholds == "checkpoint":
+        thresholds = module.thresholds if module.thresholds is not None else 0.5
+    per_class = thresholds_from(module.classes, thresholds)
+    recordings = find_recordings(paths)
+    window_s = module.config.data.window_s
+    sample_rate_hz = module.config.features.sample_rate_hz
+    state = PredictState(Path(out_dir), checkpoint, hop_s, precision) if out_dir is not None else None
+    done = state.done() if state else {}
+    scorer = WindowScorer(module, precision)
+
+    parts: dict[int, pd.DataFrame] = {}
+    failures: dict[int, str] = dict(state.failures(recordings)) if state else {}
+    todo = [i for i, path in enumerate(recordings) if str(path) not in done and i not in failures]
+    started, audio_s = time.perf_counter(), 0.0
+    bar = tqdm(total=len(todo), unit="file", desc="predict", disable=not progress)
+    for index, (windows, scores) in _score_recordings(
+        recordings, todo, scorer, window_s, sample_rate_hz, hop_s, batch_size, failures
+    ):
+        frame = pd.concat([_window_frame(recordings[index], windows), pd.DataFrame(scores, columns=module.classes)], axis=1)
+        audio_s += windows[-1].end_s
+        if state:
+            done[str(recordings[index])] = state.record(recordings[index], frame)
+        else:
+            parts[index] = frame
+        bar.update(1)
+    bar.close()
+    elapsed = time.perf_counter() - started
+    if state:  # every table is built from the parts on disk, so a resumed run gives the same table
+        state.write_failures(recordings, failures)
+        parts = {i: state.read_part(done[str(p)], module.classes) for i, p in enumerate(recordings) if str(p) in done}
+    columns = ["file", "start_s", "end_s", *module.classes]
+    scores_table = pd.concat([parts[i] for i in sorted(parts)], ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    found = detections(scores_table, per_class)
+    if state:
+        state.write_results(scores_table, found, recordings, failures, parquet, sample_rate_hz / 2)
+    # What this call did, for the caller to report: the audio it scored and how long that took.
+    scores_table.attrs.update(scored_audio_s=audio_s, elapsed_s=elapsed, failures=len(failures))
+    return scores_table
+
+
+def _window_frame(path: Path, windows: list[Window]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"file": [str(path)] * len(windows), "start_s": [w.start_s for w in windows], "end_s": [w.end_s for w in windows]}
+    )
+
+
+def _score_recordings(
+    recordings: list[Path],
+    todo: list[int],
+    scorer: WindowScorer,
+    window_s: float,
+    sample_rate_hz: int,
+    hop_s: float,
+    batch_size: int,
+    failures: dict[int, str],
+) -> Iterator[tuple[int, tuple[list[Window], np.ndarray]]]:
+    """Yield ``(recording index, (windows, scores))`` as each recording's last batch is scored.
+
+    Batches are filled across recordings; a recording that fails while being read is dropped,
+    its reason put in ``failures``, and the others go on.
+    """
+    pending: dict[int, list] = {}  # recording -> [windows, scores so far, all windows read]
+    batch_audio: list[np.ndarray] = []
+    batch_owner: list[int] = []
+
+    def flush() -> Iterator[tuple[int, tuple[list[Window], np.ndarray]]]:
+        if batch_audio:
+            # Every call sees a full batch (the last one padded with silence), so a window's score
+            # never depends on how many windows shared its batch: a resumed run scores as one.
+            padding = [np.zeros_like(batch_audio[0])] * (batch_size - len(batch_audio))
+            scores = scorer(torch.from_numpy(np.stack(batch_audio + padding)))[: len(batch_audio)]
+            for owner, row in zip(batch_owner, scores):
+                if owner in pending:
+                    pending[owner][1].append(row)
+            batch_audio.clear()
+            batch_owner.clear()
+        for owner in [k for k, v in pending.items() if v[2] and len(v[1]) == len(v[0])]:
+            windows, rows, _ = pending.pop(owner)
+            yield owner, (windows, np.array(rows).reshape(len(windows), -1))
+
+    for index in todo:
+        path = recordings[index]
+        try:
+            length_s = duration_s(path)
+            if length_s == 0:
+                raise input_error(path, "the audio file holds no samples")
+            windows = [Window(index, s, e) for s, e in recording_windows(length_s, window_s, hop_s)]
+            pending[index] = [windows, [], False]
+            for clip in read_windows(path, windows, window_s, sample_rate_hz):
+                batch_audio.append(clip)
+                batch_owner.append(index)
+                if len(batch_audio) == batch_size:
+                    yield from flush()
+            pending[index][2] = True
+        except Mix2Error as err:
+            failures[index] = str(err).removeprefix(f"{path}: ")
+            pending.pop(index, None)
+            keep = [k for k, owner in enumerate(batch_owner) if owner != index]
+            batch_audio[:] = [batch_audio[k] for k in keep]
+            batch_owner[:] = [batch_owner[k] for k in keep]
+            continue
+        yield from flush() if not batch_audio else iter(())
+    yield from flush()
+
+
+class PredictState:
+    """The output folder of a resumable prediction (see the module docstring)."""
+
+    def __init__(self, folder: Path, checkpoint: str | Path, hop_s: float, precision: str) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "parts").mkdir(exist_ok=True)
+        settings = {"checkpoint_md5": _md5(Path(checkpoint)), "hop_s": hop_s, "precision": precision}
+        settings_path = folder / "predict.json"
+        if settings_path.is_file():
+            stored = json.loads(settings_path.read_text())
+            if {k: stored.get(k) for k in settings} != settings:
+                changed = ", ".join(k for k in settings if stored.get(k) != settings[k])
+                raise input_error(
+                    settings_path, f"this folder holds a prediction with other settings ({changed}); use a new folder"
+                )
+        else:
+            _write_atomic(settings_path, json.dumps({**settings, "checkpoint": str(checkpoint)}, indent=2))
+
+    def done(self) -> dict[str, str]:
+        """Recording path -> its part file, for every recording finished before."""
+        done_path = self.folder / "done.jsonl"
+        finished = {}
+        if done_path.is_file():
+            for line in done_path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:  # a line cut short by a kill: that recording is redone
+                    continue
+                if (self.folder / "parts" / entry["part"]).is_file():
+                    finished[entry["file"]] = entry["part"]
+        return finished
+
+    def failures(self, recordings: list[Path]) -> list[tuple[int, str]]:
+        """Failures recorded before, for the recordings still asked for (they are not retried)."""
+        path = self.folder / "failures.csv"
+        if not path.is_file():
+            return []
+        known = dict(pd.read_csv(path, dtype=str, keep_default_na=False).itertuples(index=False, name=None))
+        return [(i, known[str(p)]) for i, p in enumerate(recordings) if str(p) in known]
+
+    def record(self, path: Path, frame: pd.DataFrame) -> str:
+        """Write one recording's scores atomically, then list it in ``done.jsonl``; returns the part's name."""
+        part = hashlib.sha1(str(path).encode()).hexdigest()[:16] + ".csv"
+        _write_atomic(self.folder / "parts" / part, frame.to_csv(index=False, float_format="%.6f"))
+        with (self.folder / "done.jsonl").open("a") as done:
+            done.write(json.dumps({"file": str(path), "part": part}) + "\n")
+            done.flush()
+            os.fsync(done.fileno())
+        return part
+
+    def read_part(self, part: str, classes: list[str]) -> pd.DataFrame:
+        frame = pd.read_csv(self.folder / "parts" / part, dtype={"file": str})
+        return frame[["file", "start_s", "end_s", *classes]]
+
+    def write_failures(self, recordings: list[Path], failures: dict[int, str]) -> None:
+        rows = [(str(recordings[i]), reason) for i, reason in sorted(failures.items())]
+        _write_atomic(self.folder / "failures.csv", pd.DataFrame(rows, columns=["file", "reason"]).to_csv(index=False))
+
+    def write_results(
+        self,
+        scores: pd.DataFrame,
+        found: pd.DataFrame,
+        recordings: list[Path],
+        failures: dict[int, str],
+        parquet: bool,
+        max_frequency_hz: float,
+    ) -> None:
+        _write_atomic(self.folder / "scores.csv", scores.to_csv(index=False, float_format="%.6f"))
+        _write_atomic(self.folder / "detections.csv", found.to_csv(index=False, float_format="%.6f"))
+        if parquet:
+            try:
+                scores.to_parquet(self.folder / "scores.parquet", index=False)
+            except ImportError:
+                raise Mix2Error("writing Parquet needs pyarrow: pip install pyarrow") from None
+        names = _raven_names(recordings)
+        by_file = dict(tuple(found.groupby("file", sort=False)))
+        for i, path in enumerate(recordings):
+            if i not in failures:
+                write_raven_table(self.folder / "raven" / names[i], by_file.get(str(path), found.iloc[:0]), max_frequency_hz)
+
+
+def _raven_names(recordings: list[Path]) -> list[str]:
+    """``<stem>.selections.txt`` per recording; where stems repeat, ``<stem>-1``, ``<stem>-2``, ..."""
+    stems = [p.stem for p in recordings]
+    seen: dict[str, int] = {}
+    names = []
+    for stem in stems:
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(f"{stem}-{seen[stem]}.selections.txt" if stems.count(stem) > 1 else f"{stem}.selections.txt")
+    return names
+
+
+def _md5(path: Path) -> str:
+    if not path.is_file():
+        raise input_error(path, "no such checkpoint")
+    digest = hashlib.md5()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+__all__ = ["BF16_TOLERANCE", "WindowScorer", "detections", "find_recordings", "predict", "recording_windows", "thresholds_from"]

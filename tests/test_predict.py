@@ -1,0 +1,209 @@
+"""Predict on real frog recordings: exact windows, scores equal to a clip scored alone, resume, failures."""
+
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import shared_data, write_tone
+from mix2 import default_config
+from mix2.cli import main
+from mix2.data.audio import fit_length, read_audio
+from mix2.data.events import read_raven_table
+from mix2.errors import Mix2Error
+from mix2.features.logmel import normalize_per_clip
+from mix2.predict import BF16_TOLERANCE, PredictState, WindowScorer, detections, predict, recording_windows, thresholds_from
+from mix2.training import Classifier, load_classifier
+
+CLASSES = ["frog_a", "frog_b", "toad_c", "toad_d"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """An untrained model whose batch-norm statistics are set on real audio, so that scores vary."""
+    torch.manual_seed(0)
+    module = Classifier(default_config("data").to_dict(), CLASSES)
+    soundscape = shared_data("frogs") / "rfcx_f97ababc1.flac"
+    clips = np.stack([fit_length(read_audio(soundscape, 16_000, s, 3.0), 48_000) for s in range(0, 57, 3)])
+    features = normalize_per_clip(WindowScorer(module).frontend(torch.from_numpy(clips)).half().float()[:, None])
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+            layer.momentum = None  # a plain average over the calibration batch
+    module.train()
+    with torch.no_grad():
+        module(features)
+    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
+    thresholds = {"frog_a": 0.5, "frog_b": 0.9, "toad_c": 0.3, "toad_d": 0.99}
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict(), "thresholds": thresholds}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def frogs_scores(checkpoint):
+    return predict(checkpoint, [shared_data("frogs")], progress=False)
+
+
+def test_window_times_are_exact_and_the_tail_is_covered_by_a_padded_window():
+    assert recording_windows(60.0, 3.0, 1.0)[-1] == (57.0, 60.0) and len(recording_windows(60.0, 3.0, 1.0)) == 58
+    assert recording_windows(44.6, 3.0, 1.0)[-2:] == [(41.0, 44.0), (42.0, 44.6)]
+    assert recording_windows(2.0, 3.0, 1.0) == [(0.0, 2.0)]
+    assert recording_windows(4.0, 3.0, 0.5) == [(0.0, 3.0), (0.5, 3.5), (1.0, 4.0)]
+
+
+def test_every_recording_gets_its_windows_in_order(frogs_scores):
+    files = sorted(p for p in shared_data("frogs").rglob("*") if p.suffix in {".wav", ".flac", ".mp3"})
+    assert list(dict.fromkeys(frogs_scores["file"])) == [str(p) for p in files]
+    for path in files:
+        info = sf.info(str(path))
+        rows = frogs_scores[frogs_scores["file"] == str(path)]
+        expected = recording_windows(info.frames / info.samplerate, 3.0, 1.0)
+        assert list(zip(rows["start_s"], rows["end_s"])) == expected, path.name
+    assert list(frogs_scores.columns) == ["file", "start_s", "end_s", *CLASSES]
+    assert len(frogs_scores[frogs_scores["file"].str.endswith("rfcx_f97ababc1.flac")]) == 58
+
+
+def test_a_window_scores_as_the_same_clip_scored_alone(checkpoint, frogs_scores):
+    module = load_classifier(checkpoint)
+    scorer = WindowScorer(module)
+    frogs = shared_data("frogs")
+    for name, start_s in [("great_plains_toad.wav", 17.0), ("great_plains_toad.wav", 42.0), ("rfcx_f97ababc1.flac", 30.0),
+                          ("se_us/hyla-cinerea.mp3", 2.0), ("Physalaemus_cuvieri.wav", 0.0)]:  # fmt: skip
+        clip = fit_length(read_audio(frogs / name, 16_000, start_s, 3.0), 48_000)
+        alone = scorer(torch.from_numpy(clip[None]))[0]
+        row = frogs_scores[(frogs_scores["file"] == str(frogs / name)) & (frogs_scores["start_s"] == start_s)]
+        np.testing.assert_allclose(row[CLASSES].to_numpy()[0], alone, atol=1e-5, err_msg=f"{name} at {start_s} s")
+    assert frogs_scores[CLASSES].to_numpy().std(axis=0).min() > 0.01  # the scores really vary between windows
+
+
+def test_bf16_scores_stay_within_the_stated_tolerance_of_fp32(checkpoint):
+    soundscape = shared_data("frogs") / "rfcx_f97ababc1.flac"
+    fp32 = predict(checkpoint, [soundscape], progress=False)
+    bf16 = predict(checkpoint, [soundscape], precision="bf16", progress=False)
+    difference = np.abs(fp32[CLASSES].to_numpy() - bf16[CLASSES].to_numpy())
+    assert 0 < difference.max() <= BF16_TOLERANCE
+
+
+def test_multichannel_audio_is_mixed_to_mono_as_in_training(checkpoint, tmp_path):
+    rng = np.random.default_rng(0)
+    stereo = rng.normal(scale=0.1, size=(44_100 * 5, 2)).astype(np.float32)
+    sf.write(tmp_path / "stereo.wav", stereo, 44_100, subtype="FLOAT")
+    sf.write(tmp_path / "mono.wav", stereo.mean(axis=1), 44_100, subtype="FLOAT")
+    scores = predict(checkpoint, [tmp_path / "stereo.wav", tmp_path / "mono.wav"], progress=False)
+    both = scores[CLASSES].to_numpy()
+    np.testing.assert_allclose(both[:3], both[3:], atol=1e-4)
+
+
+def test_resuming_after_a_kill_gives_the_same_tables(checkpoint, tmp_path, monkeypatch):
+    frogs = shared_data("frogs")
+    predict(checkpoint, [frogs], tmp_path / "whole", batch_size=16, progress=False)
+    recorded, original = [], PredictState.record
+
+    def killed_after_five(self, path, frame):
+        if len(recorded) == 5:
+            raise KeyboardInterrupt
+        recorded.append(path)
+        return original(self, path, frame)
+
+    monkeypatch.setattr(PredictState, "record", killed_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        predict(checkpoint, [frogs], tmp_path / "resumed", batch_size=16, progress=False)
+    monkeypatch.setattr(PredictState, "record", original)
+    assert (
+        not (tmp_path / "resumed" / "scores.csv").exists()
+        and len((tmp_path / "resumed" / "done.jsonl").read_text().splitlines()) == 5
+    )
+    with open(tmp_path / "resumed" / "done.jsonl", "a") as done:
+        done.write('{"file": "cut short by the ki')  # a line the kill cut in half is ignored
+    again = []
+    monkeypatch.setattr(PredictState, "record", lambda self, path, frame: again.append(path) or original(self, path, frame))
+    predict(checkpoint, [frogs], tmp_path / "resumed", batch_size=16, progress=False)
+    assert len(again) == 17 - 5 and not set(again) & set(recorded)  # only the recordings not done before
+    for name in ["scores.csv", "detections.csv", "failures.csv"]:
+        assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    with pytest.raises(Mix2Error, match="predict.json: this folder holds a prediction with other settings \\(hop_s\\)"):
+        predict(checkpoint, [frogs], tmp_path / "resumed", hop_s=0.5, progress=False)
+
+
+def test_a_corrupt_or_empty_recording_is_listed_and_skipped(checkpoint, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(shared_data("frogs") / "Physalaemus_kroyeri.wav", folder)
+    (folder / "corrupt.wav").write_bytes(b"RIFF" + os.urandom(2000))
+    sf.write(folder / "empty.flac", np.zeros((0, 1)), 16_000)
+    write_tone(folder / "tone.flac", 4.0, 22_050)
+    scores = predict(checkpoint, [folder], tmp_path / "out", progress=False)
+    assert set(scores["file"]) == {str(folder / "Physalaemus_kroyeri.wav"), str(folder / "tone.flac")}
+    failures = pd.read_csv(tmp_path / "out" / "failures.csv")
+    reasons = dict(zip(failures["file"], failures["reason"]))
+    assert reasons[str(folder / "corrupt.wav")].startswith("unreadable audio (") and len(reasons) == 2
+    assert reasons[str(folder / "empty.flac")].startswith(("the audio file holds no samples", "unreadable audio ("))
+    assert scores.attrs["failures"] == 2
+    assert not (tmp_path / "out" / "raven" / "corrupt.selections.txt").exists()
+
+
+def test_detections_merge_consecutive_windows_per_species():
+    scores = pd.DataFrame(
+        {"file": ["a"] * 5 + ["b"] * 2, "start_s": [0.0, 1, 2, 3, 4, 0, 1], "end_s": [3.0, 4, 5, 6, 6.5, 3, 3.5],
+         "x": [0.9, 0.8, 0.1, 0.7, 0.95, 0.2, 0.6], "y": [0.1, 0.6, 0.6, 0.6, 0.1, 0.9, 0.1]}
+    )  # fmt: skip
+    found = detections(scores, np.array([0.5, 0.5]))
+    assert found.values.tolist() == [
+        ["a", "x", 0.0, 4.0, 0.9], ["a", "y", 1.0, 6.0, 0.6], ["a", "x", 3.0, 6.5, 0.95],
+        ["b", "y", 0.0, 3.0, 0.9], ["b", "x", 1.0, 3.5, 0.6],
+    ]  # fmt: skip
+    assert detections(scores, np.array([0.99, 0.99])).empty
+
+
+def test_thresholds_from_a_csv_a_number_or_the_checkpoint(checkpoint, tmp_path, frogs_scores):
+    (tmp_path / "t.csv").write_text("class,threshold\nfrog_a,0.1\nfrog_b,0.2\ntoad_c,0.3\ntoad_d,0.4\n")
+    assert thresholds_from(CLASSES, tmp_path / "t.csv").tolist() == [0.1, 0.2, 0.3, 0.4]
+    assert thresholds_from(CLASSES, 0.7).tolist() == [0.7] * 4
+    (tmp_path / "bad.csv").write_text("class,threshold\nfrog_a,0.1\n")
+    with pytest.raises(Mix2Error, match="bad.csv: no threshold for 3 class\\(es\\), e.g. 'frog_b'"):
+        thresholds_from(CLASSES, tmp_path / "bad.csv")
+    predict(checkpoint, [shared_data("frogs") / "great_plains_toad.wav"], tmp_path / "out", progress=False)
+    found = pd.read_csv(tmp_path / "out" / "detections.csv")
+    rows = frogs_scores[frogs_scores["file"].str.endswith("great_plains_toad.wav")]
+    assert set(found["species"]) == {c for c, t in zip(CLASSES, [0.5, 0.9, 0.3, 0.99]) if (rows[c] >= t).any()}
+
+
+def test_raven_tables_read_back_as_the_detections(checkpoint, tmp_path):
+    predict(checkpoint, [shared_data("frogs") / "rfcx_f97ababc1.flac"], tmp_path / "out", thresholds=0.5, progress=False)
+    found = pd.read_csv(tmp_path / "out" / "detections.csv")
+    raven = tmp_path / "out" / "raven" / "rfcx_f97ababc1.selections.txt"
+    header = raven.read_text().splitlines()[0].split("\t")
+    assert header[:7] == ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)"]
+    events = read_raven_table(raven)
+    assert len(events) == len(found) > 0
+    assert sorted(zip(events["label"], events["start_s"], events["end_s"])) == sorted(
+        zip(found["species"], found["start_s"], found["end_s"])
+    )
+
+
+def test_cli_predict_writes_csv_parquet_and_raven(checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["predict", str(checkpoint), str(shared_data("frogs") / "se_us"), "--out", str(out), "--parquet", "--quiet"]
+    assert main(argv) == 0
+    assert "h of audio per minute" in capsys.readouterr().out
+    csv = pd.read_csv(out / "scores.csv")
+    parquet = pd.read_parquet(out / "scores.parquet")
+    assert len(csv) == len(parquet) > 0 and list(parquet.columns) == ["file", "start_s", "end_s", *CLASSES]
+    np.testing.assert_allclose(csv[CLASSES].to_numpy(), parquet[CLASSES].to_numpy(), atol=1e-6)
+    assert len(list((out / "raven").glob("*.selections.txt"))) == 12
+    assert main(["predict", str(checkpoint), str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.strip() == f"mix2: error: {tmp_path / 'nowhere'}: no such file or folder"
+
+
+def test_checkpoints_load_safely(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    torch.save({"hyper_parameters": Payload(), "state_dict": {}}, tmp_path / "evil.ckpt")
+    with pytest.raises(Mix2Error, match="evil.ckpt: not a mix2 checkpoint, or not one that loads safely"):
+        load_classifier(tmp_path / "evil.ckpt")
+    assert not (tmp_path / "pwned").exists()
