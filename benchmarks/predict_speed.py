@@ -1,0 +1,90 @@
+"""Predict throughput against a naive loop, measured in the same run on the same recordings.
+
+The naive loop is what a first script does: for each window, read its audio alone, compute its
+log-mel, and call the model on that one clip, in fp32 with the default memory layout. It is
+compared with ``mix2.predict`` (block reads, batches of 64 filled across recordings,
+channels_last) in fp32 and in bf16. Figures are printed as ratios against the naive loop and as
+hours of audio per minute; the model is MobileNetV3-Large with random weights (speed does not
+depend on the weights).
+
+    python benchmarks/predict_speed.py                 # ../shared/data/frogs, 187 windows
+    python benchmarks/predict_speed.py --repeat 3 PATH...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from mix2 import default_config
+from mix2.data.audio import duration_s, fit_length, read_audio
+from mix2.predict import WindowScorer, find_recordings, predict, recording_windows
+from mix2.training import Classifier
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "frogs"
+
+
+def random_checkpoint(folder: Path, channels_last: bool) -> tuple[Path, Classifier]:
+    torch.manual_seed(0)
+    config = default_config("data")
+    config.train.channels_last = channels_last
+    module = Classifier(config.to_dict(), [f"species_{i}" for i in range(42)]).eval()
+    path = folder / f"model-{'cl' if channels_last else 'default'}.ckpt"
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
+    return path, module
+
+
+def naive_loop(module: Classifier, recordings: list[Path]) -> int:
+    """One window at a time: read it alone, its log-mel, the model on a batch of one."""
+    scorer, windows = WindowScorer(module), 0
+    for path in recordings:
+        for start_s, _ in recording_windows(duration_s(path), 3.0, 1.0):
+            clip = fit_length(read_audio(path, 16_000, start_s, 3.0), 48_000)
+            scorer(torch.from_numpy(clip[None]))
+            windows += 1
+    return windows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="*", type=Path, default=[DEFAULT_DATA])
+    parser.add_argument("--repeat", type=int, default=2, help="timed repetitions of each method; the best is kept")
+    args = parser.parse_args(argv)
+    if not all(p.exists() for p in args.paths):
+        print(f"skipped: {', '.join(map(str, args.paths))} absent (the benchmark reads ../shared/data/frogs by default)")
+        return 0
+    recordings = find_recordings(args.paths)
+    audio_h = sum(duration_s(p) for p in recordings) / 3600
+    with tempfile.TemporaryDirectory() as tmp:
+        _, naive_module = random_checkpoint(Path(tmp), channels_last=False)
+        fast_checkpoint, _ = random_checkpoint(Path(tmp), channels_last=True)
+        methods = {
+            "naive loop (fp32, default layout, 1 window per call)": lambda: naive_loop(naive_module, recordings),
+            "mix2 predict, fp32": lambda: len(predict(fast_checkpoint, recordings, progress=False)),
+            "mix2 predict, bf16": lambda: len(predict(fast_checkpoint, recordings, precision="bf16", progress=False)),
+        }
+        timings = {}
+        for name, run in methods.items():
+            run()  # warm-up: first-call allocations and kernel selection
+            best = float("inf")
+            for _ in range(args.repeat):
+                started = time.perf_counter()
+                windows = run()
+                best = min(best, time.perf_counter() - started)
+            timings[name] = best
+    baseline = next(iter(timings.values()))
+    print(f"{len(recordings)} recordings, {audio_h * 60:.1f} min of audio, {windows} windows; {torch.get_num_threads()} threads")
+    print("| method | seconds | speed-up | h of audio per minute |")
+    print("|---|---|---|---|")
+    for name, seconds in timings.items():
+        print(f"| {name} | {seconds:.2f} | {baseline / seconds:.2f}x | {audio_h / (seconds / 60):.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
