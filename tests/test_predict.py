@@ -52,6 +52,7 @@ def test_window_times_are_exact_and_the_tail_is_covered_by_a_padded_window():
     assert recording_windows(44.6, 3.0, 1.0)[-2:] == [(41.0, 44.0), (42.0, 44.6)]
     assert recording_windows(2.0, 3.0, 1.0) == [(0.0, 2.0)]
     assert recording_windows(4.0, 3.0, 0.5) == [(0.0, 3.0), (0.5, 3.5), (1.0, 4.0)]
+    assert recording_windows(7.0, 3.0, 5.0) == [(0.0, 3.0), (5.0, 7.0)] and recording_windows(4.0, 3.0, 5.0) == [(0.0, 3.0)]
 
 
 def test_every_recording_gets_its_windows_in_order(frogs_scores):
@@ -165,14 +166,16 @@ def test_thresholds_from_a_csv_a_number_or_the_checkpoint(checkpoint, tmp_path, 
     (tmp_path / "bad.csv").write_text("class,threshold\nfrog_a,0.1\n")
     with pytest.raises(Mix2Error, match="bad.csv: no threshold for 3 class\\(es\\), e.g. 'frog_b'"):
         thresholds_from(CLASSES, tmp_path / "bad.csv")
-    predict(checkpoint, [shared_data("frogs") / "great_plains_toad.wav"], tmp_path / "out", progress=False)
+    predict(
+        checkpoint, [shared_data("frogs") / "great_plains_toad.wav"], tmp_path / "out", thresholds="checkpoint", progress=False
+    )
     found = pd.read_csv(tmp_path / "out" / "detections.csv")
     rows = frogs_scores[frogs_scores["file"].str.endswith("great_plains_toad.wav")]
     assert set(found["species"]) == {c for c, t in zip(CLASSES, [0.5, 0.9, 0.3, 0.99]) if (rows[c] >= t).any()}
 
 
 def test_raven_tables_read_back_as_the_detections(checkpoint, tmp_path):
-    predict(checkpoint, [shared_data("frogs") / "rfcx_f97ababc1.flac"], tmp_path / "out", thresholds=0.5, progress=False)
+    predict(checkpoint, [shared_data("frogs") / "rfcx_f97ababc1.flac"], tmp_path / "out", progress=False)  # 0.5
     found = pd.read_csv(tmp_path / "out" / "detections.csv")
     raven = tmp_path / "out" / "raven" / "rfcx_f97ababc1.selections.txt"
     header = raven.read_text().splitlines()[0].split("\t")
@@ -207,3 +210,17 @@ def test_checkpoints_load_safely(tmp_path):
     with pytest.raises(Mix2Error, match="evil.ckpt: not a mix2 checkpoint, or not one that loads safely"):
         load_classifier(tmp_path / "evil.ckpt")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_audio_is_read_in_bounded_blocks_with_the_same_scores(checkpoint, frogs_scores, monkeypatch):
+    import mix2.predict
+
+    soundscape = shared_data("frogs") / "rfcx_f97ababc1.flac"
+    reads, original = [], sf.SoundFile.read
+    monkeypatch.setattr(sf.SoundFile, "read", lambda self, frames=-1, **kw: reads.append(frames) or original(self, frames, **kw))
+    monkeypatch.setattr(mix2.predict, "BLOCK_S", 5.0)
+    small_blocks = predict(checkpoint, [soundscape], progress=False)
+    rate = sf.info(str(soundscape)).samplerate
+    assert len(reads) >= 60 / 5 and 0 < max(reads) <= 5 * rate  # never more than 5 s of the 60 s at once
+    whole = frogs_scores[frogs_scores["file"] == str(soundscape)].reset_index(drop=True)
+    np.testing.assert_allclose(small_blocks[CLASSES].to_numpy(), whole[CLASSES].to_numpy(), atol=1e-5)

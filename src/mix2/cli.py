@@ -126,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict_parser.add_argument("--batch-size", type=int, default=64, help="windows per model call, across recordings (64)")
     predict_parser.add_argument(
         "--thresholds",
-        default="checkpoint",
-        help="'checkpoint' (tuned on validation at training; the default), a number, or a CSV with class,threshold",
+        default="0.5",
+        help="a number (0.5), 'checkpoint' (per class, tuned on validation at training), or a CSV with class,threshold",
     )
     predict_parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help="fp32, or bf16 on CPU (fp32)")
     predict_parser.add_argument("--parquet", action="store_true", help="also write scores.parquet (needs pyarrow)")

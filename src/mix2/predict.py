@@ -10,7 +10,7 @@ last full window ends before the recording does, one more window starts a hop la
 the tail: its audio is zero-padded to the window length, as training pads short clips, and its
 ``end_s`` is the recording's end. A recording shorter than one window gives one padded window.
 
-Each window's audio is decoded with soundfile's partial reads, a block of windows at a time,
+Each window's audio is decoded with soundfile's partial reads, at most 2 minutes at a time,
 so memory stays bounded on hours-long recordings; it is mixed to mono and resampled with soxr
 window by window, exactly as ``read_audio(file, start_s, window_s)`` reads a clip alone. The
 log-mel features are rounded to float16 as in the training cache, so a window scores exactly as
@@ -56,7 +56,8 @@ from mix2.errors import Mix2Error, input_error
 from mix2.features.logmel import LogMel, normalize_per_clip
 from mix2.training import Classifier, load_classifier
 
-BLOCK_WINDOWS = 64
+BLOCK_S = 120.0
+"""The most audio read at once from one recording, in seconds (more only where one window is longer)."""
 PRECISIONS = ("fp32", "bf16")
 BF16_TOLERANCE = 0.05
 """The largest difference between a bf16 and an fp32 score that the tests accept."""
@@ -95,8 +96,8 @@ def recording_windows(duration_s: float, window_s: float, hop_s: float) -> list[
     """
     starts = window_starts(duration_s, window_s, hop_s)
     windows = [(float(s), float(min(s + window_s, duration_s))) for s in starts]
-    if starts[-1] + window_s < duration_s - TIME_TOLERANCE_S:
-        tail = float(np.round(starts[-1] + hop_s, 6))
+    tail = float(np.round(starts[-1] + hop_s, 6))
+    if starts[-1] + window_s < duration_s - TIME_TOLERANCE_S and tail < duration_s - TIME_TOLERANCE_S:
         windows.append((tail, float(duration_s)))
     return windows
 
@@ -132,8 +133,7 @@ def read_windows(path: Path, windows: list[Window], window_s: float, sample_rate
         with sf.SoundFile(str(path)) as audio:
             native_hz = audio.samplerate
             span = round(window_s * native_hz)
-            for begin in range(0, len(windows), BLOCK_WINDOWS):
-                block = windows[begin : begin + BLOCK_WINDOWS]
+            for block in _blocks(windows, window_s):
                 first = round(block[0].start_s * native_hz)
                 audio.seek(min(first, audio.frames))
                 samples = audio.read(round(block[-1].start_s * native_hz) + span - first, dtype="float32", always_2d=True)
@@ -148,6 +148,18 @@ def read_windows(path: Path, windows: list[Window], window_s: float, sample_rate
                     yield fit_length(clip, length)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise unreadable_audio(path, err) from None
+
+
+def _blocks(windows: list[Window], window_s: float) -> Iterator[list[Window]]:
+    """Consecutive runs of windows whose audio spans at most :data:`BLOCK_S` (at least one window each)."""
+    block: list[Window] = []
+    for window in windows:
+        if block and window.start_s + window_s - block[0].start_s > BLOCK_S:
+            yield block
+            block = []
+        block.append(window)
+    if block:
+        yield block
 
 
 def thresholds_from(classes: list[str], thresholds: float | str | Path | dict[str, float] | np.ndarray) -> np.ndarray:
@@ -223,7 +235,7 @@ def predict(
     out_dir: str | Path | None = None,
     hop_s: float = 1.0,
     batch_size: int = 64,
-    thresholds: float | str | Path | dict[str, float] = "checkpoint",
+    thresholds: float | str | Path | dict[str, float] = 0.5,
     precision: str = "fp32",
     parquet: bool = False,
     progress: bool = True,
@@ -237,9 +249,9 @@ def predict(
         out_dir: where to write the tables (see the module docstring); ``None`` writes nothing.
         hop_s: seconds between window starts (1).
         batch_size: windows per model call; batches are filled across recordings (64).
-        thresholds: for the detections: ``"checkpoint"`` (the per-class thresholds tuned on
-            validation at training; 0.5 where the checkpoint has none), a number, a dict, or a
-            CSV file with ``class`` and ``threshold`` columns.
+        thresholds: for the detections: a number (0.5, the paper's), ``"checkpoint"`` (the
+            per-class thresholds tuned on validation at training; 0.5 where the checkpoint has
+            none), a dict, or a CSV file with ``class`` and ``threshold`` columns.
         precision: ``"fp32"``, or ``"bf16"`` (CPU autocast; scores within
             :data:`BF16_TOLERANCE` of fp32).
         parquet: also write ``scores.parquet`` (needs pyarrow).
