@@ -154,15 +154,18 @@ def plot_polyphony_by_method(polyphony: pd.DataFrame, presets: list[str], stem: 
 def plot_cooccurrence(labels: np.ndarray, classes: list[str], path: Path) -> Path:
     """Heat map of how many clips hold each pair of classes; the diagonal is each class's count.
 
-    ``labels`` is the ``(clips, classes)`` multi-hot matrix; counts are shown on a log scale.
+    ``labels`` is the ``(clips, classes)`` multi-hot matrix; classes are ordered by count, most
+    frequent first, and counts are shown on a log scale.
     """
     counts = cooccurrence(labels)
+    order = np.argsort(-np.diag(counts), kind="stable")
+    counts, classes = counts[np.ix_(order, order)], [classes[i] for i in order]
     size = min(16.0, 3 + 0.16 * len(classes))
     figure, axes = plt.subplots(figsize=(size + 1.5, size))
     image = axes.imshow(counts, cmap="viridis", norm=matplotlib.colors.LogNorm(vmin=1, vmax=max(1, counts.max())))
     axes.set_xticks(range(len(classes)), classes, rotation=90, fontsize=max(4, 9 - len(classes) // 15))
     axes.set_yticks(range(len(classes)), classes, fontsize=max(4, 9 - len(classes) // 15))
-    figure.colorbar(image, ax=axes, label="clips with both (log)")
+    figure.colorbar(image, ax=axes, label="clips with both (log)", shrink=0.6)
     axes.set_title("Co-occurrence of classes in the clips")
     return _save(figure, path)
 
