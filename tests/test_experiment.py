@@ -32,7 +32,10 @@ def fake_metrics(rng):
         map=float(rng.random()),
         group_classes=GROUPS,
         polyphony={"0": {"clips": 5, "macro_f1": None}, "1": {"clips": 7, "macro_f1": float(rng.random())}},
-        tuned=report(),
+        tuned={
+            **report(),
+            "polyphony": {"0": {"clips": 5, "macro_f1": None}, "1": {"clips": 7, "macro_f1": float(rng.random())}},
+        },
     )
     return metrics
 
@@ -102,7 +105,9 @@ def test_table_one_is_mean_and_sample_std_of_the_runs(tmp_path):
     assert markdown[0].startswith("Table I: macro F1 and mAP (%) at threshold 0.5, mean ± std over seeds 0, 1, 2")
     assert markdown[2] == "| preset | Frequent | Common | Rare | All | mAP | runs |"
     assert (tmp_path / "results" / "figure3_polyphony.png").stat().st_size > 0
-    assert (tmp_path / "results" / "figure3_polyphony.svg").read_text().lstrip().startswith("<?xml")
+    svg = (tmp_path / "results" / "figure3_polyphony.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "threshold 0.5" in svg and "thresholds tuned per class on validation" in svg
+    assert all(preset in svg for preset in ("timeshift", "mix2"))  # one line per preset, in the legend
     assert "table2" not in written
 
 

@@ -170,7 +170,7 @@ def collect_results(out_dir: str | Path) -> dict[str, pd.DataFrame]:
     """The finished runs' numbers as long tables.
 
     Returns ``scores`` (one row per run and thresholding, ``global`` or ``tuned``: frequent,
-    common, rare and all macro F1, mAP), ``polyphony`` (one row per run and level) and
+    common, rare and all macro F1, mAP), ``polyphony`` (one row per run, thresholding and level) and
     ``per_class`` (one row per run and class).
     """
     out_dir = Path(out_dir)
@@ -184,8 +184,11 @@ def collect_results(out_dir: str | Path) -> dict[str, pd.DataFrame]:
         key = {"variant": run.variant or "", "preset": run.preset, "seed": run.seed}
         for thresholds, report in (("global", metrics), ("tuned", metrics["tuned"])):
             scores.append({**key, "thresholds": thresholds, **report["groups"], "all": report["macro_f1"], "map": metrics["map"]})
-        for level, row in metrics["polyphony"].items():
-            polyphony.append({**key, "level": int(level), "clips": row["clips"], "macro_f1": row["macro_f1"]})
+        for thresholds, report in (("global", metrics), ("tuned", metrics["tuned"])):
+            for level, row in report["polyphony"].items():
+                polyphony.append(
+                    {**key, "thresholds": thresholds, "level": int(level), "clips": row["clips"], "macro_f1": row["macro_f1"]}
+                )
         group_of = {c: g for g, members in metrics["group_classes"].items() for c in members}
         for name, row in metrics["per_class"].items():
             per_class.append(
@@ -203,7 +206,8 @@ def aggregate_experiment(out_dir: str | Path) -> dict[str, Path]:
       row per preset, on the first variant, at threshold 0.5 as the paper; ``table1_tuned`` at
       the per-class thresholds tuned on validation;
     - ``table2`` (with several variants): the same on the other variants, side by side;
-    - ``figure3_polyphony``: macro F1 by polyphony level, one line per preset, error bars over seeds;
+    - ``figure3_polyphony``: macro F1 by polyphony level, one line per preset, error bars over
+      seeds, at 0.5 and at the tuned thresholds;
     - ``per_class``: each class's F1 under every preset, classes by training count;
     - ``runs.csv``: every finished run's numbers.
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["svg.fonttype"] = "none"  # SVG text stays text: searchable and editable for publication
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -126,26 +127,31 @@ def write_run_plots(metrics: dict, log_csv: Path | None, folder: Path) -> list[P
 def plot_polyphony_by_method(polyphony: pd.DataFrame, presets: list[str], stem: Path) -> Path:
     """The paper's Figure 3: macro F1 by polyphony level, one line per preset, error bars over seeds.
 
-    ``polyphony`` has one row per run and level with columns ``preset``, ``level``, ``clips``
-    and ``macro_f1`` (level 0, with no species, has no macro F1 and is left out). Writes
-    ``stem.png`` and ``stem.svg``; returns the PNG's path.
+    ``polyphony`` has one row per run, thresholding and level with columns ``preset``,
+    ``thresholds`` (``global``: 0.5 as in the paper; ``tuned``: per class on validation),
+    ``level``, ``clips`` and ``macro_f1`` (level 0, with no species, has no macro F1 and is left
+    out). One panel per thresholding. Writes ``stem.png`` and ``stem.svg``; returns the PNG's path.
     """
     rows = polyphony.dropna(subset=["macro_f1"])
-    figure, axes = plt.subplots(figsize=(6.5, 4))
+    panels = [t for t in ("global", "tuned") if (rows["thresholds"] == t).any()]
+    figure, all_axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4), squeeze=False, sharey=True)
     presets = [p for p in presets if (rows["preset"] == p).any()]
     offsets = {p: (k - (len(presets) - 1) / 2) * 0.04 for k, p in enumerate(presets)}  # keep error bars apart
-    for preset in presets:
-        by_level = rows[rows["preset"] == preset].groupby("level")["macro_f1"]
-        mean, std = by_level.mean(), by_level.std(ddof=1).fillna(0.0)
-        axes.errorbar(mean.index + offsets[preset], mean.values, yerr=std.values, marker="o", capsize=3, label=preset)
-    clips = rows.groupby("level")["clips"].first()
-    axes.set_xticks(list(clips.index), [f"{level}\n(n={n})" for level, n in clips.items()])
-    axes.set_xlim(clips.index.min() - 0.5, clips.index.max() + 0.5)
-    axes.set_xlabel("species in the clip (polyphony), with its test clips")
-    axes.set_ylabel("macro F1 (threshold 0.5)")
-    axes.set_ylim(0, 1)
-    axes.legend(fontsize=8, ncol=2)
-    axes.set_title("Macro F1 by polyphony, mean ± std over seeds")
+    for axes, thresholds in zip(all_axes[0], panels):
+        panel = rows[rows["thresholds"] == thresholds]
+        for preset in presets:
+            by_level = panel[panel["preset"] == preset].groupby("level")["macro_f1"]
+            mean, std = by_level.mean(), by_level.std(ddof=1).fillna(0.0)
+            axes.errorbar(mean.index + offsets[preset], mean.values, yerr=std.values, marker="o", capsize=3, label=preset)
+        clips = panel.groupby("level")["clips"].first()
+        axes.set_xticks(list(clips.index), [f"{level}\n(n={n})" for level, n in clips.items()])
+        axes.set_xlim(clips.index.min() - 0.5, clips.index.max() + 0.5)
+        axes.set_xlabel("species in the clip (polyphony), with its test clips")
+        axes.set_ylabel("macro F1")
+        axes.set_ylim(0, 1)
+        axes.legend(fontsize=8, ncol=2)
+        axes.set_title("threshold 0.5" if thresholds == "global" else "thresholds tuned per class on validation")
+    figure.suptitle("Macro F1 by polyphony, mean ± std over seeds")
     figure.tight_layout()
     figure.savefig(stem.with_suffix(".svg"))
     return _save(figure, stem.with_suffix(".png"))
