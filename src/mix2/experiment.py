@@ -184,7 +184,6 @@ def collect_results(out_dir: str | Path) -> dict[str, pd.DataFrame]:
         key = {"variant": run.variant or "", "preset": run.preset, "seed": run.seed}
         for thresholds, report in (("global", metrics), ("tuned", metrics["tuned"])):
             scores.append({**key, "thresholds": thresholds, **report["groups"], "all": report["macro_f1"], "map": metrics["map"]})
-        for thresholds, report in (("global", metrics), ("tuned", metrics["tuned"])):
             for level, row in report["polyphony"].items():
                 polyphony.append(
                     {**key, "thresholds": thresholds, "level": int(level), "clips": row["clips"], "macro_f1": row["macro_f1"]}
@@ -235,8 +234,9 @@ def aggregate_experiment(out_dir: str | Path) -> dict[str, Path]:
     seeds = ", ".join(map(str, experiment.seeds))
     main = scores[scores["variant"] == variants[0]]
     label = f" on {variants[0]}" if variants[0] else ""
+    threshold = experiment.base.train.threshold
     for thresholds, suffix, how in (
-        ("global", "", "at threshold 0.5"),
+        ("global", "", f"at threshold {threshold:g}"),
         ("tuned", "_tuned", "at per-class thresholds tuned on validation"),
     ):
         save(
@@ -250,18 +250,18 @@ def aggregate_experiment(out_dir: str | Path) -> dict[str, Path]:
         save(
             "table2",
             pd.concat(parts, axis=1),
-            f"Table II: macro F1 (%) at threshold 0.5 on the variants, mean ± std over seeds {seeds}",
+            f"Table II: macro F1 (%) at threshold {threshold:g} on the variants, mean ± std over seeds {seeds}",
         )
     polyphony = results["polyphony"]
     figure = plot_polyphony_by_method(
-        polyphony[polyphony["variant"] == variants[0]], experiment.presets, folder / "figure3_polyphony"
+        polyphony[polyphony["variant"] == variants[0]], experiment.presets, folder / "figure3_polyphony", threshold
     )
     written["figure3_polyphony"] = figure
     per_class = results["per_class"]
     save(
         "per_class",
         per_class_table(per_class[per_class["variant"] == variants[0]], experiment.presets),
-        f"Per-class F1 (%){label} at threshold 0.5, mean ± std over seeds {seeds}",
+        f"Per-class F1 (%){label} at threshold {threshold:g}, mean ± std over seeds {seeds}",
     )
     scores.to_csv(folder / "runs.csv", index=False)
     written["runs"] = folder / "runs.csv"

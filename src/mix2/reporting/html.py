@@ -86,7 +86,8 @@ def _experiment_section(folder: Path) -> str:
             parts.append(f"<h2>{html.escape(title)}</h2>{_table(pd.read_csv(folder / RESULTS / f'{name}.csv', index_col=0))}")
     parts.append(f"<h2>Figure 3: macro F1 by polyphony</h2>{_image(written['figure3_polyphony'], 'macro F1 by polyphony')}")
     per_class = pd.read_csv(folder / RESULTS / "per_class.csv", index_col=0)
-    parts.append(f'<h2>Per-class F1 (%) at threshold 0.5, by training count</h2><div class="scroll">{_table(per_class)}</div>')
+    title = html.escape(written["per_class"].read_text().splitlines()[0])
+    parts.append(f'<h2>{title}, by training count</h2><div class="scroll">{_table(per_class)}</div>')
     first = folder / finished[0].path
     parts.append(_cooccurrence(first, folder / RESULTS / "cooccurrence.png"))
     parts.append("<h2>Configuration of each run</h2>")

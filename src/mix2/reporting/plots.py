@@ -124,11 +124,11 @@ def write_run_plots(metrics: dict, log_csv: Path | None, folder: Path) -> list[P
     return written
 
 
-def plot_polyphony_by_method(polyphony: pd.DataFrame, presets: list[str], stem: Path) -> Path:
+def plot_polyphony_by_method(polyphony: pd.DataFrame, presets: list[str], stem: Path, threshold: float = 0.5) -> Path:
     """The paper's Figure 3: macro F1 by polyphony level, one line per preset, error bars over seeds.
 
     ``polyphony`` has one row per run, thresholding and level with columns ``preset``,
-    ``thresholds`` (``global``: 0.5 as in the paper; ``tuned``: per class on validation),
+    ``thresholds`` (``global``: ``threshold``, 0.5 as in the paper; ``tuned``: per class on validation),
     ``level``, ``clips`` and ``macro_f1`` (level 0, with no species, has no macro F1 and is left
     out). One panel per thresholding. Writes ``stem.png`` and ``stem.svg``; returns the PNG's path.
     """
@@ -150,7 +150,7 @@ def plot_polyphony_by_method(polyphony: pd.DataFrame, presets: list[str], stem: 
         axes.set_ylabel("macro F1")
         axes.set_ylim(0, 1)
         axes.legend(fontsize=8, ncol=2)
-        axes.set_title("threshold 0.5" if thresholds == "global" else "thresholds tuned per class on validation")
+        axes.set_title(f"threshold {threshold:g}" if thresholds == "global" else "thresholds tuned per class on validation")
     figure.suptitle("Macro F1 by polyphony, mean ± std over seeds")
     figure.tight_layout()
     figure.savefig(stem.with_suffix(".svg"))
