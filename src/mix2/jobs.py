@@ -40,6 +40,7 @@ from mix2.data.sources import read_source
 from mix2.data.splits import assign_splits
 from mix2.errors import input_error
 from mix2.features.cache import FeatureCache, extract_features
+from mix2.files import atomic_path
 from mix2.metrics import class_groups, evaluate_scores, tune_thresholds
 from mix2.reporting.plots import write_run_plots
 from mix2.training import CachedClips, Classifier, load_classifier, store_thresholds
@@ -142,9 +143,8 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = Tru
     predictions.to_csv(run_dir / "test_predictions.csv", index=False, float_format="%.6f")
     write_run_plots(metrics, run_dir / "logs" / "metrics.csv", run_dir / "plots")
     # Written last and atomically: a run folder with metrics.json is a finished run.
-    partial = run_dir / "metrics.json.partial"
-    partial.write_text(json.dumps(metrics, indent=2))
-    partial.replace(run_dir / "metrics.json")
+    with atomic_path(run_dir / "metrics.json") as partial:
+        partial.write_text(json.dumps(metrics, indent=2))
     return metrics
 
 

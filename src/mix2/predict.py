@@ -46,14 +46,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile as sf
-import soxr
 import torch
 from tqdm.auto import tqdm
 
-from mix2.data.audio import AUDIO_EXTENSIONS, duration_s, fit_length, unreadable_audio
+from mix2.data.audio import AUDIO_EXTENSIONS, duration_s, fit_length, resample_checked, unreadable_audio
 from mix2.data.events import TIME_TOLERANCE_S, window_starts
 from mix2.errors import Mix2Error, input_error
 from mix2.features.logmel import LogMel, normalize_per_clip
+from mix2.files import atomic_path, md5sum
 from mix2.training import Classifier, load_classifier
 
 BLOCK_S = 120.0
@@ -140,11 +140,7 @@ def read_windows(path: Path, windows: list[Window], window_s: float, sample_rate
                 mono = samples.mean(axis=1)
                 for window in block:
                     offset = round(window.start_s * native_hz) - first
-                    clip = mono[offset : offset + span]
-                    if native_hz != sample_rate_hz and clip.size:
-                        clip = soxr.resample(clip, native_hz, sample_rate_hz, quality="HQ").astype(np.float32)
-                    if not np.isfinite(clip).all():
-                        raise input_error(path, "the audio holds NaN or infinite samples")
+                    clip = resample_checked(mono[offset : offset + span], native_hz, sample_rate_hz, path)
                     yield fit_length(clip, length)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise unreadable_audio(path, err) from None
@@ -375,7 +371,7 @@ class PredictState:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "parts").mkdir(exist_ok=True)
-        settings = {"checkpoint_md5": _md5(Path(checkpoint)), "hop_s": hop_s, "precision": precision}
+        settings = {"checkpoint_md5": md5sum(checkpoint), "hop_s": hop_s, "precision": precision}
         settings_path = folder / "predict.json"
         if settings_path.is_file():
             stored = json.loads(settings_path.read_text())
@@ -385,7 +381,7 @@ class PredictState:
                     settings_path, f"this folder holds a prediction with other settings ({changed}); use a new folder"
                 )
         else:
-            _write_atomic(settings_path, json.dumps({**settings, "checkpoint": str(checkpoint)}, indent=2))
+            _write_text(settings_path, json.dumps({**settings, "checkpoint": str(checkpoint)}, indent=2))
 
     def done(self) -> dict[str, str]:
         """Recording path -> its part file, for every recording finished before."""
@@ -412,7 +408,7 @@ class PredictState:
     def record(self, path: Path, frame: pd.DataFrame) -> str:
         """Write one recording's scores atomically, then list it in ``done.jsonl``; returns the part's name."""
         part = hashlib.sha1(str(path).encode()).hexdigest()[:16] + ".csv"
-        _write_atomic(self.folder / "parts" / part, frame.to_csv(index=False, float_format="%.6f"))
+        _write_text(self.folder / "parts" / part, frame.to_csv(index=False, float_format="%.6f"))
         with (self.folder / "done.jsonl").open("a") as done:
             done.write(json.dumps({"file": str(path), "part": part}) + "\n")
             done.flush()
@@ -425,7 +421,7 @@ class PredictState:
 
     def write_failures(self, recordings: list[Path], failures: dict[int, str]) -> None:
         rows = [(str(recordings[i]), reason) for i, reason in sorted(failures.items())]
-        _write_atomic(self.folder / "failures.csv", pd.DataFrame(rows, columns=["file", "reason"]).to_csv(index=False))
+        _write_text(self.folder / "failures.csv", pd.DataFrame(rows, columns=["file", "reason"]).to_csv(index=False))
 
     def write_results(
         self,
@@ -436,8 +432,8 @@ class PredictState:
         parquet: bool,
         max_frequency_hz: float,
     ) -> None:
-        _write_atomic(self.folder / "scores.csv", scores.to_csv(index=False, float_format="%.6f"))
-        _write_atomic(self.folder / "detections.csv", found.to_csv(index=False, float_format="%.6f"))
+        _write_text(self.folder / "scores.csv", scores.to_csv(index=False, float_format="%.6f"))
+        _write_text(self.folder / "detections.csv", found.to_csv(index=False, float_format="%.6f"))
         if parquet:
             try:
                 scores.to_parquet(self.folder / "scores.parquet", index=False)
@@ -461,20 +457,9 @@ def _raven_names(recordings: list[Path]) -> list[str]:
     return names
 
 
-def _md5(path: Path) -> str:
-    if not path.is_file():
-        raise input_error(path, "no such checkpoint")
-    digest = hashlib.md5()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)
+def _write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as partial:
+        partial.write_text(text)
 
 
 __all__ = ["BF16_TOLERANCE", "WindowScorer", "detections", "find_recordings", "predict", "recording_windows", "thresholds_from"]

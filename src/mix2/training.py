@@ -26,6 +26,7 @@ from mix2.augment import CircularTimeShift, SpecAugment
 from mix2.config import RunConfig
 from mix2.errors import input_error
 from mix2.features.logmel import normalize_per_clip
+from mix2.files import atomic_path
 from mix2.losses import create_loss
 from mix2.mixing import Mix2, create_mixer
 from mix2.models import create_model
@@ -157,6 +158,5 @@ def store_thresholds(checkpoint: str | Path, thresholds: dict[str, float]) -> No
     checkpoint = Path(checkpoint)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     state["thresholds"] = {name: float(value) for name, value in thresholds.items()}
-    partial = checkpoint.with_name(checkpoint.name + ".partial")
-    torch.save(state, partial)
-    partial.replace(checkpoint)
+    with atomic_path(checkpoint) as partial:
+        torch.save(state, partial)

@@ -48,10 +48,12 @@ def read_audio(
         raise unreadable_audio(path, err) from None
     if total_frames == 0:
         raise input_error(path, "the audio file holds no samples")
-    mono = samples.mean(axis=1)
-    if mono.size == 0:
-        return mono
-    if native_hz != sample_rate_hz:
+    return resample_checked(samples.mean(axis=1), native_hz, sample_rate_hz, path)
+
+
+def resample_checked(mono: np.ndarray, native_hz: int, sample_rate_hz: int, path: str | Path) -> np.ndarray:
+    """Resample mono float32 samples with soxr (HQ), ``(n,) -> (m,)``; NaN or infinite samples are an error naming ``path``."""
+    if native_hz != sample_rate_hz and mono.size:
         mono = soxr.resample(mono, native_hz, sample_rate_hz, quality="HQ").astype(np.float32)
     if not np.isfinite(mono).all():
         raise input_error(path, "the audio holds NaN or infinite samples")

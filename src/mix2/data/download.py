@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import shutil
@@ -27,9 +26,9 @@ from pathlib import Path, PurePosixPath
 from tqdm.auto import tqdm
 
 from mix2.errors import Mix2Error, input_error
+from mix2.files import CHUNK_BYTES, md5sum
 
 ZENODO_API = "https://zenodo.org/api"
-CHUNK_BYTES = 1 << 20
 MARKER = ".mix2-download.json"
 
 
@@ -135,15 +134,6 @@ def fetch(remote: RemoteFile, partial: Path, progress: bool = True) -> None:
         raise Mix2Error(f"{remote.url}: download stopped at {got} of {remote.size} bytes; run the same command again to resume")
 
 
-def md5sum(path: Path) -> str:
-    """The MD5 hex digest of a file, read in chunks."""
-    digest = hashlib.md5()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def unpack(zip_path: Path, dest: Path) -> None:
     """Extract ``zip_path`` into ``dest``, dropping a single top folder; refuses unsafe member names."""
     try:
@@ -170,4 +160,4 @@ def _reason(err: BaseException) -> str:
     return str(getattr(err, "reason", None) or err) or type(err).__name__
 
 
-__all__ = ["DATASETS", "download", "fetch", "md5sum", "unpack", "zenodo_file"]
+__all__ = ["DATASETS", "download", "fetch", "unpack", "zenodo_file"]

@@ -1,0 +1,40 @@
+"""Files written whole or not at all, and file checksums.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "metrics.json"
+    >>> with atomic_path(path) as partial:
+    ...     _ = partial.write_text("{}")
+    >>> path.read_text(), md5sum(path)
+    ('{}', '99914b932bd37a50b983c5e7c90ae93b')
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+CHUNK_BYTES = 1 << 20
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield ``<path>.partial`` to write to; it replaces ``path`` only once the block succeeds.
+
+    A kill while writing leaves the previous ``path`` (or none) intact, never a half-written one.
+    """
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    yield partial
+    partial.replace(path)
+
+
+def md5sum(path: str | Path) -> str:
+    """The MD5 hex digest of a file, read in chunks."""
+    digest = hashlib.md5()
+    with Path(path).open("rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
