@@ -34,6 +34,7 @@ from mix2.config import PRESETS, RunConfig, apply_preset
 from mix2.data.anuraset import VARIANTS
 from mix2.errors import Mix2Error, input_error
 from mix2.jobs import train
+from mix2.metrics import group_of_class
 from mix2.reporting.plots import plot_polyphony_by_method
 from mix2.reporting.tables import per_class_table, summary_table, to_markdown
 
@@ -188,7 +189,7 @@ def collect_results(out_dir: str | Path) -> dict[str, pd.DataFrame]:
                 polyphony.append(
                     {**key, "thresholds": thresholds, "level": int(level), "clips": row["clips"], "macro_f1": row["macro_f1"]}
                 )
-        group_of = {c: g for g, members in metrics["group_classes"].items() for c in members}
+        group_of = group_of_class(metrics["group_classes"])
         for name, row in metrics["per_class"].items():
             per_class.append(
                 {**key, "class": name, "group": group_of.get(name, ""), "f1": row["f1"],

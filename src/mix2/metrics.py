@@ -59,6 +59,11 @@ def class_groups(
     }
 
 
+def group_of_class(group_classes: dict[str, list[str]]) -> dict[str, str]:
+    """Class name -> its group, from the frequent / common / rare lists of :func:`class_groups`."""
+    return {name: group for group, members in group_classes.items() for name in members}
+
+
 def polyphony_f1(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, dict[str, float | int | None]]:
     """F1 with clips grouped by their number of species (0, 1, 2, ...).
 

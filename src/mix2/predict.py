@@ -65,9 +65,8 @@ BF16_TOLERANCE = 0.05
 
 @dataclass(frozen=True)
 class Window:
-    """One window of one recording: ``recording`` indexes the list of recordings."""
+    """One window of a recording, in seconds."""
 
-    recording: int
     start_s: float
     end_s: float
 
@@ -324,7 +323,7 @@ def _score_recordings(
     batch_audio: list[np.ndarray] = []
     batch_owner: list[int] = []
 
-    def flush() -> Iterator[tuple[int, tuple[list[Window], np.ndarray]]]:
+    def score_batch() -> None:
         if batch_audio:
             # Every call sees a full batch (the last one padded with silence), so a window's score
             # never depends on how many windows shared its batch: a resumed run scores as one.
@@ -335,6 +334,8 @@ def _score_recordings(
                     pending[owner][1].append(row)
             batch_audio.clear()
             batch_owner.clear()
+
+    def finished() -> Iterator[tuple[int, tuple[list[Window], np.ndarray]]]:
         for owner in [k for k, v in pending.items() if v[2] and len(v[1]) == len(v[0])]:
             windows, rows, _ = pending.pop(owner)
             yield owner, (windows, np.array(rows).reshape(len(windows), -1))
@@ -345,13 +346,14 @@ def _score_recordings(
             length_s = duration_s(path)
             if length_s == 0:
                 raise input_error(path, "the audio file holds no samples")
-            windows = [Window(index, s, e) for s, e in recording_windows(length_s, window_s, hop_s)]
+            windows = [Window(s, e) for s, e in recording_windows(length_s, window_s, hop_s)]
             pending[index] = [windows, [], False]
             for clip in read_windows(path, windows, window_s, sample_rate_hz):
                 batch_audio.append(clip)
                 batch_owner.append(index)
                 if len(batch_audio) == batch_size:
-                    yield from flush()
+                    score_batch()
+                    yield from finished()
             pending[index][2] = True
         except Mix2Error as err:
             failures[index] = str(err).removeprefix(f"{path}: ")
@@ -360,8 +362,9 @@ def _score_recordings(
             batch_audio[:] = [batch_audio[k] for k in keep]
             batch_owner[:] = [batch_owner[k] for k in keep]
             continue
-        yield from flush() if not batch_audio else iter(())
-    yield from flush()
+        yield from finished()  # a recording whose windows are all scored already
+    score_batch()
+    yield from finished()
 
 
 class PredictState:

@@ -26,6 +26,7 @@ import pandas as pd
 from mix2.errors import input_error
 from mix2.experiment import PLAN_FILE, RESULTS, aggregate_experiment, is_finished, plan_experiment
 from mix2.jobs import read_run_clips
+from mix2.metrics import GROUPS, group_of_class
 from mix2.reporting.plots import plot_cooccurrence
 from mix2.reporting.tables import SCORE_COLUMNS, format_mean_std
 
@@ -99,16 +100,16 @@ def _experiment_section(folder: Path) -> str:
 
 def _run_section(folder: Path) -> str:
     metrics = json.loads((folder / "metrics.json").read_text())
+
+    def scores_row(report: dict) -> list[str]:  # mAP does not depend on the thresholds
+        return [_percent(report["groups"].get(g)) for g in GROUPS] + [_percent(report["macro_f1"]), _percent(metrics["map"])]
+
     scores = pd.DataFrame(
-        {
-            f"threshold {metrics['threshold']}": [_percent(metrics["groups"].get(g)) for g in list(SCORE_COLUMNS)[:3]]
-            + [_percent(metrics["macro_f1"]), _percent(metrics["map"])],
-            "tuned per class on validation": [_percent(metrics["tuned"]["groups"].get(g)) for g in list(SCORE_COLUMNS)[:3]]
-            + [_percent(metrics["tuned"]["macro_f1"]), _percent(metrics["map"])],
-        },
-        index=list(SCORE_COLUMNS.values()),
-    ).T.rename_axis("thresholds")
-    group_of = {c: g for g, members in metrics["group_classes"].items() for c in members}
+        [scores_row(metrics), scores_row(metrics["tuned"])],
+        index=pd.Index([f"threshold {metrics['threshold']}", "tuned per class on validation"], name="thresholds"),
+        columns=list(SCORE_COLUMNS.values()),
+    )
+    group_of = group_of_class(metrics["group_classes"])
     per_class = pd.DataFrame(
         {
             "group": [group_of.get(c, "") for c in metrics["per_class"]],
