@@ -1,4 +1,4 @@
-"""Shared fixtures: a private cache folder, small generated audio, and the shared recordings."""
+"""Shared fixtures: a private cache folder, small generated audio, the shared recordings and a checkpoint."""
 
 from __future__ import annotations
 
@@ -7,6 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+
+from mix2 import default_config
+from mix2.data.audio import fit_length, read_audio
+from mix2.features.logmel import normalize_per_clip
+from mix2.predict import WindowScorer
+from mix2.training import Classifier
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -35,3 +42,26 @@ def write_tone(
 def private_cache(tmp_path_factory, monkeypatch):
     """Every test gets the session's private cache, never the user's ``~/.cache/mix2``."""
     monkeypatch.setenv("MIX2_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+FOUR_CLASSES = ["frog_a", "frog_b", "toad_c", "toad_d"]
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    """An untrained four-class model whose batch-norm statistics are set on real audio, so that scores vary."""
+    torch.manual_seed(0)
+    module = Classifier(default_config("data").to_dict(), FOUR_CLASSES)
+    soundscape = shared_data("frogs") / "rfcx_f97ababc1.flac"
+    clips = np.stack([fit_length(read_audio(soundscape, 16_000, s, 3.0), 48_000) for s in range(0, 57, 3)])
+    features = normalize_per_clip(WindowScorer(module).frontend(torch.from_numpy(clips)).half().float()[:, None])
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+            layer.momentum = None  # a plain average over the calibration batch
+    module.train()
+    with torch.no_grad():
+        module(features)
+    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
+    thresholds = {"frog_a": 0.5, "frog_b": 0.9, "toad_c": 0.3, "toad_d": 0.99}
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict(), "thresholds": thresholds}, path)
+    return path

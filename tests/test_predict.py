@@ -9,37 +9,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import shared_data, write_tone
-from mix2 import default_config
+from conftest import FOUR_CLASSES, shared_data, write_tone
 from mix2.cli import main
 from mix2.data.audio import fit_length, read_audio
 from mix2.data.events import read_raven_table
 from mix2.errors import Mix2Error
-from mix2.features.logmel import normalize_per_clip
 from mix2.predict import BF16_TOLERANCE, PredictState, WindowScorer, detections, predict, recording_windows, thresholds_from
-from mix2.training import Classifier, load_classifier
+from mix2.training import load_classifier
 
-CLASSES = ["frog_a", "frog_b", "toad_c", "toad_d"]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """An untrained model whose batch-norm statistics are set on real audio, so that scores vary."""
-    torch.manual_seed(0)
-    module = Classifier(default_config("data").to_dict(), CLASSES)
-    soundscape = shared_data("frogs") / "rfcx_f97ababc1.flac"
-    clips = np.stack([fit_length(read_audio(soundscape, 16_000, s, 3.0), 48_000) for s in range(0, 57, 3)])
-    features = normalize_per_clip(WindowScorer(module).frontend(torch.from_numpy(clips)).half().float()[:, None])
-    for layer in module.modules():
-        if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
-            layer.momentum = None  # a plain average over the calibration batch
-    module.train()
-    with torch.no_grad():
-        module(features)
-    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
-    thresholds = {"frog_a": 0.5, "frog_b": 0.9, "toad_c": 0.3, "toad_d": 0.99}
-    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict(), "thresholds": thresholds}, path)
-    return path
+CLASSES = FOUR_CLASSES
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ Example:
     >>> import mix2
     >>> run_dir = mix2.train(mix2.default_config("chorus"))  # doctest: +SKIP
     >>> mix2.evaluate(run_dir)["groups"]  # doctest: +SKIP
+    >>> mix2.resume(run_dir)  # after a kill: go on from the last checkpoint  # doctest: +SKIP
     >>> plan = mix2.Experiment(mix2.default_config("path/to/data"), presets=["timeshift", "mix2"])
     >>> mix2.run_experiment("runs/experiments/mine", plan)  # doctest: +SKIP
     >>> mix2.write_report(["runs/experiments/mine"], "report.html")  # doctest: +SKIP
@@ -13,7 +14,7 @@ from mix2.config import RunConfig, default_config
 from mix2.data.download import download
 from mix2.errors import Mix2Error
 from mix2.experiment import Experiment, aggregate_experiment, run_experiment
-from mix2.jobs import evaluate, train
+from mix2.jobs import evaluate, resume, train
 from mix2.reporting.html import write_report
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "default_config",
     "download",
     "evaluate",
+    "resume",
     "run_experiment",
     "train",
     "write_report",

@@ -4,6 +4,7 @@
     mix2 train --data PATH            # AnuraSet folder, events folder or multi-hot CSV
     mix2 train --preset mix2          # a row of the paper's Table I
     mix2 train --mixing multimix      # one mixer on top of the configured augmentation
+    mix2 train --resume RUN_DIR       # continue a killed run from its last checkpoint
     mix2 evaluate RUN_DIR             # re-score the test split with the best checkpoint
     mix2 experiment DIR --data PATH --presets timeshift mix2 --seeds 0 1 2   # tables over seeds
     mix2 report DIR...                # one HTML page of runs and experiments
@@ -11,7 +12,7 @@
     mix2 predict CKPT PATH...         # which species call when, over long recordings
 
 Problems with the input are printed as one line, ``mix2: error: <file>: <problem>``, and the
-command exits with status 2.
+command exits with status 2 (130 when training was interrupted and can be resumed).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from mix2.data.anuraset import VARIANTS
 from mix2.data.download import DATASETS, ZENODO_API, download
 from mix2.errors import Mix2Error
 from mix2.experiment import Experiment, aggregate_experiment, plan_experiment, run_experiment
-from mix2.jobs import evaluate, train
+from mix2.jobs import evaluate, resume, train
 from mix2.predict import PRECISIONS, predict
 from mix2.reporting.html import write_report
 
@@ -84,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.add_argument("--out", help="folder that holds run folders (runs)")
     train_parser.add_argument("--run-dir", help="write this run into exactly this folder")
     train_parser.add_argument("--preset", choices=list(PRESETS), help="a row of the paper's Table I (flags override it)")
+    train_parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint, with its own settings (no other options)"
+    )
 
     evaluate_parser = verbs.add_parser(
         "evaluate", help="score a run's test split and write metrics and plots", allow_abbrev=False
@@ -200,6 +204,15 @@ def _print_predict_summary(scores: pd.DataFrame, out: str) -> None:
         print(f"skipped {scores.attrs['failures']} unreadable recording(s), listed in {out}/failures.csv")
 
 
+def _refuse_options_with_resume(args: argparse.Namespace) -> None:
+    """A resumed run keeps its own settings: any option that would change them is an error."""
+    names = ["data", "config", "preset", "out", "run_dir", *(flag[2:].replace("-", "_") for flag, *_ in TRAIN_OPTIONS)]
+    given = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) is not None]
+    given += [flag for flag in ("--no-specaugment", "--no-time-shift") if getattr(args, flag[2:].replace("-", "_"))]
+    if given:
+        raise Mix2Error(f"--resume continues a run with its own config.yaml; leave out {', '.join(given)}")
+
+
 def _number_or_text(value: str) -> float | str:
     try:
         return float(value)
@@ -226,7 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banners, only our summary
     try:
         if args.verb == "train":
-            run_dir = train(config_from_args(args), run_dir=args.run_dir, progress=not args.quiet)
+            if args.resume:
+                _refuse_options_with_resume(args)
+                run_dir = resume(args.resume, progress=not args.quiet)
+            else:
+                run_dir = train(config_from_args(args), run_dir=args.run_dir, progress=not args.quiet)
             _print_summary(json.loads((run_dir / "metrics.json").read_text()))
             print(f"run folder: {run_dir}")
         elif args.verb == "evaluate":
@@ -254,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"report: {write_report(args.dirs, out)}")
     except Mix2Error as err:
         print(f"mix2: error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_status
     return 0
 
 

@@ -117,7 +117,12 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    """Model, optimiser and trainer settings."""
+    """Model, optimiser and trainer settings.
+
+    ``deterministic`` asks torch for its deterministic algorithms, warning (not failing) for the
+    few GPU operations that have none, so the same seed and data on the same machine give the
+    same run.
+    """
 
     model: str = "mobilenetv3_large"
     bn_momentum: float = 0.1
@@ -130,6 +135,7 @@ class TrainConfig:
     num_workers: int = 0
     accelerator: str = "auto"
     channels_last: bool = True
+    deterministic: bool = True
 
 
 @dataclass

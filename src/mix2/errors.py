@@ -13,6 +13,14 @@ from pathlib import Path
 class Mix2Error(Exception):
     """A problem with the user's input or configuration, stated in one line."""
 
+    exit_status = 2
+
+
+class TrainingInterrupted(Mix2Error):
+    """Training stopped by Ctrl-C or SIGTERM; the run folder can be resumed."""
+
+    exit_status = 130
+
 
 def input_error(path: str | Path, problem: str) -> Mix2Error:
     """Build the standard ``"<path>: <problem>"`` error.

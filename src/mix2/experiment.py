@@ -7,8 +7,8 @@ An experiment folder holds:
 - ``commands.txt``: one command per run, for a cluster's array job
   (``mix2 experiment DIR --run-index $SLURM_ARRAY_TASK_ID``);
 - ``runs/[<variant>/]<preset>/seed<k>/``: one run folder each (see :mod:`mix2.jobs`). A run
-  folder with ``metrics.json`` is finished and never retrained; an unfinished one is trained
-  again from the start;
+  folder with ``metrics.json`` is finished and never retrained; an interrupted one is resumed
+  from its last checkpoint (see :func:`mix2.jobs.resume`);
 - ``results/``: the tables and figures of :func:`aggregate_experiment`.
 
 Example:
@@ -33,7 +33,7 @@ import yaml
 from mix2.config import PRESETS, RunConfig, apply_preset
 from mix2.data.anuraset import VARIANTS
 from mix2.errors import Mix2Error, input_error
-from mix2.jobs import train
+from mix2.jobs import resume, train
 from mix2.metrics import group_of_class
 from mix2.reporting.plots import plot_polyphony_by_method
 from mix2.reporting.tables import per_class_table, summary_table, to_markdown
@@ -153,11 +153,14 @@ def run_experiment(
         run, run_dir = runs[i], out_dir / runs[i].path
         if is_finished(run_dir):
             continue
-        if run_dir.exists():  # interrupted: start it again from a clean folder
-            shutil.rmtree(run_dir)
         print(f"[{i + 1}/{len(runs)}] {run.path}", flush=True)
         started = time.perf_counter()
-        train(experiment.config(run), run_dir=run_dir, progress=progress)
+        if (run_dir / "clips.csv").is_file():  # interrupted after its clips were chosen: go on from its last epoch
+            resume(run_dir, progress=progress)
+        else:
+            if run_dir.exists():  # interrupted while reading its data: start again from a clean folder
+                shutil.rmtree(run_dir)
+            train(experiment.config(run), run_dir=run_dir, progress=progress)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         print(
             f"[{i + 1}/{len(runs)}] {run.path}: macro F1 {metrics['macro_f1']:.3f} "

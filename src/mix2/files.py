@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,11 +24,14 @@ CHUNK_BYTES = 1 << 20
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield ``<path>.partial`` to write to; it replaces ``path`` only once the block succeeds.
 
-    A kill while writing leaves the previous ``path`` (or none) intact, never a half-written one.
+    The partial file is flushed to disk before the rename, so a kill or a power cut while
+    writing leaves the previous ``path`` (or none) intact, never a half-written one.
     """
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     yield partial
+    with partial.open("rb+") as handle:
+        os.fsync(handle.fileno())
     partial.replace(path)
 
 

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import time
@@ -35,15 +36,24 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from mix2.config import RunConfig
-from mix2.data.clips import CLIP_COLUMNS, ClipTable
+from mix2.data.clips import CLIP_COLUMNS, SPLITS, ClipTable
 from mix2.data.sources import read_source
 from mix2.data.splits import assign_splits
-from mix2.errors import input_error
+from mix2.errors import TrainingInterrupted, input_error
 from mix2.features.cache import FeatureCache, extract_features
 from mix2.files import atomic_path
 from mix2.metrics import class_groups, evaluate_scores, tune_thresholds
 from mix2.reporting.plots import write_run_plots
-from mix2.training import CachedClips, Classifier, load_classifier, store_thresholds
+from mix2.training import (
+    AtomicCheckpointIO,
+    CachedClips,
+    Classifier,
+    EpochShuffle,
+    NonFiniteLoss,
+    load_checkpoint,
+    load_classifier,
+    store_thresholds,
+)
 
 CHECKPOINT_MONITOR = "val_macro_f1"
 
@@ -56,54 +66,129 @@ def cache_root() -> Path:
 def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool = True) -> Path:
     """Train on ``config.data.source``, keep the best checkpoint on validation, evaluate on test.
 
-    Returns the run folder (``config.out_dir/<data>-<time>`` unless ``run_dir`` is given).
+    Returns the run folder (``config.out_dir/<data>-<time>`` unless ``run_dir`` is given). A
+    folder that already holds a run is refused: continue it with :func:`resume`.
     """
-    L.seed_everything(config.train.seed, workers=True, verbose=False)
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if run_dir is not None and (run_dir / "config.yaml").is_file():
+        raise input_error(run_dir, f"already holds a run; continue it with: mix2 train --resume {run_dir}")
     table = read_source(config.data, cache_root())
-    table = assign_splits(table, config.data.test_fraction, config.data.val_fraction, config.data.split_seed)
-    run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(Path(config.out_dir), table.name)
+    run_dir = run_dir if run_dir is not None else _new_run_dir(Path(config.out_dir), table.name)
     run_dir.mkdir(parents=True, exist_ok=True)
     config.to_yaml(run_dir / "config.yaml")
 
     cache = FeatureCache(cache_root() / "features", config.features)
     feature_paths, failures = extract_features(table, cache, config.data.window_s, progress)
     _write_failures(run_dir, table.failures + failures)
-    usable = np.array([p is not None for p in feature_paths])
-    table = table.select(usable)
+    usable = np.array([p is not None for p in feature_paths], dtype=bool)
+    # Splits are drawn over the readable recordings only, so an unreadable file never empties one.
+    table = assign_splits(table.select(usable), config.data.test_fraction, config.data.val_fraction, config.data.split_seed)
     feature_paths = [p for p in feature_paths if p is not None]
-    _write_clips(run_dir, table)
-
-    loaders = {}
-    for split in ("train", "val", "test"):  # all three must exist before hours of training
-        rows = np.flatnonzero(table.clips["split"].to_numpy() == split)
-        if rows.size == 0:
+    for split in SPLITS:  # all three must exist before hours of training
+        if not (table.clips["split"] == split).any():
             raise input_error(config.data.source, f"no readable clips in the {split} split; the data needs more recordings")
-        if split != "test":
-            loaders[split] = _loader([feature_paths[i] for i in rows], table.labels[rows], config, shuffle=split == "train")
+    _write_clips(run_dir, table)  # the run is resumable from here on
+    _fit(config, table, feature_paths, run_dir, progress)
+    evaluate(run_dir, progress=progress)
+    return run_dir
 
+
+def resume(run_dir: str | Path, progress: bool = True) -> Path:
+    """Continue an interrupted run from its last checkpoint, then evaluate it; returns ``run_dir``.
+
+    The run goes on with its own ``config.yaml`` and ``clips.csv`` from the epoch after
+    ``checkpoints/last.ckpt`` (from the start where no epoch finished), and ends with the same
+    checkpoints, log and metrics as an uninterrupted run. A finished run (one with
+    ``metrics.json``) is left as it is.
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / "metrics.json").is_file():
+        print(f"mix2: {run_dir} is a finished run (it has metrics.json); nothing to resume")
+        return run_dir
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / "clips.csv").is_file():
+        raise input_error(run_dir, "not a resumable mix2 run folder (it needs config.yaml and clips.csv)")
+    config = RunConfig.from_yaml(run_dir / "config.yaml")
+    table = read_run_clips(run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        load_checkpoint(last)  # a tampered or broken file is refused here, in one line
+    else:
+        print(f"mix2: {run_dir} has no finished epoch yet; training it from the start")
+    _fit(config, table, _cached_features(table, config, run_dir, progress), run_dir, progress, last if last.is_file() else None)
+    evaluate(run_dir, progress=progress)
+    return run_dir
+
+
+def _fit(
+    config: RunConfig,
+    table: ClipTable,
+    feature_paths: list[Path],
+    run_dir: Path,
+    progress: bool,
+    checkpoint: Path | None = None,
+) -> None:
+    """Train on the run's clips, from scratch or from ``checkpoint``; checkpoints and logs go into ``run_dir``."""
+    L.seed_everything(config.train.seed, workers=True, verbose=False)
+    splits = table.clips["split"].to_numpy()
+    loaders = {
+        split: _loader([feature_paths[i] for i in rows], table.labels[rows], config, shuffle=split == "train")
+        for split in ("train", "val")
+        for rows in [np.flatnonzero(splits == split)]
+    }
     module = Classifier(config.to_dict(), table.classes)
     checkpoint_dir = run_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=CHECKPOINT_MONITOR, mode="max")
     # Lightning's save_last writes "last" only when "best" improves: an unmonitored callback
     # overwrites last.ckpt after every epoch instead.
     last = ModelCheckpoint(dirpath=checkpoint_dir, filename="last", enable_version_counter=False)
+    logger = CSVLogger(save_dir=run_dir, name="", version="logs", flush_logs_every_n_steps=1)
     trainer = L.Trainer(
         max_epochs=config.train.epochs,
         accelerator=config.train.accelerator,
         devices=1,
+        deterministic="warn" if config.train.deterministic else False,
         callbacks=[best, last],
-        logger=CSVLogger(save_dir=run_dir, name="", version="logs"),
+        plugins=[AtomicCheckpointIO()],
+        logger=logger,
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         log_every_n_steps=1,
     )
-    with warnings.catch_warnings():
-        # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates; harmless here.
-        warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
-        trainer.fit(module, loaders["train"], loaders["val"])
-    evaluate(run_dir, progress=progress)
-    return run_dir
+    try:
+        with warnings.catch_warnings():
+            # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates; harmless here.
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
+            warnings.filterwarnings("ignore", message=r"(Checkpoint|Experiment logs) directory .* exists and is not empty")
+            _replay_log(run_dir / "logs" / "metrics.csv", logger, checkpoint)
+            trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=checkpoint, weights_only=True)
+    except NonFiniteLoss as err:
+        raise NonFiniteLoss(f"{run_dir}: {err}; training stopped. {_kept(checkpoint_dir)} Try a lower --lr.") from None
+    except SystemExit:  # Lightning ends Ctrl-C with sys.exit after its clean-up; its SIGTERMException is one too
+        raise TrainingInterrupted(
+            f"{run_dir}: training interrupted. {_kept(checkpoint_dir)} Continue with: mix2 train --resume {run_dir}"
+        ) from None
+
+
+def _kept(checkpoint_dir: Path) -> str:
+    last = checkpoint_dir / "last.ckpt"
+    if not last.is_file():
+        return "No epoch had finished, so there is no checkpoint."
+    epoch = load_checkpoint(last)["epoch"]
+    return f"The last good checkpoint, {last} (epoch {epoch}), is kept."
+
+
+def _replay_log(path: Path, logger: CSVLogger, checkpoint: Path | None) -> None:
+    """Keep the log rows of the epochs ``checkpoint`` holds: Lightning's CSV logger starts its file afresh."""
+    if checkpoint is None or not path.is_file():
+        return
+    done = load_checkpoint(checkpoint)["epoch"]
+    with path.open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("epoch") and int(float(row["epoch"])) <= done]
+    for row in rows:
+        values = {key: int(text) if text.lstrip("-").isdigit() else float(text) for key, text in row.items() if text != ""}
+        logger.experiment.log_metrics(values, step=values.pop("step"))
+    logger.experiment.save()
 
 
 def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = True) -> dict:
@@ -155,26 +240,33 @@ def _score_split(
     clips = table.split(split)
     if len(clips) == 0:
         raise input_error(run_dir / "clips.csv", f"no clips in the {split} split")
-    cache = FeatureCache(cache_root() / "features", config.features)
-    feature_paths, failures = extract_features(clips, cache, config.data.window_s, progress)
-    if failures:
-        raise input_error(clips.root / failures[0][0], f"{split} audio became unreadable since training: {failures[0][1]}")
+    feature_paths = _cached_features(clips, config, run_dir, progress)
     module.eval()
     with torch.inference_mode():
         batches = _loader(feature_paths, clips.labels, config, shuffle=False)
         return clips, torch.cat([torch.sigmoid(module(x)) for x, _ in batches]).numpy()
 
 
+def _cached_features(clips: ClipTable, config: RunConfig, run_dir: Path, progress: bool) -> list[Path]:
+    """The feature files of a run's clips, computed again where the cache lost them; unreadable audio is an error."""
+    cache = FeatureCache(cache_root() / "features", config.features)
+    feature_paths, failures = extract_features(clips, cache, config.data.window_s, progress)
+    if failures:
+        file, reason = failures[0]
+        raise input_error(clips.root / file, f"audio of {run_dir} became unreadable since training started: {reason}")
+    return feature_paths
+
+
 def _loader(paths: list[Path], labels: np.ndarray, config: RunConfig, shuffle: bool) -> DataLoader:
+    """Batches of cached clips; the training order is :class:`EpochShuffle`'s, a function of ``(seed, epoch)``."""
     batch_size = config.train.batch_size
-    generator = torch.Generator().manual_seed(config.train.seed)
     return DataLoader(
         CachedClips(paths, labels),
         batch_size=batch_size,
-        shuffle=shuffle,
+        sampler=EpochShuffle(len(paths), config.train.seed) if shuffle else None,
         drop_last=shuffle and len(paths) > batch_size,
         num_workers=config.train.num_workers,
-        generator=generator,
+        generator=torch.Generator().manual_seed(config.train.seed),  # worker seeds, never the global generator
         persistent_workers=config.train.num_workers > 0,
     )
 
@@ -224,4 +316,4 @@ def _write_failures(run_dir: Path, failures: list[tuple[str, str]]) -> None:
         print(f"mix2: skipped {len(failures)} unreadable recording(s), listed in {run_dir / 'failures.csv'}")
 
 
-__all__ = ["cache_root", "evaluate", "read_run_clips", "train"]
+__all__ = ["cache_root", "evaluate", "read_run_clips", "resume", "train"]

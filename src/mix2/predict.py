@@ -49,7 +49,18 @@ import soundfile as sf
 import torch
 from tqdm.auto import tqdm
 
-from mix2.data.audio import AUDIO_EXTENSIONS, duration_s, fit_length, resample_checked, unreadable_audio
+from mix2.data.audio import (
+    AUDIO_EXTENSIONS,
+    NOT_UTF8,
+    duration_s,
+    ends_before,
+    find_audio,
+    fit_length,
+    is_utf8,
+    printable,
+    resample_checked,
+    unreadable_audio,
+)
 from mix2.data.events import TIME_TOLERANCE_S, window_starts
 from mix2.errors import Mix2Error, input_error
 from mix2.features.logmel import LogMel, normalize_per_clip
@@ -72,11 +83,14 @@ class Window:
 
 
 def find_recordings(paths: list[str | Path]) -> list[Path]:
-    """Audio files among ``paths``: files as given, folders searched recursively, in sorted order."""
+    """Audio files among ``paths``: files as given, folders searched recursively, in sorted order.
+
+    Files whose names are not valid UTF-8 are included; :func:`predict` lists them as failures.
+    """
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+            found += find_audio(path)
         elif path.is_file():
             found.append(path)
         else:
@@ -139,6 +153,8 @@ def read_windows(path: Path, windows: list[Window], window_s: float, sample_rate
                 mono = samples.mean(axis=1)
                 for window in block:
                     offset = round(window.start_s * native_hz) - first
+                    if offset >= mono.size:  # the header promised more audio than the file holds
+                        raise ends_before(path, window.start_s, (first + mono.size) / native_hz)
                     clip = resample_checked(mono[offset : offset + span], native_hz, sample_rate_hz, path)
                     yield fit_length(clip, length)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
@@ -270,6 +286,7 @@ def predict(
 
     parts: dict[int, pd.DataFrame] = {}
     failures: dict[int, str] = dict(state.failures(recordings)) if state else {}
+    failures.update({i: NOT_UTF8 for i, path in enumerate(recordings) if not is_utf8(path)})
     todo = [i for i, path in enumerate(recordings) if str(path) not in done and i not in failures]
     started, audio_s = time.perf_counter(), 0.0
     bar = tqdm(total=len(todo), unit="file", desc="predict", disable=not progress)
@@ -406,7 +423,7 @@ class PredictState:
         if not path.is_file():
             return []
         known = dict(pd.read_csv(path, dtype=str, keep_default_na=False).itertuples(index=False, name=None))
-        return [(i, known[str(p)]) for i, p in enumerate(recordings) if str(p) in known]
+        return [(i, known[printable(p)]) for i, p in enumerate(recordings) if printable(p) in known]
 
     def record(self, path: Path, frame: pd.DataFrame) -> str:
         """Write one recording's scores atomically, then list it in ``done.jsonl``; returns the part's name."""
@@ -423,7 +440,7 @@ class PredictState:
         return frame[["file", "start_s", "end_s", *classes]]
 
     def write_failures(self, recordings: list[Path], failures: dict[int, str]) -> None:
-        rows = [(str(recordings[i]), reason) for i, reason in sorted(failures.items())]
+        rows = [(printable(recordings[i]), reason) for i, reason in sorted(failures.items())]
         _write_text(self.folder / "failures.csv", pd.DataFrame(rows, columns=["file", "reason"]).to_csv(index=False))
 
     def write_results(

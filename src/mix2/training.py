@@ -9,22 +9,33 @@ the test set.
 The module's hyperparameters are the run configuration as plain data plus the class names, so
 a checkpoint rebuilds its model by name, and loads with ``torch.load(weights_only=True)``.
 Per-class thresholds tuned on validation are stored beside the weights under ``"thresholds"``.
+
+Resuming reproduces a run exactly. Every random draw of a training epoch (the order of the
+clips, SpecAugment, the time shift, the mixing and dropout) comes from generators seeded by
+``(seed, epoch)`` at the start of that epoch (:func:`epoch_seed`), so the random state at an
+epoch boundary is the seed and the epoch number, both held by the checkpoint with the weights,
+the optimiser and the schedule. Checkpoints are written whole or not at all
+(:class:`AtomicCheckpointIO`), and a non-finite loss stops training before anything is saved
+(:class:`NonFiniteLoss`).
 """
 
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from sklearn.metrics import f1_score
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from mix2.augment import CircularTimeShift, SpecAugment
 from mix2.config import RunConfig
-from mix2.errors import input_error
+from mix2.errors import Mix2Error, input_error
 from mix2.features.logmel import normalize_per_clip
 from mix2.files import atomic_path
 from mix2.losses import create_loss
@@ -50,6 +61,60 @@ class CachedClips(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         features = torch.from_numpy(np.load(self.feature_paths[index]).astype(np.float32))[None]
         return normalize_per_clip(features[None])[0], self.labels[index]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one training epoch's random draws: independent streams for each ``(seed, epoch)``.
+
+    Example:
+        >>> epoch_seed(0, 3) == epoch_seed(0, 3) != epoch_seed(0, 4)
+        True
+    """
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+class EpochShuffle(Sampler[int]):
+    """A fresh permutation of ``range(size)`` each epoch, a pure function of ``(seed, epoch)``.
+
+    Lightning calls :meth:`set_epoch` before each epoch, so a run resumed at epoch ``k`` sees
+    exactly the order the uninterrupted run saw.
+
+    Example:
+        >>> sampler = EpochShuffle(5, seed=0)
+        >>> sampler.set_epoch(1)
+        >>> first = list(sampler)
+        >>> sorted(first), first == list(sampler)
+        ([0, 1, 2, 3, 4], True)
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class NonFiniteLoss(Mix2Error):
+    """The training or validation loss became NaN or infinite; training stops before saving."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing to ``<name>.partial`` and renaming it when complete.
+
+    A kill during a save leaves the previous checkpoint of that name in place, never a broken one.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as partial:
+            super().save_checkpoint(checkpoint, partial, storage_options)
 
 
 class Classifier(L.LightningModule):
@@ -95,10 +160,16 @@ class Classifier(L.LightningModule):
             x = self.spec_augment(x)
         return x
 
+    def on_train_epoch_start(self) -> None:
+        """Seed this epoch's augmentation, mixing and dropout from ``(seed, epoch)``."""
+        torch.manual_seed(epoch_seed(self.config.train.seed, self.current_epoch))
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor:
         x, targets = batch
         mixed = self.mixer(self.model, self._layout(self.augment(x)), targets)
         loss = self.loss(mixed.logits, mixed.targets, mixed.embedding)
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}")
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
         return loss
 
@@ -119,6 +190,8 @@ class Classifier(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         scores, targets = (torch.cat(parts).numpy() for parts in zip(*self._validation))
         self._validation.clear()
+        if not np.isfinite(scores).all():  # raised before this epoch's checkpoints are written
+            raise NonFiniteLoss(f"the validation scores became NaN or infinite at epoch {self.current_epoch}")
         predicted = (scores >= self.config.train.threshold).astype(int)
         macro_f1 = f1_score(targets.astype(int), predicted, average="macro", zero_division=0)
         self.log("val_macro_f1", float(macro_f1), prog_bar=True)
@@ -133,30 +206,44 @@ class Classifier(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
 
 
+def load_checkpoint(checkpoint: str | Path) -> dict[str, Any]:
+    """A checkpoint's contents, loaded with ``torch.load(weights_only=True)``: tensors and plain data, never code.
+
+    Anything else (a missing, truncated or tampered file) is a one-line :class:`~mix2.errors.Mix2Error`.
+    """
+    if not Path(checkpoint).is_file():
+        raise input_error(checkpoint, "no such checkpoint")
+    try:
+        return torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        raise _unloadable(checkpoint, err) from None
+
+
 def load_classifier(checkpoint: str | Path) -> Classifier:
     """Rebuild a :class:`Classifier` from a checkpoint, loading weights and plain data only.
 
     ``module.thresholds`` is the checkpoint's tuned per-class thresholds ``(classes,)``, or
     ``None`` where none were stored.
     """
-    if not Path(checkpoint).is_file():
-        raise input_error(checkpoint, "no such checkpoint")
+    state = load_checkpoint(checkpoint)
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         module = Classifier(**state["hyper_parameters"])
         module.load_state_dict(state["state_dict"])
-    except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, EOFError, ValueError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise input_error(checkpoint, f"not a mix2 checkpoint, or not one that loads safely ({reason[:200]})") from None
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise _unloadable(checkpoint, err) from None
     tuned = state.get("thresholds")
     module.thresholds = None if tuned is None else np.array([tuned[c] for c in module.classes], dtype=np.float64)
     return module.eval()
 
 
+def _unloadable(checkpoint: str | Path, err: Exception) -> Mix2Error:
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return input_error(checkpoint, f"not a mix2 checkpoint, or not one that loads safely ({reason[:200]})")
+
+
 def store_thresholds(checkpoint: str | Path, thresholds: dict[str, float]) -> None:
     """Write per-class thresholds (class name -> threshold) into a checkpoint, atomically."""
-    checkpoint = Path(checkpoint)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = load_checkpoint(checkpoint)
     state["thresholds"] = {name: float(value) for name, value in thresholds.items()}
     with atomic_path(checkpoint) as partial:
         torch.save(state, partial)

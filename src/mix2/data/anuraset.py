@@ -20,16 +20,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from mix2.data.clips import (
     ClipTable,
     check_binary,
+    drop_duplicate_clips,
     read_csv,
     relative_audio_path,
     require_columns,
     require_nonempty,
+    without_missing_audio,
 )
 from mix2.errors import Mix2Error, input_error
 
@@ -77,8 +78,6 @@ def read_anuraset(root: str | Path, variant: str = "anuraset") -> ClipTable:
         relative_audio_path(root, f"audio/{site}/{_with_extension(name)}", metadata_path)
         for site, name in zip(metadata["site"], metadata["sample_name"])
     ]
-    present = np.array([(root / f).is_file() for f in files])
-    failures = [(files[i], "no such audio file") for i in np.flatnonzero(~present)]
     clips = pd.DataFrame(
         {
             "file": files,
@@ -95,8 +94,8 @@ def read_anuraset(root: str | Path, variant: str = "anuraset") -> ClipTable:
         root=root,
         class_groups={"frequent": FREQUENT, "common": COMMON},
         name=variant,
-        failures=failures,
-    ).select(present)
+    )
+    table = without_missing_audio(drop_duplicate_clips(table, metadata_path))
     if variant != "anuraset":
         table = table.drop_classes(NO_OVERLAP_SPECIES)
     if variant == "anuraset36":

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,9 @@ import soxr
 from mix2.errors import Mix2Error, input_error
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
+MAX_ABS_SAMPLE = 1e6
+"""Samples beyond this are not audio (full scale is 1.0; float files in 16-bit units reach 32768)."""
+NOT_UTF8 = "the file name is not valid UTF-8; rename the file to read it"
 
 
 def read_audio(
@@ -52,12 +56,46 @@ def read_audio(
 
 
 def resample_checked(mono: np.ndarray, native_hz: int, sample_rate_hz: int, path: str | Path) -> np.ndarray:
-    """Resample mono float32 samples with soxr (HQ), ``(n,) -> (m,)``; NaN or infinite samples are an error naming ``path``."""
+    """Resample mono float32 samples with soxr (HQ), ``(n,) -> (m,)``.
+
+    NaN, infinite, or absurdly large samples (beyond :data:`MAX_ABS_SAMPLE`, where the log-mel
+    would overflow) are an error naming ``path``.
+    """
     if native_hz != sample_rate_hz and mono.size:
         mono = soxr.resample(mono, native_hz, sample_rate_hz, quality="HQ").astype(np.float32)
     if not np.isfinite(mono).all():
         raise input_error(path, "the audio holds NaN or infinite samples")
+    if mono.size and np.abs(mono).max() > MAX_ABS_SAMPLE:
+        raise input_error(path, f"samples reach {np.abs(mono).max():.3g}, far beyond full scale (1.0): not audio")
     return mono
+
+
+def ends_before(path: str | Path, clip_start_s: float, audio_end_s: float) -> Mix2Error:
+    """The error for a clip that starts where the decodable audio has already ended."""
+    return input_error(
+        path,
+        f"the audio ends at {audio_end_s:.2f} s, before a clip that starts at {clip_start_s:.2f} s "
+        "(a truncated file, or a table with the wrong times)",
+    )
+
+
+def find_audio(folder: str | Path) -> list[Path]:
+    """Audio files (wav, flac, mp3, ogg) below ``folder``, searched recursively, in sorted order."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+
+
+def is_utf8(path: str | Path) -> bool:
+    """Whether the path is valid UTF-8, so that tables can name it (Python holds undecodable bytes as lone surrogates)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(path: str | Path) -> str:
+    r"""The path as text that any table can hold: undecodable bytes shown as ``\xNN``."""
+    return os.fsencode(str(path)).decode("utf-8", errors="backslashreplace")
 
 
 def fit_length(samples: np.ndarray, n_samples: int) -> np.ndarray:

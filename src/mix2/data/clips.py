@@ -135,18 +135,50 @@ def require_nonempty(table: ClipTable, origin: str | Path) -> ClipTable:
 
 
 def check_times(frame: pd.DataFrame, start: str, end: str, path: str | Path) -> None:
-    """Start and end times must be numbers with ``0 <= start < end``."""
+    """Start and end times must be finite numbers with ``0 <= start < end``."""
     for column in (start, end):
         values = pd.to_numeric(frame[column], errors="coerce")
-        if values.isna().any():
-            row = int(values.isna().to_numpy().argmax())
-            raise input_error(path, f"row {row + 2}: '{column}' is not a number ({frame[column].iloc[row]!r})")
+        bad = ~np.isfinite(values.to_numpy(dtype=float))
+        if bad.any():
+            row = int(bad.argmax())
+            cell = frame[column].iloc[row]
+            shown = "empty" if pd.isna(cell) else repr(str(cell))
+            raise input_error(path, f"row {row + 2}: '{column}' is not a finite number ({shown})")
     bad = (frame[start] < 0) | (frame[end] <= frame[start])
     if bad.any():
         row = int(bad.to_numpy().argmax())
         raise input_error(
             path, f"row {row + 2}: times must satisfy 0 <= {start} < {end} (got {frame[start].iloc[row]}, {frame[end].iloc[row]})"
         )
+
+
+def drop_duplicate_clips(table: ClipTable, origin: str | Path) -> ClipTable:
+    """Keep one row of clips listed more than once with the same labels; refuse ones listed with different labels.
+
+    Row numbers in the error count the header as row 1, as a spreadsheet does, and assume
+    ``table`` has one clip per row of ``origin``.
+    """
+    key = table.clips[["file", "start_s", "end_s"]].astype(str).agg("|".join, axis=1)
+    repeated = key.duplicated(keep=False).to_numpy()
+    if not repeated.any():
+        return table
+    labels = pd.Series([row.tobytes() for row in table.labels])
+    conflicting = repeated & (labels.groupby(key.to_numpy()).transform("nunique") > 1).to_numpy()
+    if conflicting.any():
+        rows = np.flatnonzero(key.to_numpy() == key[np.flatnonzero(conflicting)[0]])[:2] + 2
+        clip = table.clips.iloc[rows[0] - 2]
+        raise input_error(
+            origin,
+            f"rows {rows[0]} and {rows[1]} give the clip {clip['file']} {clip['start_s']}-{clip['end_s']} s different labels",
+        )
+    return table.select(~key.duplicated().to_numpy())
+
+
+def without_missing_audio(table: ClipTable) -> ClipTable:
+    """The clips whose audio file exists; the files that do not are added to ``failures``."""
+    present = np.array([(table.root / f).is_file() for f in table.clips["file"]], dtype=bool)
+    missing = sorted(set(table.clips["file"][~present]))
+    return replace(table.select(present), failures=table.failures + [(f, "no such audio file") for f in missing])
 
 
 def check_binary(values: np.ndarray, path: str | Path, what: str) -> np.ndarray:
@@ -162,8 +194,10 @@ __all__ = [
     "ClipTable",
     "check_binary",
     "check_times",
+    "drop_duplicate_clips",
     "read_csv",
     "relative_audio_path",
     "require_columns",
     "require_nonempty",
+    "without_missing_audio",
 ]

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mix2.data.audio import AUDIO_EXTENSIONS, duration_s
+from mix2.data.audio import NOT_UTF8, duration_s, find_audio, is_utf8, printable
 from mix2.data.clips import (
     ClipTable,
     check_times,
@@ -137,15 +137,16 @@ def read_events_folder(
     Recordings whose audio file is missing are left out and listed in ``failures``.
     """
     root = Path(root)
-    recordings = _read_recordings(root)
+    recordings, unlisted = _read_recordings(root)
     events, events_origin = _read_events(root, recordings)
     classes = _read_classes(root, events, events_origin)
     class_index = {c: i for i, c in enumerate(classes)}
     events = events.assign(class_index=events["label"].map(class_index))
     events_by_file = dict(tuple(events.groupby("file")))
 
-    present = np.array([(root / f).is_file() for f in recordings["file"]])
-    failures = [(f, "no such audio file") for f in recordings.loc[~present, "file"]]
+    exists = np.array([(root / f).is_file() for f in recordings["file"]])
+    failures = unlisted + [(f, "no such audio file") for f in recordings.loc[~exists, "file"]]
+    present = exists & recordings["duration_s"].notna().to_numpy()
     rows, labels = [], []
     for file, length_s in zip(recordings["file"][present], recordings["duration_s"][present]):
         starts = window_starts(float(length_s), window_s, hop_s)
@@ -164,21 +165,48 @@ def read_events_folder(
     return require_nonempty(table, root)
 
 
-def _read_recordings(root: Path) -> pd.DataFrame:
+def _read_recordings(root: Path) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """``file, duration_s`` of every recording, and the audio files left out as ``(file, reason)``."""
     listing = root / "recordings.csv"
     if listing.is_file():
         recordings = read_csv(listing, dtype={"file": str})
         require_columns(recordings, ["file", "duration_s"], listing)
         durations = pd.to_numeric(recordings["duration_s"], errors="coerce")
-        if durations.isna().any() or (durations <= 0).any():
-            row = int((durations.isna() | (durations <= 0)).to_numpy().argmax())
-            raise input_error(listing, f"row {row + 2}: 'duration_s' must be a positive number")
+        bad = ~(np.isfinite(durations.to_numpy(dtype=float)) & (durations > 0).to_numpy())
+        if bad.any():
+            raise input_error(listing, f"row {int(bad.argmax()) + 2}: 'duration_s' must be a positive finite number")
         files = [relative_audio_path(root, f, listing) for f in recordings["file"]]
-        return pd.DataFrame({"file": files, "duration_s": durations}).drop_duplicates("file")
-    audio = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
-    if not audio:
+        recordings = pd.DataFrame({"file": files, "duration_s": durations}).drop_duplicates()
+        twice = recordings["file"].duplicated()
+        if twice.any():
+            raise input_error(listing, f"'{recordings['file'][twice].iloc[0]}' is listed twice with different durations")
+        return recordings.reset_index(drop=True), []
+    found = find_audio(root)
+    if not found:
         raise input_error(root, "no recordings.csv and no audio files (wav, flac, mp3, ogg) in the folder")
-    return pd.DataFrame({"file": [p.relative_to(root).as_posix() for p in audio], "duration_s": [duration_s(p) for p in audio]})
+    audio = [path for path in found if is_utf8(path)]
+    skipped = [(printable(path.relative_to(root)), NOT_UTF8) for path in found if not is_utf8(path)]
+    files, durations = [path.relative_to(root).as_posix() for path in audio], []
+    for file, path in zip(files, audio):  # an unreadable file keeps its events, and is listed, not windowed
+        try:
+            durations.append(duration_s(path))
+        except Mix2Error as err:
+            durations.append(np.nan)
+            skipped.append((file, str(err).removeprefix(f"{path}: ")))
+    return pd.DataFrame({"file": files, "duration_s": durations}), skipped
+
+
+def _refuse_events_past_the_end(events: pd.DataFrame, recordings: pd.DataFrame, origin: Path) -> None:
+    """An event must start before its recording ends (one that runs past the end is kept, and ends there)."""
+    length_s = events["file"].map(dict(zip(recordings["file"], recordings["duration_s"])))
+    late = events["start_s"] >= length_s - TIME_TOLERANCE_S
+    if late.any():
+        row = events[late].iloc[0]
+        raise input_error(
+            origin,
+            f"an event ({row['label']}, {row['start_s']}-{row['end_s']} s) starts after its recording "
+            f"'{row['file']}' ends ({length_s[late].iloc[0]:.2f} s); {int(late.sum())} such event(s) in all",
+        )
 
 
 def _read_events(root: Path, recordings: pd.DataFrame) -> tuple[pd.DataFrame, Path]:
@@ -197,6 +225,7 @@ def _read_events(root: Path, recordings: pd.DataFrame) -> tuple[pd.DataFrame, Pa
     unknown_files = sorted(set(events["file"]) - set(recordings["file"]))
     if unknown_files:
         raise input_error(origin, f"events for {len(unknown_files)} file(s) not among the recordings, e.g. '{unknown_files[0]}'")
+    _refuse_events_past_the_end(events, recordings, origin)
     return events.drop_duplicates(["file", "start_s", "end_s", "label"]).reset_index(drop=True), origin
 
 

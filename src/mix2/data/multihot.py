@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from mix2.data.clips import (
@@ -21,10 +20,12 @@ from mix2.data.clips import (
     ClipTable,
     check_binary,
     check_times,
+    drop_duplicate_clips,
     read_csv,
     relative_audio_path,
     require_columns,
     require_nonempty,
+    without_missing_audio,
 )
 from mix2.errors import input_error
 
@@ -33,9 +34,15 @@ OPTIONAL_COLUMNS = ("split", "group")
 
 
 def read_multihot(path: str | Path) -> ClipTable:
-    """Read a multi-hot CSV table into a :class:`ClipTable`; missing audio files are listed in ``failures``."""
+    """Read a multi-hot CSV table into a :class:`ClipTable`; missing audio files are listed in ``failures``.
+
+    A clip listed twice with the same labels is kept once; with different labels, it is an error.
+    """
     path = Path(path)
     table = read_csv(path, dtype={"file": str}).rename(columns=OPENSOUNDSCAPE_NAMES)
+    if table.columns.duplicated().any():
+        twice = table.columns[table.columns.duplicated()][0]
+        raise input_error(path, f"two columns give '{twice}' (OpenSoundscape's start_time and end_time are start_s and end_s)")
     require_columns(table, ["file", "start_s", "end_s"], path)
     check_times(table, "start_s", "end_s", path)
     classes = [c for c in table.columns if c not in ("file", "start_s", "end_s", *OPTIONAL_COLUMNS)]
@@ -57,7 +64,5 @@ def read_multihot(path: str | Path) -> ClipTable:
             "split": split.to_numpy(),
         }
     )
-    present = np.array([(root / f).is_file() for f in files])
-    failures = sorted({(f, "no such audio file") for f in np.array(files)[~present]})
-    result = ClipTable(clips=clips, labels=labels, classes=classes, root=root, name=path.stem, failures=failures)
-    return require_nonempty(result.select(present), path)
+    table = ClipTable(clips=clips, labels=labels, classes=classes, root=root, name=path.stem)
+    return require_nonempty(without_missing_audio(drop_duplicate_clips(table, path)), path)

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mix2.config import FeatureConfig
-from mix2.data.audio import fit_length, read_audio
+from mix2.data.audio import ends_before, fit_length, read_audio
 from mix2.data.clips import ClipTable
 from mix2.errors import Mix2Error, input_error
 from mix2.features.logmel import LogMel
@@ -67,7 +67,8 @@ def extract_features(
 
     Every clip is ``clip_s`` long from its ``start_s``: a longer clip is cropped and a shorter
     one, or one that runs past the end of its recording, is zero-padded, so that all features
-    share one shape ``(n_mels, frames)``.
+    share one shape ``(n_mels, frames)``. A clip that starts where the audio has already ended
+    (a truncated file, or wrong times in the table) fails its whole file.
 
     Returns the cache path of each clip (``None`` where its audio could not be read) and the
     failures as ``(file, reason)``. A run goes on past unreadable files; they are listed.
@@ -97,6 +98,10 @@ def _compute(audio_path: Path, todo: list[tuple[float, Path]], clip_s: float, fr
     first_s = min(start_s for start_s, _ in todo)
     last_s = max(start_s for start_s, _ in todo) + clip_s
     samples = read_audio(audio_path, sample_rate_hz, start_s=first_s, duration_s=last_s - first_s)
+    audio_end_s = first_s + samples.size / sample_rate_hz
+    late = [start_s for start_s, _ in todo if start_s >= audio_end_s]
+    if late:
+        raise ends_before(audio_path, min(late), audio_end_s)
     length = round(clip_s * sample_rate_hz)
     windows = [fit_length(samples[round((start_s - first_s) * sample_rate_hz) :], length) for start_s, _ in todo]
     for begin in range(0, len(todo), EXTRACTION_BATCH):
