@@ -134,7 +134,9 @@ def read_events_folder(
 ) -> ClipTable:
     """Read an events folder (see the module docstring) into windows with multi-hot labels.
 
-    Recordings whose audio file is missing are left out and listed in ``failures``.
+    Recordings whose audio file is missing, unreadable, or named in bytes that are not UTF-8 are
+    left out and listed in ``failures``. An event that starts after its recording ends is an
+    error; one that runs past the end labels the windows up to the end.
     """
     root = Path(root)
     recordings, unlisted = _read_recordings(root)
