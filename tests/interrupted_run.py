@@ -49,5 +49,8 @@ def interrupt(how: str, n: int) -> None:
 
 if __name__ == "__main__":
     config, run_dir, how, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    # A shell starts background jobs with SIGINT ignored, and children inherit that; Ctrl-C at a
+    # terminal raises KeyboardInterrupt, so give this process Python's own handler back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     interrupt(how, n)
     sys.exit(main(["train", "--config", config, "--run-dir", run_dir, "--quiet"]))

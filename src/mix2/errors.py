@@ -1,8 +1,10 @@
 """The one exception type users see.
 
 Every problem with a user's input (a missing file, unreadable audio, wrong columns, an unknown
-label, an empty dataset) is raised as :class:`Mix2Error` with a one-line message that names the
-file and the problem. The command line prints that line alone, never a traceback.
+label, an empty dataset), and every run that stops early (a NaN loss, Ctrl-C, a cluster's
+SIGTERM), is raised as :class:`Mix2Error` with a one-line message that names the file or run
+folder and the problem. The command line prints that line alone, never a traceback, and exits
+with the error's ``exit_status``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 
 
 class Mix2Error(Exception):
-    """A problem with the user's input or configuration, stated in one line."""
+    """A problem the user can act on (input, configuration, a run that stopped early), stated in one line."""
 
     exit_status = 2
 
