@@ -111,9 +111,7 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
     config = RunConfig.from_yaml(run_dir / "config.yaml")
     table = read_run_clips(run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
-    if last.is_file():
-        load_checkpoint(last)  # a tampered or broken file is refused here, in one line
-    else:
+    if not last.is_file():
         print(f"mix2: {run_dir} has no finished epoch yet; training it from the start")
     _fit(config, table, _cached_features(table, config, run_dir, progress), run_dir, progress, last if last.is_file() else None)
     evaluate(run_dir, progress=progress)
@@ -129,6 +127,8 @@ def _fit(
     checkpoint: Path | None = None,
 ) -> None:
     """Train on the run's clips, from scratch or from ``checkpoint``; checkpoints and logs go into ``run_dir``."""
+    # Read here with weights_only, so that a tampered or broken checkpoint is refused in one line.
+    resumed_epoch = load_checkpoint(checkpoint)["epoch"] if checkpoint is not None else None
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     splits = table.clips["split"].to_numpy()
     loaders = {
@@ -164,7 +164,7 @@ def _fit(
             # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates; harmless here.
             warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
             warnings.filterwarnings("ignore", message=r"(Checkpoint|Experiment logs) directory .* exists and is not empty")
-            _replay_log(run_dir / "logs" / "metrics.csv", logger, checkpoint)
+            _replay_log(run_dir / "logs" / "metrics.csv", logger, resumed_epoch)
             trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=checkpoint, weights_only=True)
     except NonFiniteLoss as err:
         raise NonFiniteLoss(f"{run_dir}: {err}; training stopped. {_kept(checkpoint_dir)} Try a lower --lr.") from None
@@ -182,13 +182,12 @@ def _kept(checkpoint_dir: Path) -> str:
     return f"The last good checkpoint, {last} (epoch {epoch}), is kept."
 
 
-def _replay_log(path: Path, logger: CSVLogger, checkpoint: Path | None) -> None:
-    """Keep the log rows of the epochs ``checkpoint`` holds: Lightning's CSV logger starts its file afresh."""
-    if checkpoint is None or not path.is_file():
+def _replay_log(path: Path, logger: CSVLogger, resumed_epoch: int | None) -> None:
+    """Keep the log rows of the epochs up to ``resumed_epoch``: Lightning's CSV logger starts its file afresh."""
+    if resumed_epoch is None or not path.is_file():
         return
-    done = load_checkpoint(checkpoint)["epoch"]
     with path.open(newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if row.get("epoch") and int(float(row["epoch"])) <= done]
+        rows = [row for row in csv.DictReader(handle) if row.get("epoch") and int(float(row["epoch"])) <= resumed_epoch]
     for row in rows:
         values = {key: int(text) if text.lstrip("-").isdigit() else float(text) for key, text in row.items() if text != ""}
         logger.experiment.log_metrics(values, step=values.pop("step"))
