@@ -3,7 +3,7 @@
 The naive loop is what a first script does: for each window, read its audio alone, compute its
 log-mel, and call the model on that one clip, in fp32 with the default memory layout. It is
 compared with ``mix2.predict`` (block reads, batches of 64 filled across recordings,
-channels_last) in fp32 and in bf16. Figures are printed as ratios against the naive loop and as
+channels_last; batch norm folded in fp32) in fp32 and in bf16. Figures are printed as ratios against the naive loop and as
 hours of audio per minute; the model is MobileNetV3-Large with random weights (speed does not
 depend on the weights).
 

@@ -52,6 +52,14 @@ TRAIN_OPTIONS = [
     ("--threshold", "train", "threshold", float, "decision threshold on probabilities (0.5)"),
     ("--num-workers", "train", "num_workers", int, "data-loading worker processes (0)"),
     ("--accelerator", "train", "accelerator", str, "Lightning accelerator: auto, cpu, gpu (auto)"),
+    ("--precision", "train", "precision", str, "fp32, bf16 (autocast on CPU or GPU) or fp16 (autocast, GPU only) (fp32)"),
+    (
+        "--micro-batch-size",
+        "train",
+        "micro_batch_size",
+        int,
+        "run each batch through the model in chunks of this many clips; the loss, MultiMix and ADD still see the whole batch",
+    ),
 ]
 
 

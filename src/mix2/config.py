@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from mix2.errors import Mix2Error, input_error
@@ -122,6 +123,15 @@ class TrainConfig:
     ``deterministic`` asks torch for its deterministic algorithms, warning (not failing) for the
     few GPU operations that have none, so the same seed and data on the same machine give the
     same run.
+
+    ``precision`` is ``fp32``, ``bf16`` (autocast to bfloat16, on CPU or GPU) or ``fp16``
+    (autocast to float16 with loss scaling; GPU only). The loss is always computed in fp32.
+
+    ``micro_batch_size`` runs the model over each batch in chunks of that many clips, and takes
+    the loss once over the whole batch: gradient accumulation in which MultiMix still mixes the
+    whole batch and the ADD loss still sees all of its pairs. ``None`` (default) runs the batch
+    at once. Batch norm normalises each chunk by its own statistics, as it does per device in
+    multi-GPU training.
     """
 
     model: str = "mobilenetv3_large"
@@ -136,6 +146,32 @@ class TrainConfig:
     accelerator: str = "auto"
     channels_last: bool = True
     deterministic: bool = True
+    precision: str = "fp32"
+    micro_batch_size: int | None = None
+
+    def check(self) -> None:
+        """Refuse settings that cannot run, in one line, before any work starts."""
+        if self.precision not in PRECISIONS:
+            raise Mix2Error(f"unknown precision '{self.precision}'; choose one of: {', '.join(PRECISIONS)}")
+        if self.precision == "fp16" and pick_device(self.accelerator).type != "cuda":
+            raise Mix2Error("precision fp16 needs a GPU; on a CPU use bf16")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise Mix2Error(f"the batch size must be a positive integer, got {self.batch_size!r}")
+        micro = self.micro_batch_size
+        if micro is not None and (not isinstance(micro, int) or not 1 <= micro <= self.batch_size):
+            raise Mix2Error(
+                f"the micro-batch size must be an integer from 1 to the batch size ({self.batch_size}), got {micro!r}"
+            )
+
+
+PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}
+"""Training precisions, and Lightning's name for each."""
+
+
+def pick_device(accelerator: str = "auto") -> torch.device:
+    """The device for the front-end and inference: the GPU where ``accelerator`` allows one and one is present, else the CPU."""
+    wants_gpu = accelerator in ("auto", "gpu", "cuda")
+    return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
 
 
 @dataclass

@@ -35,7 +35,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
-from mix2.config import RunConfig
+from mix2.config import PRECISIONS, RunConfig, pick_device
 from mix2.data.clips import CLIP_COLUMNS, SPLITS, ClipTable
 from mix2.data.sources import read_source
 from mix2.data.splits import assign_splits
@@ -49,7 +49,9 @@ from mix2.training import (
     CachedClips,
     Classifier,
     EpochShuffle,
+    InferenceModel,
     NonFiniteLoss,
+    StepTimes,
     load_checkpoint,
     load_classifier,
     store_thresholds,
@@ -70,6 +72,7 @@ def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool =
     folder that already holds a run (one that got as far as choosing its clips) is refused:
     continue it with :func:`resume`.
     """
+    config.train.check()
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None and (run_dir / "clips.csv").is_file():
         raise input_error(run_dir, f"already holds a run; continue it with: mix2 train --resume {run_dir}")
@@ -79,7 +82,9 @@ def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool =
     config.to_yaml(run_dir / "config.yaml")
 
     cache = FeatureCache(cache_root() / "features", config.features)
-    feature_paths, failures = extract_features(table, cache, config.data.window_s, progress)
+    feature_paths, failures = extract_features(
+        table, cache, config.data.window_s, progress, pick_device(config.train.accelerator)
+    )
     _write_failures(run_dir, table.failures + failures)
     usable = np.array([p is not None for p in feature_paths], dtype=bool)
     # Splits are drawn over the readable recordings only, so an unreadable file never empties one.
@@ -109,6 +114,7 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "clips.csv").is_file():
         raise input_error(run_dir, "not a resumable mix2 run folder (it needs config.yaml and clips.csv)")
     config = RunConfig.from_yaml(run_dir / "config.yaml")
+    config.train.check()
     table = read_run_clips(run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
@@ -147,8 +153,9 @@ def _fit(
         max_epochs=config.train.epochs,
         accelerator=config.train.accelerator,
         devices=1,
+        precision=PRECISIONS[config.train.precision],
         deterministic="warn" if config.train.deterministic else False,
-        callbacks=[best, last],
+        callbacks=[best, last, StepTimes(run_dir / "logs" / "speed.csv")],
         plugins=[AtomicCheckpointIO()],
         logger=logger,
         enable_progress_bar=progress,
@@ -244,16 +251,19 @@ def _score_split(
     if len(clips) == 0:
         raise input_error(run_dir / "clips.csv", f"no clips in the {split} split")
     feature_paths = _cached_features(clips, config, run_dir, progress)
-    module.eval()
+    device = pick_device(config.train.accelerator)
+    model = InferenceModel(module).to(device)
     with torch.inference_mode():
         batches = _loader(feature_paths, clips.labels, config, shuffle=False)
-        return clips, torch.cat([torch.sigmoid(module(x)) for x, _ in batches]).numpy()
+        return clips, torch.cat([torch.sigmoid(model(x.to(device))).cpu() for x, _ in batches]).numpy()
 
 
 def _cached_features(clips: ClipTable, config: RunConfig, run_dir: Path, progress: bool) -> list[Path]:
     """The feature files of a run's clips, computed again where the cache lost them; unreadable audio is an error."""
     cache = FeatureCache(cache_root() / "features", config.features)
-    feature_paths, failures = extract_features(clips, cache, config.data.window_s, progress)
+    feature_paths, failures = extract_features(
+        clips, cache, config.data.window_s, progress, pick_device(config.train.accelerator)
+    )
     if failures:
         file, reason = failures[0]
         raise input_error(clips.root / file, f"audio of {run_dir} became unreadable since training started: {reason}")
@@ -261,7 +271,10 @@ def _cached_features(clips: ClipTable, config: RunConfig, run_dir: Path, progres
 
 
 def _loader(paths: list[Path], labels: np.ndarray, config: RunConfig, shuffle: bool) -> DataLoader:
-    """Batches of cached clips; the training order is :class:`EpochShuffle`'s, a function of ``(seed, epoch)``."""
+    """Batches of cached clips; the training order is :class:`EpochShuffle`'s, a function of ``(seed, epoch)``.
+
+    Batches are built in pinned memory where training runs on a GPU, so that copies to it overlap compute.
+    """
     batch_size = config.train.batch_size
     return DataLoader(
         CachedClips(paths, labels),
@@ -271,6 +284,7 @@ def _loader(paths: list[Path], labels: np.ndarray, config: RunConfig, shuffle: b
         num_workers=config.train.num_workers,
         generator=torch.Generator().manual_seed(config.train.seed),  # worker seeds, never the global generator
         persistent_workers=config.train.num_workers > 0,
+        pin_memory=pick_device(config.train.accelerator).type == "cuda",
     )
 
 

@@ -63,8 +63,14 @@ class MixedOutput:
 
 
 def mix_rows(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """``(mixed, batch)`` weights times ``(batch, ...)`` values -> ``(mixed, ...)``."""
-    mixed = torch.einsum("mb,b...->m...", weights.to(values.dtype), values)
+    """``(mixed, batch)`` weights times ``(batch, ...)`` values -> ``(mixed, ...)``, in ``values``' dtype.
+
+    The sum is taken in fp32 at least, with autocast off, so that under bf16 training the
+    targets are mixed with exactly the weights drawn and hidden activations are rounded once.
+    """
+    dtype = torch.promote_types(values.dtype, torch.float32)
+    with torch.autocast(values.device.type, enabled=False):
+        mixed = torch.einsum("mb,b...->m...", weights.to(dtype), values.to(dtype)).to(values.dtype)
     if values.dim() == 4 and values.is_contiguous(memory_format=torch.channels_last):
         mixed = mixed.contiguous(memory_format=torch.channels_last)  # keep the faster layout
     return mixed

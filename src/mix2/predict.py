@@ -49,6 +49,7 @@ import soundfile as sf
 import torch
 from tqdm.auto import tqdm
 
+from mix2.config import pick_device
 from mix2.data.audio import (
     AUDIO_EXTENSIONS,
     NOT_UTF8,
@@ -65,7 +66,7 @@ from mix2.data.events import TIME_TOLERANCE_S, window_starts
 from mix2.errors import Mix2Error, input_error
 from mix2.features.logmel import LogMel, normalize_per_clip
 from mix2.files import atomic_path, md5sum
-from mix2.training import Classifier, load_classifier
+from mix2.training import Classifier, InferenceModel, load_classifier
 
 BLOCK_S = 120.0
 """The most audio read at once from one recording, in seconds (more only where one window is longer)."""
@@ -119,24 +120,26 @@ class WindowScorer:
     """Audio windows ``(batch, samples)`` at the model's rate -> probabilities ``(batch, classes)``.
 
     The log-mel front-end of the checkpoint, features rounded to float16 as in the training
-    cache, per-clip min-max scaling, then the model, in fp32 or (``precision="bf16"``) under
-    CPU autocast to bfloat16.
+    cache, per-clip min-max scaling, then the model (:class:`~mix2.training.InferenceModel`):
+    in fp32 with batch norm folded into its convolutions, or (``precision="bf16"``) under
+    autocast to bfloat16, all on ``device`` (default: the GPU where there is one, else the CPU).
     """
 
-    def __init__(self, module: Classifier, precision: str = "fp32") -> None:
+    def __init__(self, module: Classifier, precision: str = "fp32", device: torch.device | str | None = None) -> None:
         if precision not in PRECISIONS:
             raise Mix2Error(f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}")
-        self.module = module.eval()
-        self.frontend = LogMel(**dataclasses.asdict(module.config.features))
+        self.device = torch.device(device) if device is not None else pick_device()
+        self.model = InferenceModel(module, fold=precision == "fp32").to(self.device)
+        self.frontend = LogMel(**dataclasses.asdict(module.config.features)).to(self.device)
         self.precision = precision
 
     @torch.inference_mode()
     def __call__(self, audio: torch.Tensor) -> np.ndarray:
-        features = self.frontend(audio).to(torch.float16).float()[:, None]
+        features = self.frontend(audio.to(self.device)).to(torch.float16).float()[:, None]
         features = normalize_per_clip(features)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            logits = self.module(features)
-        return torch.sigmoid(logits.float()).numpy()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            logits = self.model(features)
+        return torch.sigmoid(logits.float()).cpu().numpy()
 
 
 def read_windows(path: Path, windows: list[Window], window_s: float, sample_rate_hz: int) -> Iterator[np.ndarray]:

@@ -61,7 +61,7 @@ class FeatureCache:
 
 
 def extract_features(
-    table: ClipTable, cache: FeatureCache, clip_s: float, progress: bool = True
+    table: ClipTable, cache: FeatureCache, clip_s: float, progress: bool = True, device: torch.device | str = "cpu"
 ) -> tuple[list[Path | None], list[tuple[str, str]]]:
     """Make sure every clip of ``table`` is in ``cache``, decoding each audio file once.
 
@@ -70,10 +70,12 @@ def extract_features(
     share one shape ``(n_mels, frames)``. A clip that starts where the audio has already ended
     (a truncated file, or wrong times in the table) fails its whole file.
 
-    Returns the cache path of each clip (``None`` where its audio could not be read) and the
-    failures as ``(file, reason)``. A run goes on past unreadable files; they are listed.
+    Audio is decoded and resampled on the CPU; the log-mel runs on ``device`` (a GPU, where
+    training runs on one). Returns the cache path of each clip (``None`` where its audio could
+    not be read) and the failures as ``(file, reason)``. A run goes on past unreadable files;
+    they are listed.
     """
-    frontend = LogMel(**dataclasses.asdict(cache.features))
+    frontend = LogMel(**dataclasses.asdict(cache.features)).to(device)
     paths: list[Path | None] = [None] * len(table)
     failures: list[tuple[str, str]] = []
     by_file = table.clips.groupby("file", sort=False).indices
@@ -105,8 +107,8 @@ def _compute(audio_path: Path, todo: list[tuple[float, Path]], clip_s: float, fr
     length = round(clip_s * sample_rate_hz)
     windows = [fit_length(samples[round((start_s - first_s) * sample_rate_hz) :], length) for start_s, _ in todo]
     for begin in range(0, len(todo), EXTRACTION_BATCH):
-        chunk = torch.from_numpy(np.stack(windows[begin : begin + EXTRACTION_BATCH]))
+        chunk = torch.from_numpy(np.stack(windows[begin : begin + EXTRACTION_BATCH])).to(frontend.window.device)
         with torch.no_grad():
-            features = frontend(chunk).numpy()
+            features = frontend(chunk).cpu().numpy()
         for (_, path), clip_features in zip(todo[begin : begin + EXTRACTION_BATCH], features):
             FeatureCache.write(path, clip_features)

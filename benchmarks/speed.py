@@ -1,0 +1,325 @@
+"""Training and inference speed against the default path, measured in one run on this machine.
+
+Every figure is a ratio against a baseline timed in the same run, because a shared machine's
+speed drifts. Each configuration runs in a fresh process (so its peak memory is its own), and
+the configurations take turns over ``--rounds`` rounds; the best step of each is kept.
+
+- **Training step**: the whole step of ``mix2 train`` with Mix2 mixing (SpecAugment, time
+  shift, the mixer, BCE, backward, AdamW), MobileNetV3-Large at 1 x 128 x 376. The baseline is
+  PyTorch's default: the default memory layout in fp32. mix2's path is channels-last; bf16
+  autocast and micro-batches are the options.
+- **Inference**: the model on a batch of cached features. The baseline is the default layout in
+  fp32; mix2's path is channels-last with batch norm folded into the convolutions.
+- **Front-end**: decode, resample and log-mel of real recordings (``../shared/data/frogs``),
+  written to a feature cache, as ``mix2 train`` does once per clip.
+- **Cache read**: clips per second read back from that cache through the training loader.
+- **Epochs**: real one-epoch ``mix2`` training runs at three sizes: how epoch time grows with
+  the number of clips, the share of time spent waiting for data, and a check that no feature is
+  computed during training.
+
+    python benchmarks/speed.py                       # about 10 minutes on 2 CPU cores
+    python benchmarks/speed.py --json speed.json     # also save every figure
+    python benchmarks/speed.py --quick               # every code path at toy sizes, in about a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import resource
+import sys
+import tempfile
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mix2 import default_config
+from mix2.data.audio import duration_s
+from mix2.data.clips import ClipTable
+from mix2.features.cache import FeatureCache, extract_features
+from mix2.features.logmel import LogMel
+from mix2.jobs import _fit, _loader
+from mix2.training import Classifier, InferenceModel
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "frogs"
+CLASSES = [f"species_{i}" for i in range(42)]
+TARGETS = {"training": 1.6, "inference": 3.5, "data_wait_fraction": 0.05}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One configuration of the training step or of inference: memory layout, precision, batch."""
+
+    name: str
+    channels_last: bool
+    precision: str = "fp32"
+    batch_size: int = 32
+    micro_batch_size: int | None = None
+    fold: bool = False
+
+    def module(self) -> Classifier:
+        config = default_config("data")
+        config.mixing.method = "mix2"
+        config.train.channels_last = self.channels_last
+        config.train.batch_size = self.batch_size
+        config.train.micro_batch_size = self.micro_batch_size
+        return Classifier(config.to_dict(), CLASSES)
+
+
+def training_paths(batch: int, micro: int) -> list[Setup]:
+    return [
+        Setup("default layout, fp32 (baseline)", channels_last=False, batch_size=batch),
+        Setup("mix2: channels-last, fp32", channels_last=True, batch_size=batch),
+        Setup("channels-last, bf16 autocast", channels_last=True, precision="bf16", batch_size=batch),
+        Setup("default layout, bf16 autocast", channels_last=False, precision="bf16", batch_size=batch),
+        Setup(f"channels-last, batch {4 * batch} at once", channels_last=True, batch_size=4 * batch),
+        Setup(
+            f"channels-last, batch {4 * batch} in micro-batches of {micro}", True, batch_size=4 * batch, micro_batch_size=micro
+        ),
+    ]
+
+
+def inference_paths(batch: int) -> list[Setup]:
+    return [
+        Setup("default layout, fp32 (baseline)", channels_last=False, batch_size=batch),
+        Setup("channels-last, fp32", channels_last=True, batch_size=batch),
+        Setup("mix2: channels-last, batch norm folded, fp32", channels_last=True, batch_size=batch, fold=True),
+        Setup("channels-last, bf16 autocast", channels_last=True, precision="bf16", batch_size=batch),
+    ]
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux reports KiB
+
+
+def time_training(path: Setup, steps: int, frames: int) -> tuple[float, float]:
+    """Best seconds of one training step of ``path`` (after a warm-up step), and the process's peak memory in GB."""
+    torch.manual_seed(0)
+    module = path.module().train()
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
+    x = torch.rand(path.batch_size, 1, 128, frames)
+    targets = (torch.rand(path.batch_size, len(CLASSES)) < 0.1).float()
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=path.precision == "bf16"):
+            loss = module.training_step((x, targets), 0)  # the step mix2 train runs, as Lightning would call it
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*self.log\(\)")  # no Trainer here to log to
+        return _best_of(step, steps), _peak_rss_gb()
+
+
+def time_inference(path: Setup, steps: int, frames: int) -> tuple[float, float]:
+    """Best seconds of one inference call of ``path`` on a batch, and the process's peak memory in GB."""
+    torch.manual_seed(0)
+    module = path.module().eval()
+    model = InferenceModel(module, fold=path.fold) if path.channels_last else module.model
+    x = torch.rand(path.batch_size, 1, 128, frames)
+
+    def call() -> None:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=path.precision == "bf16"):
+            model(x)
+
+    return _best_of(call, steps), _peak_rss_gb()
+
+
+def _best_of(run, repeats: int) -> float:
+    run()  # warm-up: first-call allocations and kernel choices
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def compare(timer, paths: list[Setup], rounds: int, steps: int, frames: int) -> list[dict]:
+    """Each path timed in a fresh process per round, paths taking turns; rows with clips/s and speed-up over the first."""
+    best = {p: (float("inf"), 0.0) for p in paths}
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
+        for _ in range(rounds):
+            for path in paths:
+                seconds, peak = pool.submit(timer, path, steps, frames).result()
+                best[path] = (min(best[path][0], seconds), max(best[path][1], peak))
+    baseline = paths[0].batch_size / best[paths[0]][0]
+    rows = []
+    for path, (seconds, peak) in best.items():
+        clips_per_s = path.batch_size / seconds
+        rows.append(
+            {
+                **asdict(path),
+                "clips_per_s": round(clips_per_s, 2),
+                "speedup": round(clips_per_s / baseline, 2),
+                "peak_rss_gb": round(peak, 2),
+            }
+        )
+    return rows
+
+
+def frontend_and_cache(recordings: list[Path], cache_dir: Path, batch: int) -> tuple[dict, dict]:
+    """Clips/s of decode + resample + log-mel into the cache, then of reading the cache through the training loader."""
+    starts = [(p, float(s)) for p in recordings for s in np.arange(0, max(duration_s(p) - 3.0, 0) + 1e-9, 3.0)]
+    clips = pd.DataFrame({"file": [str(p) for p, _ in starts], "start_s": [s for _, s in starts]})
+    clips["end_s"], clips["group"], clips["split"] = clips["start_s"] + 3.0, clips["file"], "train"
+    table = ClipTable(clips=clips, labels=np.zeros((len(clips), 1), dtype=np.uint8), classes=["any"], root="/")
+    config = default_config("data")
+    started = time.perf_counter()
+    paths, _ = extract_features(table, FeatureCache(cache_dir, config.features), 3.0, progress=False)
+    frontend_s = time.perf_counter() - started
+    readable = [p for p in paths if p is not None]
+    config.train.batch_size = batch
+    loader = _loader(readable, np.zeros((len(readable), 1)), config, shuffle=True)
+    started = time.perf_counter()
+    read = sum(len(x) for x, _ in loader)
+    cache_s = time.perf_counter() - started
+    frontend = {
+        "recordings": len(recordings),
+        "clips": len(readable),
+        "seconds": round(frontend_s, 3),
+        "clips_per_s": round(len(readable) / frontend_s, 1),
+    }
+    return frontend, {"clips": read, "seconds": round(cache_s, 3), "clips_per_s": round(read / cache_s, 1)}
+
+
+def epochs(sizes: list[int], batch: int, frames: int, folder: Path) -> dict:
+    """One real ``mix2`` training epoch at each size (Mix2 mixing, batch ``batch``): epoch time, data wait, front-end calls."""
+    rng = np.random.default_rng(0)
+    calls = []
+    forward = LogMel.forward
+    LogMel.forward = lambda self, waveform: calls.append(len(waveform)) or forward(self, waveform)
+    rows = []
+    try:
+        for size in sizes:
+            count = size + batch  # the training clips and one validation batch
+            paths = []
+            for i in range(count):
+                paths.append(folder / f"{size}-{i}.npy")
+                np.save(paths[-1], (rng.random((128, frames)) * 80 - 60).astype(np.float16))
+            clips = pd.DataFrame({"file": [p.name for p in paths], "start_s": 0.0, "end_s": 3.0})
+            clips["group"], clips["split"] = clips["file"], ["train"] * size + ["val"] * batch
+            table = ClipTable(
+                clips=clips, labels=(rng.random((count, len(CLASSES))) < 0.1).astype(np.uint8), classes=CLASSES, root=folder
+            )
+            config = default_config("data")
+            config.mixing.method, config.train.epochs, config.train.batch_size = "mix2", 1, batch
+            run_dir = folder / f"run-{size}"
+            _fit(config, table, paths, run_dir, progress=False)
+            speed = pd.read_csv(run_dir / "logs" / "speed.csv").iloc[0]
+            rows.append(
+                {
+                    "clips": int(speed["clips"]),
+                    "seconds": float(speed["seconds"]),
+                    "clips_per_s": float(speed["clips_per_s"]),
+                    "data_wait_fraction": float(speed["data_wait_fraction"]),
+                }
+            )
+    finally:
+        LogMel.forward = forward
+    for row in rows:
+        row["seconds_per_clip_vs_smallest"] = round((row["seconds"] / row["clips"]) / (rows[0]["seconds"] / rows[0]["clips"]), 2)
+    return {
+        "scaling": rows,
+        "data_wait_fraction": max(r["data_wait_fraction"] for r in rows),
+        "frontend_calls_during_training": len(calls),
+    }
+
+
+def _table(title: str, rows: list[dict]) -> str:
+    lines = [f"\n{title}", "| path | batch | clips/s | speed-up | peak memory (GB) |", "|---|---|---|---|---|"]
+    for row in rows:
+        batch = f"{row['batch_size']}" + (f" ({row['micro_batch_size']} per call)" if row["micro_batch_size"] else "")
+        lines.append(f"| {row['name']} | {batch} | {row['clips_per_s']:.1f} | {row['speedup']:.2f}x | {row['peak_rss_gb']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=32, help="clips per training step and per inference call (32)")
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per configuration and round; the best is kept (4)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds in which the configurations take turns (2)")
+    parser.add_argument("--sizes", type=int, nargs=3, default=[128, 256, 512], help="training clips of the three epochs timed")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="recordings for the front-end (../shared/data/frogs)")
+    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument("--quick", action="store_true", help="toy sizes: checks every code path, measures nothing useful")
+    args = parser.parse_args(argv)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banners between the tables
+    frames = 376
+    if args.quick:
+        args.batch_size, args.steps, args.rounds, args.sizes, frames = 4, 1, 1, [8, 16, 24], 64
+    batch = micro = args.batch_size
+
+    figures: dict = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        },
+        "settings": {"batch_size": batch, "steps": args.steps, "rounds": args.rounds, "frames": frames, "quick": args.quick},
+    }
+    print(f"{figures['machine']}; input 1 x 128 x {frames}; best of {args.steps} steps x {args.rounds} rounds", flush=True)
+    figures["training"] = compare(time_training, training_paths(batch, micro), args.rounds, args.steps, frames)
+    print(_table("Training step (Mix2 mixing, BCE, backward, AdamW)", figures["training"]), flush=True)
+    figures["inference"] = compare(time_inference, inference_paths(batch), args.rounds, args.steps, frames)
+    print(_table("Inference (the model on cached features)", figures["inference"]), flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.data.is_dir():
+            recordings = sorted(p for p in args.data.rglob("*") if p.suffix.lower() in {".wav", ".flac", ".mp3", ".ogg"})
+            figures["frontend"], figures["cache_read"] = frontend_and_cache(
+                recordings[: 3 if args.quick else None], Path(tmp) / "cache", batch
+            )
+            print(f"\nFront-end (decode, resample, log-mel, cache write): {figures['frontend']}")
+            print(f"Cache read (float16 files through the training loader): {figures['cache_read']}", flush=True)
+        else:
+            figures["frontend"] = figures["cache_read"] = None
+            print(f"\nFront-end and cache read skipped: {args.data} is absent (they read ../shared/data/frogs by default)")
+        figures["epochs"] = epochs(args.sizes, batch, frames, Path(tmp))
+    print("\nOne training epoch of mix2 train (Mix2 mixing) at three sizes")
+    print("| training clips | seconds | clips/s | seconds per clip vs the smallest | waiting for data |\n|---|---|---|---|---|")
+    for row in figures["epochs"]["scaling"]:
+        print(
+            f"| {row['clips']} | {row['seconds']:.1f} | {row['clips_per_s']:.1f} | {row['seconds_per_clip_vs_smallest']:.2f} | {100 * row['data_wait_fraction']:.1f}% |"
+        )
+    print(f"front-end calls during training: {figures['epochs']['frontend_calls_during_training']}")
+
+    training = next(r for r in figures["training"] if r["name"].startswith("mix2:"))["speedup"]
+    inference = max(r["speedup"] for r in figures["inference"])
+    wait = figures["epochs"]["data_wait_fraction"]
+    figures["targets"] = {
+        "training_speedup": {"target": TARGETS["training"], "measured": training, "met": training >= TARGETS["training"]},
+        "inference_speedup": {"target": TARGETS["inference"], "measured": inference, "met": inference >= TARGETS["inference"]},
+        "data_wait_fraction": {
+            "target": TARGETS["data_wait_fraction"],
+            "measured": wait,
+            "met": wait < TARGETS["data_wait_fraction"],
+        },
+        "features_recomputed": {
+            "target": 0,
+            "measured": figures["epochs"]["frontend_calls_during_training"],
+            "met": figures["epochs"]["frontend_calls_during_training"] == 0,
+        },
+    }
+    print("\nTargets")
+    for name, target in figures["targets"].items():
+        print(f"- {name}: {target['measured']} (target {target['target']}): {'met' if target['met'] else 'NOT met'}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+        print(f"figures: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
