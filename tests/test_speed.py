@@ -140,6 +140,7 @@ def test_impossible_speed_settings_are_refused_before_any_work(settings, message
 
 @pytest.mark.slow
 def test_bf16_micro_batched_mix2_run_never_recomputes_features_and_logs_its_speed(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIX2_CACHE_DIR", str(tmp_path / "cache"))  # an empty cache: the front-end must run, once
     frontend_calls, during_fit = [], {}
     forward = LogMel.forward
     monkeypatch.setattr(LogMel, "forward", lambda self, waveform: frontend_calls.append(len(waveform)) or forward(self, waveform))
