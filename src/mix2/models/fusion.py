@@ -2,8 +2,8 @@
 
 :func:`fold_batch_norm` folds each batch norm into the convolution before it, using
 ``torch.nn.utils.fusion.fuse_conv_bn_eval``: at inference a batch norm is a fixed per-channel
-scale and shift, so the convolution can apply it. MobileNetV3-Large has 46 batch norms, and on a
-CPU they cost about a third of an inference (measured by ``benchmarks/speed.py``).
+scale and shift, so the convolution can apply it. MobileNetV3-Large has 46 batch norms; folding
+them made a CPU inference 1.2x to 1.5x faster in the runs of ``benchmarks/speed.py`` here.
 
 Example:
     >>> import torch
