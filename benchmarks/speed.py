@@ -47,8 +47,8 @@ from mix2.data.audio import duration_s
 from mix2.data.clips import ClipTable
 from mix2.features.cache import FeatureCache, extract_features
 from mix2.features.logmel import LogMel
-from mix2.jobs import _fit, _loader
-from mix2.training import Classifier, InferenceModel
+from mix2.jobs import _fit
+from mix2.training import Classifier, EpochShuffle, InferenceModel, clip_loader
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "frogs"
 CLASSES = [f"species_{i}" for i in range(42)]
@@ -180,7 +180,8 @@ def frontend_and_cache(recordings: list[Path], cache_dir: Path, batch: int) -> t
     frontend_s = time.perf_counter() - started
     readable = [p for p in paths if p is not None]
     config.train.batch_size = batch
-    loader = _loader(readable, np.zeros((len(readable), 1)), config, shuffle=True)
+    sampler = EpochShuffle(len(readable), config.train.seed)
+    loader = clip_loader(readable, np.zeros((len(readable), 1)), config.train, batch, sampler, len(readable) > batch)
     started = time.perf_counter()
     read = sum(len(x) for x, _ in loader)
     cache_s = time.perf_counter() - started

@@ -1,5 +1,6 @@
 """Predict on real frog recordings: exact windows, scores equal to a clip scored alone, resume, failures."""
 
+import json
 import os
 import shutil
 
@@ -14,7 +15,16 @@ from mix2.cli import main
 from mix2.data.audio import fit_length, read_audio
 from mix2.data.events import read_raven_table
 from mix2.errors import Mix2Error
-from mix2.predict import BF16_TOLERANCE, PredictState, WindowScorer, detections, predict, recording_windows, thresholds_from
+from mix2.predict import (
+    BF16_TOLERANCE,
+    PredictState,
+    WindowScorer,
+    detections,
+    merge_predictions,
+    predict,
+    recording_windows,
+    thresholds_from,
+)
 from mix2.training import load_classifier
 
 CLASSES = FOUR_CLASSES
@@ -202,3 +212,56 @@ def test_audio_is_read_in_bounded_blocks_with_the_same_scores(checkpoint, frogs_
     assert len(reads) >= 60 / 5 and 0 < max(reads) <= 5 * rate  # never more than 5 s of the 60 s at once
     whole = frogs_scores[frogs_scores["file"] == str(soundscape)].reset_index(drop=True)
     np.testing.assert_allclose(small_blocks[CLASSES].to_numpy(), whole[CLASSES].to_numpy(), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def sharded_frogs(checkpoint, tmp_path_factory):
+    """The frog recordings predicted whole, and in 3 shards; returns the folder holding ``whole`` and ``shard1..3``."""
+    folder, frogs = tmp_path_factory.mktemp("shards"), shared_data("frogs")
+    predict(checkpoint, [frogs], folder / "whole", batch_size=16, progress=False)
+    for index in (1, 2, 3):
+        main(["predict", str(checkpoint), str(frogs), "--out", str(folder / f"shard{index}"), "--batch-size", "16",
+              "--shard", f"{index}/3", "--quiet"])  # fmt: skip
+    return folder
+
+
+def test_shards_cover_every_recording_exactly_once(sharded_frogs):
+    files = [set(pd.read_csv(sharded_frogs / f"shard{i}" / "scores.csv")["file"]) for i in (1, 2, 3)]
+    whole = set(pd.read_csv(sharded_frogs / "whole" / "scores.csv")["file"])
+    assert sum(map(len, files)) == len(whole) == 17 and set.union(*files) == whole
+    assert all(files)  # 17 recordings hash into all three shards
+
+
+def test_merged_shards_are_the_unsharded_prediction(sharded_frogs, capsys):
+    shards = [str(sharded_frogs / f"shard{i}") for i in (3, 1, 2)]  # in any order
+    assert main(["merge", *shards, "--out", str(sharded_frogs / "merged")]) == 0
+    assert "from 3 shards" in capsys.readouterr().out
+    merged, whole = sharded_frogs / "merged", sharded_frogs / "whole"
+    for name in ["scores.csv", "detections.csv", "failures.csv"]:
+        assert (merged / name).read_bytes() == (whole / name).read_bytes(), name
+    raven = sorted(p.name for p in (whole / "raven").iterdir())
+    assert raven == sorted(p.name for p in (merged / "raven").iterdir()) and len(raven) == 17
+    assert all((merged / "raven" / n).read_bytes() == (whole / "raven" / n).read_bytes() for n in raven)
+
+
+def test_merge_refuses_missing_repeated_unfinished_or_foreign_shards(sharded_frogs, checkpoint, tmp_path):
+    shard = [sharded_frogs / f"shard{i}" for i in (1, 2, 3)]
+    with pytest.raises(Mix2Error, match="shards 1 to 3 of one prediction, each once; missing 2"):
+        merge_predictions([shard[0], shard[2]], tmp_path / "out")
+    with pytest.raises(Mix2Error, match="given twice 1"):
+        merge_predictions([shard[0], shard[0], shard[1], shard[2]], tmp_path / "out")
+    with pytest.raises(Mix2Error, match="not sharded"):
+        merge_predictions([sharded_frogs / "whole"], tmp_path / "out")
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(shard[1], unfinished)
+    record = json.loads((unfinished / "predict.json").read_text())
+    del record["finished"]
+    (unfinished / "predict.json").write_text(json.dumps(record))
+    with pytest.raises(Mix2Error, match=f"{unfinished}: shard 2/3 has not finished; run its job again"):
+        merge_predictions([shard[0], unfinished, shard[2]], tmp_path / "out")
+    record.update(finished=True, hop_s=0.5)
+    (unfinished / "predict.json").write_text(json.dumps(record))
+    with pytest.raises(Mix2Error, match=r"is not a shard of the same prediction as .* \(hop_s differ\)"):
+        merge_predictions([shard[0], unfinished, shard[2]], tmp_path / "out")
+    with pytest.raises(SystemExit):
+        main(["predict", str(checkpoint), str(shard[0]), "--shard", "4/3"])

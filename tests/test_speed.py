@@ -19,6 +19,7 @@ from mix2.mixing import create_mixer, mix_rows
 from mix2.models import create_model
 from mix2.models.fusion import fold_batch_norm
 from mix2.models.micro_batches import MicroBatches
+from mix2.training import clip_loader
 from test_end_to_end import tiny_chorus_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -171,11 +172,11 @@ def test_bf16_micro_batched_mix2_run_never_recomputes_features_and_logs_its_spee
 def test_loaders_pin_memory_only_for_a_gpu(monkeypatch):
     config = tiny_chorus_config(Path("unused"))
     paths, labels = [Path("a.npy")], np.zeros((1, 10))
-    assert not jobs._loader(paths, labels, config, shuffle=True).pin_memory
+    assert not clip_loader(paths, labels, config.train, 4).pin_memory
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert jobs._loader(paths, labels, config, shuffle=True).pin_memory
+    assert clip_loader(paths, labels, config.train, 4).pin_memory
     config.train.accelerator = "cpu"
-    assert not jobs._loader(paths, labels, config, shuffle=True).pin_memory
+    assert not clip_loader(paths, labels, config.train, 4).pin_memory
 
 
 @pytest.mark.slow

@@ -5,11 +5,14 @@
     mix2 train --preset mix2          # a row of the paper's Table I
     mix2 train --mixing multimix      # one mixer on top of the configured augmentation
     mix2 train --resume RUN_DIR       # continue a killed run from its last checkpoint
+    mix2 train --devices 4            # data-parallel over 4 GPUs (see README, Training on a cluster)
     mix2 evaluate RUN_DIR             # re-score the test split with the best checkpoint
     mix2 experiment DIR --data PATH --presets timeshift mix2 --seeds 0 1 2   # tables over seeds
     mix2 report DIR...                # one HTML page of runs and experiments
     mix2 download anuraset DIR        # AnuraSet from Zenodo, resumable and checksum-verified
     mix2 predict CKPT PATH...         # which species call when, over long recordings
+    mix2 predict CKPT PATH... --shard 3/10 --out preds/3   # one job of 10 over a large archive
+    mix2 merge preds/* --out preds/all                     # join the 10 jobs' tables
 
 Problems with the input are printed as one line, ``mix2: error: <file>: <problem>``, and the
 command exits with status 2 (130 when training was interrupted and can be resumed).
@@ -29,10 +32,11 @@ import pandas as pd
 from mix2.config import CHORUS, PRESETS, TABLE_ONE, RunConfig, apply_preset, default_config
 from mix2.data.anuraset import VARIANTS
 from mix2.data.download import DATASETS, ZENODO_API, download
+from mix2.distributed import is_first_process
 from mix2.errors import Mix2Error
 from mix2.experiment import Experiment, aggregate_experiment, plan_experiment, run_experiment
 from mix2.jobs import evaluate, resume, train
-from mix2.predict import PRECISIONS, predict
+from mix2.predict import PRECISIONS, merge_predictions, parse_shard, predict
 from mix2.reporting.html import write_report
 
 # (flag, config section, field, type, help)
@@ -60,24 +64,39 @@ TRAIN_OPTIONS = [
         int,
         "run each batch through the model in chunks of this many clips; the loss, MultiMix and ADD still see the whole batch",
     ),
+    ("--devices", "train", "devices", int, "devices (GPUs) per node; the batch is split evenly over devices x nodes (1)"),
+    ("--num-nodes", "train", "num_nodes", int, "nodes (machines) (1)"),
+    ("--strategy", "train", "strategy", str, "Lightning strategy: auto or ddp (auto)"),
 ]
 
 
 # What a preset or an experiment's --seeds set for each run; an experiment does not take them.
 PER_RUN_FLAGS = {"--mixing", "--seed", "--no-specaugment", "--no-time-shift"}
+# How one run spreads over devices; an experiment trains each run in one process.
+SINGLE_RUN_FLAGS = {"--devices", "--num-nodes", "--strategy", "--sync-batchnorm"}
 
 
 def _add_run_options(parser: argparse.ArgumentParser, per_run: bool = True) -> None:
-    """The options that set up a run's configuration; ``per_run=False`` leaves out :data:`PER_RUN_FLAGS`."""
+    """The options that set up a run's configuration; ``per_run=False`` leaves out :data:`PER_RUN_FLAGS` and :data:`SINGLE_RUN_FLAGS`."""
     parser.add_argument("--data", help="dataset path, or 'chorus' for the built-in synthetic chorus (the default)")
     parser.add_argument("--config", help="YAML configuration to start from (flags override it)")
     for flag, _, _, kind, help_text in TRAIN_OPTIONS:
-        if per_run or flag not in PER_RUN_FLAGS:
+        if per_run or flag not in PER_RUN_FLAGS | SINGLE_RUN_FLAGS:
             parser.add_argument(flag, type=kind, help=help_text)
     if per_run:
         parser.add_argument("--no-specaugment", action="store_true", help="switch SpecAugment off")
         parser.add_argument("--no-time-shift", action="store_true", help="switch the circular time shift off")
+        parser.add_argument(
+            "--sync-batchnorm", action="store_true", help="batch norm over the global batch, across devices (GPU only)"
+        )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        return parse_shard(text)
+    except Mix2Error as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.add_argument("--preset", choices=list(PRESETS), help="a row of the paper's Table I (flags override it)")
     train_parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint, with its own settings (no other options)"
+    )
+    train_parser.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="write the run folder and fill the feature cache, train nothing; then train it with --resume (on a cluster)",
     )
 
     evaluate_parser = verbs.add_parser(
@@ -143,7 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict_parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help="fp32, or bf16 on CPU (fp32)")
     predict_parser.add_argument("--parquet", action="store_true", help="also write scores.parquet (needs pyarrow)")
+    predict_parser.add_argument(
+        "--shard", type=_shard, help="I/N: score only shard I of N of the recordings (one job of N; then mix2 merge)"
+    )
     predict_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    merge_parser = verbs.add_parser(
+        "merge", help="join the output folders of the shards of one prediction (mix2 predict --shard)", allow_abbrev=False
+    )
+    merge_parser.add_argument("folders", nargs="+", help="the output folders of shards 1 to N")
+    merge_parser.add_argument("--out", required=True, help="the folder for the joined tables")
+    merge_parser.add_argument("--parquet", action="store_true", help="also write scores.parquet (needs pyarrow)")
 
     download_parser = verbs.add_parser(
         "download", help="download a published dataset, resumable and checksum-verified", allow_abbrev=False
@@ -177,6 +211,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         config.augment.specaugment = False
     if getattr(args, "no_time_shift", False):
         config.augment.time_shift = False
+    if getattr(args, "sync_batchnorm", False):
+        config.train.sync_batchnorm = True
     return config
 
 
@@ -216,7 +252,8 @@ def _refuse_options_with_resume(args: argparse.Namespace) -> None:
     """A resumed run keeps its own settings: any option that would change them is an error."""
     names = ["data", "config", "preset", "out", "run_dir", *(flag[2:].replace("-", "_") for flag, *_ in TRAIN_OPTIONS)]
     given = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) is not None]
-    given += [flag for flag in ("--no-specaugment", "--no-time-shift") if getattr(args, flag[2:].replace("-", "_"))]
+    flags = ("--no-specaugment", "--no-time-shift", "--sync-batchnorm", "--prepare-only")
+    given += [flag for flag in flags if getattr(args, flag[2:].replace("-", "_"))]
     if given:
         raise Mix2Error(f"--resume continues a run with its own config.yaml; leave out {', '.join(given)}")
 
@@ -251,9 +288,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _refuse_options_with_resume(args)
                 run_dir = resume(args.resume, progress=not args.quiet)
             else:
-                run_dir = train(config_from_args(args), run_dir=args.run_dir, progress=not args.quiet)
-            _print_summary(json.loads((run_dir / "metrics.json").read_text()))
-            print(f"run folder: {run_dir}")
+                config = config_from_args(args)
+                run_dir = train(config, run_dir=args.run_dir, progress=not args.quiet, prepare_only=args.prepare_only)
+            if args.prepare_only:
+                print(f"prepared {run_dir}; train it, in one process or many, with: mix2 train --resume {run_dir}")
+            elif is_first_process():  # the other processes of a multi-GPU run leave the summary to the first
+                _print_summary(json.loads((run_dir / "metrics.json").read_text()))
+                print(f"run folder: {run_dir}")
         elif args.verb == "evaluate":
             _print_summary(evaluate(args.run_dir, checkpoint=args.checkpoint, progress=not args.quiet))
         elif args.verb == "experiment":
@@ -269,8 +310,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 precision=args.precision,
                 parquet=args.parquet,
                 progress=not args.quiet,
+                shard=args.shard,
             )
             _print_predict_summary(scores, args.out)
+        elif args.verb == "merge":
+            scores = merge_predictions(args.folders, args.out, parquet=args.parquet)
+            print(f"{len(scores)} windows of {scores['file'].nunique()} recordings from {len(args.folders)} shards in {args.out}")
         elif args.verb == "download":
             root = download(args.dataset, args.dir, args.zenodo_api, keep_archive=args.keep_archive, progress=not args.quiet)
             print(f"{args.dataset} is in {root}; train on it with: mix2 train --data {root}")

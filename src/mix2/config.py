@@ -132,6 +132,12 @@ class TrainConfig:
     whole batch and the ADD loss still sees all of its pairs. ``None`` (default) runs the batch
     at once. Batch norm normalises each chunk by its own statistics, as it does per device in
     multi-GPU training.
+
+    ``devices`` (per node) and ``num_nodes`` train data-parallel through Lightning's ``strategy``
+    (``auto`` or ``ddp``). ``batch_size`` is the global batch, split evenly over the
+    ``devices * num_nodes`` processes, and the mixers and the ADD loss act on the whole global
+    batch (see :mod:`mix2.distributed`). ``sync_batchnorm`` normalises over the global batch
+    too (GPU only); without it each device normalises its own share.
     """
 
     model: str = "mobilenetv3_large"
@@ -148,24 +154,56 @@ class TrainConfig:
     deterministic: bool = True
     precision: str = "fp32"
     micro_batch_size: int | None = None
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    sync_batchnorm: bool = False
 
-    def check(self) -> None:
-        """Refuse settings that cannot run, in one line, before any work starts."""
+    @property
+    def processes(self) -> int:
+        """How many processes share each batch: ``devices * num_nodes``."""
+        return self.devices * self.num_nodes
+
+    @property
+    def batch_per_process(self) -> int:
+        """Each process's share of the global batch."""
+        return self.batch_size // self.processes
+
+    def check(self, here: bool = True) -> None:
+        """Refuse settings that cannot run, in one line, before any work starts.
+
+        ``here``: also refuse what this machine cannot run (fp16 or synchronised batch norm
+        without a GPU); a run folder prepared on a CPU for GPUs elsewhere leaves it out.
+        """
         if self.precision not in PRECISIONS:
             raise Mix2Error(f"unknown precision '{self.precision}'; choose one of: {', '.join(PRECISIONS)}")
-        if self.precision == "fp16" and pick_device(self.accelerator).type != "cuda":
-            raise Mix2Error("precision fp16 needs a GPU; on a CPU use bf16")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise Mix2Error(f"the batch size must be a positive integer, got {self.batch_size!r}")
-        micro = self.micro_batch_size
-        if micro is not None and (not isinstance(micro, int) or not 1 <= micro <= self.batch_size):
+        if self.strategy not in STRATEGIES:
+            raise Mix2Error(f"unknown strategy '{self.strategy}'; choose one of: {', '.join(STRATEGIES)}")
+        for name in ("batch_size", "devices", "num_nodes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise Mix2Error(f"{name} must be a positive integer, got {value!r}")
+        if self.batch_size % self.processes:
             raise Mix2Error(
-                f"the micro-batch size must be an integer from 1 to the batch size ({self.batch_size}), got {micro!r}"
+                f"the batch size ({self.batch_size}) is the global batch, split evenly over {self.processes} processes "
+                f"({self.devices} devices x {self.num_nodes} nodes); make it a multiple of {self.processes}"
             )
+        micro = self.micro_batch_size
+        if micro is not None and (not isinstance(micro, int) or not 1 <= micro <= self.batch_per_process):
+            raise Mix2Error(
+                "the micro-batch size must be an integer from 1 to the batch size of one process "
+                f"({self.batch_per_process}), got {micro!r}"
+            )
+        if here and self.precision == "fp16" and pick_device(self.accelerator).type != "cuda":
+            raise Mix2Error("precision fp16 needs a GPU; on a CPU use bf16")
+        if here and self.sync_batchnorm and pick_device(self.accelerator).type != "cuda":
+            raise Mix2Error("sync_batchnorm needs GPUs: PyTorch's SyncBatchNorm does not run on a CPU")
 
 
 PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}
 """Training precisions, and Lightning's name for each."""
+STRATEGIES = ("auto", "ddp")
+"""Lightning strategies mix2 trains with: ``auto`` (one device, or DDP over several) and ``ddp``."""
 
 
 def pick_device(accelerator: str = "auto") -> torch.device:
@@ -185,6 +223,18 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     out_dir: str = "runs"
+
+    def check(self, here: bool = True) -> None:
+        """Refuse settings that cannot run (see :meth:`TrainConfig.check`), in one line."""
+        self.train.check(here)
+        examples = self.mixing.multimix_examples
+        uses_multimix = self.mixing.method == "multimix" or (
+            self.mixing.method == "mix2" and "multimix" in self.mixing.mix2_members
+        )
+        if uses_multimix and examples is not None and examples % self.train.processes:
+            raise Mix2Error(
+                f"multimix_examples ({examples}) must be a multiple of the {self.train.processes} processes that share a batch"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict: safe to store in a checkpoint and to dump as YAML."""

@@ -145,6 +145,11 @@ def run_experiment(
     """
     out_dir = Path(out_dir)
     experiment = plan_experiment(out_dir, experiment)
+    if experiment.base.train.processes > 1:
+        raise Mix2Error(
+            f"{out_dir}: an experiment trains each run in one process; scale it out with its array job "
+            "(one run per task, see commands.txt), or train a run on several devices with mix2 train"
+        )
     runs = experiment.runs()
     if run_index is not None and not 0 <= run_index < len(runs):
         raise Mix2Error(f"{out_dir}: --run-index {run_index} is outside this experiment's runs 0..{len(runs) - 1}")

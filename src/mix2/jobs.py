@@ -20,11 +20,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -33,25 +35,25 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from torch.utils.data import DataLoader
 
 from mix2.config import PRECISIONS, RunConfig, pick_device
 from mix2.data.clips import CLIP_COLUMNS, SPLITS, ClipTable
 from mix2.data.sources import read_source
 from mix2.data.splits import assign_splits
-from mix2.errors import TrainingInterrupted, input_error
+from mix2.distributed import RUN_DIR_VARIABLE, is_first_process
+from mix2.errors import Mix2Error, TrainingInterrupted, input_error
 from mix2.features.cache import FeatureCache, extract_features
 from mix2.files import atomic_path
 from mix2.metrics import class_groups, evaluate_scores, tune_thresholds
 from mix2.reporting.plots import write_run_plots
 from mix2.training import (
     AtomicCheckpointIO,
-    CachedClips,
     Classifier,
-    EpochShuffle,
     InferenceModel,
     NonFiniteLoss,
+    RunData,
     StepTimes,
+    clip_loader,
     load_checkpoint,
     load_classifier,
     store_thresholds,
@@ -65,14 +67,21 @@ def cache_root() -> Path:
     return Path(os.environ.get("MIX2_CACHE_DIR", Path.home() / ".cache" / "mix2"))
 
 
-def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool = True) -> Path:
+def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool = True, prepare_only: bool = False) -> Path:
     """Train on ``config.data.source``, keep the best checkpoint on validation, evaluate on test.
 
     Returns the run folder (``config.out_dir/<data>-<time>`` unless ``run_dir`` is given). A
     folder that already holds a run (one that got as far as choosing its clips) is refused:
     continue it with :func:`resume`.
+
+    With ``prepare_only``, stop once the run folder holds its configuration and clips and the
+    feature cache is filled: :func:`resume` trains it, in one process or in many (see
+    :mod:`mix2.distributed`). In a process that a launcher started besides the first, train the
+    run the first process prepared.
     """
-    config.train.check()
+    if not is_first_process():
+        return _join(run_dir, config)
+    config.check(here=not prepare_only)
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None and (run_dir / "clips.csv").is_file():
         raise input_error(run_dir, f"already holds a run; continue it with: mix2 train --resume {run_dir}")
@@ -94,9 +103,26 @@ def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool =
         if not (table.clips["split"] == split).any():
             raise input_error(config.data.source, f"no readable clips in the {split} split; the data needs more recordings")
     _write_clips(run_dir, table)  # the run is resumable from here on
-    _fit(config, table, feature_paths, run_dir, progress)
-    evaluate(run_dir, progress=progress)
+    if prepare_only:
+        return run_dir
+    if _fit(config, table, feature_paths, run_dir, progress):
+        evaluate(run_dir, progress=progress)
     return run_dir
+
+
+def _join(run_dir: str | Path | None, config: RunConfig) -> Path:
+    """Train, as one of the other processes, the run folder that the first process prepared."""
+    run_dir = run_dir if run_dir is not None else os.environ.get(RUN_DIR_VARIABLE)
+    if run_dir is None or not (Path(run_dir) / "clips.csv").is_file():
+        raise Mix2Error(
+            f"{run_dir or config.out_dir}: this process (rank {_launched_rank()}) found no prepared run folder. Processes started together by torchrun or SLURM need one: prepare it with "
+            "one process (mix2 train ... --run-dir DIR --prepare-only), then start them all with: mix2 train --resume DIR"
+        )
+    return resume(run_dir, progress=False)
+
+
+def _launched_rank() -> str:
+    return next((os.environ[name] for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK") if os.environ.get(name)), "?")
 
 
 def resume(run_dir: str | Path, progress: bool = True) -> Path:
@@ -114,13 +140,14 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "clips.csv").is_file():
         raise input_error(run_dir, "not a resumable mix2 run folder (it needs config.yaml and clips.csv)")
     config = RunConfig.from_yaml(run_dir / "config.yaml")
-    config.train.check()
+    config.check()
     table = read_run_clips(run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
-    if not last.is_file():
+    if not last.is_file() and is_first_process():
         print(f"mix2: {run_dir} has no finished epoch yet; training it from the start")
-    _fit(config, table, _cached_features(table, config, run_dir, progress), run_dir, progress, last if last.is_file() else None)
-    evaluate(run_dir, progress=progress)
+    features = _cached_features(table, config, run_dir, progress)
+    if _fit(config, table, features, run_dir, progress, last if last.is_file() else None):
+        evaluate(run_dir, progress=progress)
     return run_dir
 
 
@@ -131,17 +158,26 @@ def _fit(
     run_dir: Path,
     progress: bool,
     checkpoint: Path | None = None,
-) -> None:
-    """Train on the run's clips, from scratch or from ``checkpoint``; checkpoints and logs go into ``run_dir``."""
+) -> bool:
+    """Train on the run's clips, from scratch or from ``checkpoint``; checkpoints and logs go into ``run_dir``.
+
+    Returns whether this is the first process, the one that goes on to evaluate.
+    """
     # Read here with weights_only, so that a tampered or broken checkpoint is refused in one line.
     resumed_epoch = load_checkpoint(checkpoint)["epoch"] if checkpoint is not None else None
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     splits = table.clips["split"].to_numpy()
-    loaders = {
-        split: _loader([feature_paths[i] for i in rows], table.labels[rows], config, shuffle=split == "train")
-        for split in ("train", "val")
-        for rows in [np.flatnonzero(splits == split)]
-    }
+
+    def clips_of(split: str) -> tuple[list[Path], np.ndarray]:
+        rows = np.flatnonzero(splits == split)
+        return [feature_paths[i] for i in rows], table.labels[rows]
+
+    data = RunData(clips_of("train"), clips_of("val"), config.train)
+    if config.train.processes > 1 and len(data.train[0]) < config.train.batch_size:
+        raise input_error(
+            run_dir / "clips.csv",
+            f"{len(data.train[0])} training clips do not fill one batch of {config.train.batch_size} to share over processes",
+        )
     module = Classifier(config.to_dict(), table.classes)
     checkpoint_dir = run_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=CHECKPOINT_MONITOR, mode="max")
@@ -152,7 +188,11 @@ def _fit(
     trainer = L.Trainer(
         max_epochs=config.train.epochs,
         accelerator=config.train.accelerator,
-        devices=1,
+        devices=config.train.devices,
+        num_nodes=config.train.num_nodes,
+        strategy=config.train.strategy,
+        sync_batchnorm=config.train.sync_batchnorm,
+        use_distributed_sampler=False,  # RunData shares the batches out itself
         precision=PRECISIONS[config.train.precision],
         deterministic="warn" if config.train.deterministic else False,
         callbacks=[best, last, StepTimes(run_dir / "logs" / "speed.csv")],
@@ -172,13 +212,29 @@ def _fit(
             warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
             warnings.filterwarnings("ignore", message=r"(Checkpoint|Experiment logs) directory .* exists and is not empty")
             _replay_log(run_dir / "logs" / "metrics.csv", logger, resumed_epoch)
-            trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=checkpoint, weights_only=True)
+            with _run_dir_for_other_processes(run_dir):
+                trainer.fit(module, datamodule=data, ckpt_path=checkpoint, weights_only=True)
     except NonFiniteLoss as err:
         raise NonFiniteLoss(f"{run_dir}: {err}; training stopped. {_kept(checkpoint_dir)} Try a lower --lr.") from None
     except SystemExit:  # Lightning ends Ctrl-C with sys.exit after its clean-up; its SIGTERMException is one too
         raise TrainingInterrupted(
             f"{run_dir}: training interrupted. {_kept(checkpoint_dir)} Continue with: mix2 train --resume {run_dir}"
         ) from None
+    return trainer.is_global_zero
+
+
+@contextlib.contextmanager
+def _run_dir_for_other_processes(run_dir: Path) -> Iterator[None]:
+    """Name the run folder in :data:`~mix2.distributed.RUN_DIR_VARIABLE` while Lightning may start processes."""
+    before = os.environ.get(RUN_DIR_VARIABLE)
+    os.environ[RUN_DIR_VARIABLE] = str(run_dir)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(RUN_DIR_VARIABLE)
+        else:
+            os.environ[RUN_DIR_VARIABLE] = before
 
 
 def _kept(checkpoint_dir: Path) -> str:
@@ -254,7 +310,7 @@ def _score_split(
     device = pick_device(config.train.accelerator)
     model = InferenceModel(module).to(device)
     with torch.inference_mode():
-        batches = _loader(feature_paths, clips.labels, config, shuffle=False)
+        batches = clip_loader(feature_paths, clips.labels, config.train, config.train.batch_size)
         return clips, torch.cat([torch.sigmoid(model(x.to(device))).cpu() for x, _ in batches]).numpy()
 
 
@@ -268,24 +324,6 @@ def _cached_features(clips: ClipTable, config: RunConfig, run_dir: Path, progres
         file, reason = failures[0]
         raise input_error(clips.root / file, f"audio of {run_dir} became unreadable since training started: {reason}")
     return feature_paths
-
-
-def _loader(paths: list[Path], labels: np.ndarray, config: RunConfig, shuffle: bool) -> DataLoader:
-    """Batches of cached clips; the training order is :class:`EpochShuffle`'s, a function of ``(seed, epoch)``.
-
-    Batches are built in pinned memory where training runs on a GPU, so that copies to it overlap compute.
-    """
-    batch_size = config.train.batch_size
-    return DataLoader(
-        CachedClips(paths, labels),
-        batch_size=batch_size,
-        sampler=EpochShuffle(len(paths), config.train.seed) if shuffle else None,
-        drop_last=shuffle and len(paths) > batch_size,
-        num_workers=config.train.num_workers,
-        generator=torch.Generator().manual_seed(config.train.seed),  # worker seeds, never the global generator
-        persistent_workers=config.train.num_workers > 0,
-        pin_memory=pick_device(config.train.accelerator).type == "cuda",
-    )
 
 
 def _new_run_dir(out_dir: Path, name: str) -> Path:

@@ -26,6 +26,10 @@ its weight cannot be recovered from mixed multi-hot targets, and empty clips (ra
 insects, silence) are acoustically diverse, so pulling them to one point would be wrong. An
 empty clip mixed with a calling one takes the caller's direction, which is its true label.
 
+Across processes (multi-GPU training, see :mod:`mix2.distributed`), BCE is the mean over each
+process's own clips, and ADD is taken over the embeddings and targets gathered from every
+process, so that it counts the pairs of the whole global batch.
+
 Guards: a standard deviation over fewer than two pairs (or a weight too small to define it) is
 0, never NaN, and zero vectors normalise to zero rather than dividing by zero.
 
@@ -41,9 +45,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from mix2.config import LossConfig
+from mix2.distributed import ONE_PROCESS, BatchGroup
 from mix2.registry import LOSSES
 
 EPSILON = 1e-12
@@ -114,9 +119,15 @@ def add_soft(embedding: torch.Tensor, targets: torch.Tensor, weights: AddWeights
 
 
 class BinaryCrossEntropy(nn.Module):
-    """Mean binary cross-entropy on logits against soft or hard targets, ``(batch, classes)``."""
+    """Mean binary cross-entropy on logits against soft or hard targets, ``(batch, classes)``.
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+    Every loss takes ``(logits, targets, embedding, group)``; ``group`` (default: :data:`~mix2.distributed.ONE_PROCESS`)
+    is the :class:`~mix2.distributed.BatchGroup` whose processes share the batch.
+    """
+
+    def forward(
+        self, logits: Tensor, targets: Tensor, embedding: Tensor | None = None, group: BatchGroup = ONE_PROCESS
+    ) -> Tensor:
         return nn.functional.binary_cross_entropy_with_logits(logits, targets)
 
 
@@ -130,15 +141,19 @@ class BceWithAdd(BinaryCrossEntropy):
         self.form = form
         self.weights = weights
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, logits: Tensor, targets: Tensor, embedding: Tensor | None = None, group: BatchGroup = ONE_PROCESS
+    ) -> Tensor:
         if embedding is None:
             raise ValueError("the ADD loss needs the embedding")
+        bce = super().forward(logits, targets)
+        embedding, targets = group.gather(embedding), group.gather(targets)
         if self.form == "soft":
-            return super().forward(logits, targets) + add_soft(embedding, targets, self.weights)
+            return bce + add_soft(embedding, targets, self.weights)
         one_hot = (targets.sum(dim=1) == 1) & ((targets == 0) | (targets == 1)).all(dim=1)
         if not one_hot.all():
             raise ValueError("the hard form of ADD needs one class per clip; use the soft form for mixed or multi-hot targets")
-        return super().forward(logits, targets) + add_hard(embedding, targets.argmax(dim=1), self.weights)
+        return bce + add_hard(embedding, targets.argmax(dim=1), self.weights)
 
 
 @LOSSES.register("bce")

@@ -19,6 +19,11 @@ Inputs and targets are mixed in one call, so no caller can mix one without the o
 - ``mix2`` (Moummad et al., 2024): at each step, one of its members, drawn with their
   probabilities (default mixup 0.25, manifold_mixup 0.5, multimix 0.25).
 
+Across processes (multi-GPU training), a mixer acts on the global batch: pass the
+:class:`~mix2.distributed.BatchGroup`, and seed every process's mixer alike with
+:meth:`Mixer.reseed`, so that all draw the same mix (see :mod:`mix2.distributed`). Draws are
+made on the CPU, so a run mixes alike on any device.
+
 Unlike the paper's public code: ``lambda`` is drawn per example and broadcast over each
 example's whole input (not over mel bins); the loss uses each example's own weights through
 its mixed target (not the batch-average ``lambda``); and ``mixup`` really mixes.
@@ -35,12 +40,15 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from mix2.config import MixingConfig
+from mix2.distributed import ONE_PROCESS, BatchGroup
 from mix2.registry import MIXERS
 
 
@@ -91,23 +99,53 @@ def pair_weights(lambdas: torch.Tensor, partners: torch.Tensor) -> torch.Tensor:
 
 
 class Mixer:
-    """Base class: subclasses draw a :class:`Mix`; :meth:`__call__` applies it to model and targets."""
+    """Base class: subclasses draw a :class:`Mix`; :meth:`__call__` applies it to model and targets.
+
+    Draws come from torch's global generator, or from the mixer's own after :meth:`reseed`.
+    """
 
     name = "none"
+    generator: torch.Generator | None = None
+
+    def reseed(self, seed: int) -> None:
+        """Draw from now on from a generator of its own, seeded with ``seed``."""
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @contextlib.contextmanager
+    def drawing(self) -> Iterator[None]:
+        """Within this block, torch's global CPU generator draws this mixer's numbers (see :meth:`reseed`).
+
+        ``torch.distributions`` samples only from the global generator, so the mixer's state is
+        swapped in for the block and back out after it.
+        """
+        if self.generator is None:
+            yield
+            return
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self.generator.get_state())
+            yield
+            self.generator.set_state(torch.get_rng_state())
 
     def draw(self, batch_size: int, device: torch.device | str = "cpu") -> Mix | None:
         """A mix for a batch of ``batch_size``, or ``None`` for no mixing."""
         return None
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> MixedOutput:
-        """Run ``model`` on ``x`` ``(batch, 1, mels, frames)`` with this step's mix applied."""
-        mix = self.draw(x.shape[0], x.device)
+    def __call__(self, model: nn.Module, x: torch.Tensor, targets: torch.Tensor, group: BatchGroup = ONE_PROCESS) -> MixedOutput:
+        """Run ``model`` on ``x`` ``(batch, 1, mels, frames)`` with this step's mix applied.
+
+        With several processes in ``group``, ``x`` and ``targets`` are this process's share of
+        the global batch; the mix is drawn over the global batch, and the output holds this
+        process's rows of the mixed batch.
+        """
+        with self.drawing():
+            mix = self.draw(x.shape[0] * group.size, x.device)
         if mix is None:
             logits, embedding = model.forward_with_embedding(x)
             return MixedOutput(logits, embedding, targets, self.name)
-        hidden = mix_rows(mix.weights, model(x, stop=mix.stage))
+        weights = mix.weights[group.own_rows(mix.weights.shape[0])]
+        hidden = mix_rows(weights, group.gather(model(x, stop=mix.stage)))
         logits, embedding = model.forward_with_embedding(hidden, start=mix.stage)
-        return MixedOutput(logits, embedding, mix_rows(mix.weights, targets), self.name)
+        return MixedOutput(logits, embedding, mix_rows(weights, group.gather(targets)), self.name)
 
 
 class Mixup(Mixer):
@@ -124,10 +162,10 @@ class Mixup(Mixer):
 
     def draw(self, batch_size: int, device: torch.device | str = "cpu") -> Mix:
         beta = torch.distributions.Beta(torch.tensor(self.alpha), torch.tensor(self.alpha))
-        lambdas = beta.sample((batch_size,)).to(device)
-        partners = torch.randperm(batch_size, device=device)
+        lambdas = beta.sample((batch_size,))
+        partners = torch.randperm(batch_size)
         stage = self.stages[int(torch.randint(len(self.stages), ()))]
-        return Mix(pair_weights(lambdas, partners), stage)
+        return Mix(pair_weights(lambdas, partners).to(device), stage)
 
 
 class MultiMix(Mixer):
@@ -169,17 +207,24 @@ class Mix2(Mixer):
         self.probabilities = torch.tensor([probabilities[n] / total for n in self.names], dtype=torch.float64)
         self.counts = dict.fromkeys(self.names, 0)
 
+    def reseed(self, seed: int) -> None:
+        """Draw the member and its mix from one generator of its own, seeded with ``seed``."""
+        super().reseed(seed)
+        for member in self.members.values():
+            member.generator = self.generator
+
     def choose(self) -> str:
         """Draw this step's member."""
-        name = self.names[int(torch.multinomial(self.probabilities, 1))]
+        with self.drawing():
+            name = self.names[int(torch.multinomial(self.probabilities, 1))]
         self.counts[name] += 1
         return name
 
     def reset_counts(self) -> None:
         self.counts = dict.fromkeys(self.names, 0)
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> MixedOutput:
-        return self.members[self.choose()](model, x, targets)
+    def __call__(self, model: nn.Module, x: torch.Tensor, targets: torch.Tensor, group: BatchGroup = ONE_PROCESS) -> MixedOutput:
+        return self.members[self.choose()](model, x, targets, group)
 
 
 @MIXERS.register("none")

@@ -25,7 +25,14 @@ With ``out_dir`` the results are written there, and a re-run goes on where the l
 - ``failures.csv``: recordings that could not be read, with the reason; they are skipped;
 - ``parts/`` and ``done.jsonl``: one score file per finished recording, recorded atomically;
   recordings already listed in ``done.jsonl`` are not scored again;
-- ``predict.json``: the settings, so that a re-run with other settings is refused.
+- ``predict.json``: the settings, so that a re-run with other settings is refused, and once
+  the job has finished, what it covered (the listing's digest, the thresholds).
+
+Large archives split over ``N`` independent jobs (a cluster's array job): ``shard=(i, n)``
+scores only the recordings of shard ``i`` of ``n`` (:func:`shard_of`, from a hash of each
+recording's path, so every recording falls in exactly one shard), and :func:`merge_predictions`
+joins the ``n`` finished output folders into one, checking that they cover every recording of
+one listing exactly once.
 
 Example:
     >>> scores = predict("runs/chorus-.../checkpoints/best.ckpt", ["recordings/"])  # doctest: +SKIP
@@ -253,6 +260,7 @@ def predict(
     precision: str = "fp32",
     parquet: bool = False,
     progress: bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
     """Score every window of every recording in ``paths``; returns the score table.
 
@@ -276,14 +284,17 @@ def predict(
     """
     if hop_s <= 0 or batch_size < 1:
         raise Mix2Error(f"hop_s must be positive and batch_size at least 1 (got {hop_s}, {batch_size})")
+    if shard is not None:
+        check_shard(shard)
     module = load_classifier(checkpoint)
     if isinstance(thresholds, str) and thresholds == "checkpoint":
         thresholds = module.thresholds if module.thresholds is not None else 0.5
     per_class = thresholds_from(module.classes, thresholds)
-    recordings = find_recordings(paths)
+    listing = find_recordings(paths)
+    recordings = listing if shard is None else [p for p in listing if shard_of(p, shard[1]) == shard[0]]
     window_s = module.config.data.window_s
     sample_rate_hz = module.config.features.sample_rate_hz
-    state = PredictState(Path(out_dir), checkpoint, hop_s, precision) if out_dir is not None else None
+    state = PredictState(Path(out_dir), checkpoint, hop_s, precision, shard) if out_dir is not None else None
     done = state.done() if state else {}
     scorer = WindowScorer(module, precision)
 
@@ -313,6 +324,7 @@ def predict(
     found = detections(scores_table, per_class)
     if state:
         state.write_results(scores_table, found, recordings, failures, parquet, sample_rate_hz / 2)
+        state.finish(listing, dict(zip(module.classes, per_class.tolist())), sample_rate_hz / 2)
     # What this call did, for the caller to report: the audio it scored and how long that took.
     scores_table.attrs.update(scored_audio_s=audio_s, elapsed_s=elapsed, failures=len(failures))
     return scores_table
@@ -390,11 +402,14 @@ def _score_recordings(
 class PredictState:
     """The output folder of a resumable prediction (see the module docstring)."""
 
-    def __init__(self, folder: Path, checkpoint: str | Path, hop_s: float, precision: str) -> None:
+    def __init__(
+        self, folder: Path, checkpoint: str | Path, hop_s: float, precision: str, shard: tuple[int, int] | None = None
+    ) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "parts").mkdir(exist_ok=True)
-        settings = {"checkpoint_md5": md5sum(checkpoint), "hop_s": hop_s, "precision": precision}
+        shard_text = None if shard is None else f"{shard[0]}/{shard[1]}"
+        settings = {"checkpoint_md5": md5sum(checkpoint), "hop_s": hop_s, "precision": precision, "shard": shard_text}
         settings_path = folder / "predict.json"
         if settings_path.is_file():
             stored = json.loads(settings_path.read_text())
@@ -458,15 +473,141 @@ class PredictState:
         _write_text(self.folder / "scores.csv", scores.to_csv(index=False, float_format="%.6f"))
         _write_text(self.folder / "detections.csv", found.to_csv(index=False, float_format="%.6f"))
         if parquet:
-            try:
-                scores.to_parquet(self.folder / "scores.parquet", index=False)
-            except ImportError:
-                raise Mix2Error("writing Parquet needs pyarrow: pip install pyarrow") from None
-        names = _raven_names(recordings)
-        by_file = dict(tuple(found.groupby("file", sort=False)))
-        for i, path in enumerate(recordings):
-            if i not in failures:
-                write_raven_table(self.folder / "raven" / names[i], by_file.get(str(path), found.iloc[:0]), max_frequency_hz)
+            _write_parquet(self.folder / "scores.parquet", scores)
+        readable = [path for i, path in enumerate(recordings) if i not in failures]
+        write_raven_tables(self.folder / "raven", found, readable, max_frequency_hz)
+
+    def finish(self, listing: list[Path], thresholds: dict[str, float], max_frequency_hz: float) -> None:
+        """Record in ``predict.json`` that the job finished, over which listing, with which thresholds."""
+        settings_path = self.folder / "predict.json"
+        record = json.loads(settings_path.read_text())
+        record.update(
+            finished=True,
+            listing_sha1=listing_digest(listing),
+            listed=len(listing),
+            thresholds=thresholds,
+            max_frequency_hz=max_frequency_hz,
+        )
+        _write_text(settings_path, json.dumps(record, indent=2))
+
+
+def write_raven_tables(folder: Path, found: pd.DataFrame, recordings: list[Path], max_frequency_hz: float) -> None:
+    """One Raven selection table per recording of ``recordings`` (empty where it has no detection)."""
+    names = _raven_names(recordings)
+    by_file = dict(tuple(found.groupby("file", sort=False)))
+    for name, path in zip(names, recordings):
+        write_raven_table(folder / name, by_file.get(str(path), found.iloc[:0]), max_frequency_hz)
+
+
+def _path_bytes(path: Path) -> bytes:
+    return str(path).encode("utf-8", "surrogateescape")  # names that are not UTF-8 keep their bytes
+
+
+def shard_of(path: Path, shards: int) -> int:
+    """The shard (1 to ``shards``) of a recording: a hash of its path as listed, the same in every job.
+
+    Example:
+        >>> shard_of(Path("site1/20240101_0000.wav"), 4) == shard_of(Path("site1/20240101_0000.wav"), 4)
+        True
+    """
+    return int(hashlib.sha1(_path_bytes(path)).hexdigest()[:16], 16) % shards + 1
+
+
+def check_shard(shard: tuple[int, int]) -> tuple[int, int]:
+    """``shard`` as ``(i, n)`` if ``1 <= i <= n``, else a one-line error."""
+    index, shards = shard
+    if not (isinstance(index, int) and isinstance(shards, int) and 1 <= index <= shards):
+        raise Mix2Error(f"a shard is I/N with 1 <= I <= N, got {index}/{shards}")
+    return shard
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"3/10"`` -> ``(3, 10)``; anything else is a one-line error.
+
+    Example:
+        >>> parse_shard("3/10")
+        (3, 10)
+    """
+    index, _, shards = text.partition("/")
+    if not (index.strip().isdigit() and shards.strip().isdigit()):
+        raise Mix2Error(f"--shard takes I/N, e.g. 3/10 (shard 3 of 10), got '{text}'")
+    return check_shard((int(index), int(shards)))
+
+
+def listing_digest(listing: list[Path]) -> str:
+    """A digest of the recordings a prediction listed, in order: jobs that list alike have equal digests."""
+    digest = hashlib.sha1()
+    for path in listing:
+        digest.update(_path_bytes(path) + b"\n")
+    return digest.hexdigest()
+
+
+MERGED_SETTINGS = ("checkpoint_md5", "hop_s", "precision", "listing_sha1", "listed", "thresholds")
+"""What every shard of one prediction must share."""
+
+
+def merge_predictions(folders: list[str | Path], out_dir: str | Path, parquet: bool = False) -> pd.DataFrame:
+    """Join the output folders of the ``n`` shards of one prediction into ``out_dir``; returns the score table.
+
+    Every folder must hold a finished shard, of one checkpoint, settings and listing, and the
+    shards must be 1 to ``n``, each once; together they must cover every recording listed
+    exactly once (scored or failed). ``out_dir`` gets ``scores.csv`` (rows by recording, then
+    window start), ``detections.csv``, ``failures.csv``, ``raven/`` and ``predict.json``, as
+    one unsharded prediction writes them.
+    """
+    if not folders:
+        raise Mix2Error("merge needs the output folders of the shards of one prediction")
+    records = [_finished_shard(Path(folder)) for folder in folders]
+    first = records[0]
+    for folder, record in zip(folders, records):
+        differing = [key for key in MERGED_SETTINGS if record.get(key) != first.get(key)]
+        if differing:
+            raise input_error(folder, f"is not a shard of the same prediction as {folders[0]} ({', '.join(differing)} differ)")
+    shards = [tuple(map(int, record["shard"].split("/"))) for record in records]
+    count = shards[0][1]
+    indices = [index for index, total in shards if total == count]
+    if len(indices) != len(shards) or sorted(indices) != list(range(1, count + 1)):
+        missing = sorted(set(range(1, count + 1)) - set(indices))
+        repeated = sorted({i for i in indices if indices.count(i) > 1})
+        raise Mix2Error(
+            f"merge needs shards 1 to {count} of one prediction, each once"
+            + (f"; missing {', '.join(map(str, missing))}" if missing else "")
+            + (f"; given twice {', '.join(map(str, repeated))}" if repeated else "")
+        )
+    scores = pd.concat([pd.read_csv(Path(f) / "scores.csv", dtype={"file": str}) for f in folders], ignore_index=True)
+    found = pd.concat([pd.read_csv(Path(f) / "detections.csv", dtype={"file": str}) for f in folders], ignore_index=True)
+    failed = pd.concat([pd.read_csv(Path(f) / "failures.csv", dtype=str, keep_default_na=False) for f in folders])
+    files = sorted(scores["file"].unique(), key=Path)
+    covered = len(files) + len(failed)
+    if covered != first["listed"] or failed["file"].isin(files).any():
+        raise Mix2Error(f"the {count} shards cover {covered} recordings, not the {first['listed']} listed once each")
+    order = {file: i for i, file in enumerate(files)}
+    scores = scores.sort_values("file", key=lambda column: column.map(order), kind="stable").reset_index(drop=True)
+    found = found.sort_values(["file", "start_s", "species"], kind="stable").reset_index(drop=True)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_text(out / "scores.csv", scores.to_csv(index=False, float_format="%.6f"))
+    _write_text(out / "detections.csv", found.to_csv(index=False, float_format="%.6f"))
+    _write_text(out / "failures.csv", failed.to_csv(index=False))
+    if parquet:
+        _write_parquet(out / "scores.parquet", scores)
+    write_raven_tables(out / "raven", found, [Path(f) for f in files], first["max_frequency_hz"])
+    merged = {key: first[key] for key in ("checkpoint", *MERGED_SETTINGS, "max_frequency_hz")}
+    _write_text(out / "predict.json", json.dumps({**merged, "merged": [str(f) for f in folders], "finished": True}, indent=2))
+    return scores
+
+
+def _finished_shard(folder: Path) -> dict:
+    """The ``predict.json`` of a finished shard's output folder, or a one-line error."""
+    record_path = folder / "predict.json"
+    if not record_path.is_file():
+        raise input_error(folder, "not an output folder of mix2 predict (it has no predict.json)")
+    record = json.loads(record_path.read_text())
+    if record.get("shard") is None:
+        raise input_error(folder, "holds a prediction that was not sharded (mix2 predict --shard I/N); there is nothing to merge")
+    if not record.get("finished"):
+        raise input_error(folder, f"shard {record['shard']} has not finished; run its job again, and it goes on where it stopped")
+    return record
 
 
 def _raven_names(recordings: list[Path]) -> list[str]:
@@ -480,9 +621,27 @@ def _raven_names(recordings: list[Path]) -> list[str]:
     return names
 
 
+def _write_parquet(path: Path, scores: pd.DataFrame) -> None:
+    try:
+        scores.to_parquet(path, index=False)
+    except ImportError:
+        raise Mix2Error("writing Parquet needs pyarrow: pip install pyarrow") from None
+
+
 def _write_text(path: Path, text: str) -> None:
     with atomic_path(path) as partial:
         partial.write_text(text)
 
 
-__all__ = ["BF16_TOLERANCE", "WindowScorer", "detections", "find_recordings", "predict", "recording_windows", "thresholds_from"]
+__all__ = [
+    "BF16_TOLERANCE",
+    "WindowScorer",
+    "detections",
+    "find_recordings",
+    "merge_predictions",
+    "parse_shard",
+    "predict",
+    "recording_windows",
+    "shard_of",
+    "thresholds_from",
+]

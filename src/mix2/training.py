@@ -12,11 +12,14 @@ Per-class thresholds tuned on validation are stored beside the weights under ``"
 
 Resuming reproduces a run exactly. Every random draw of a training epoch (the order of the
 clips, SpecAugment, the time shift, the mixing and dropout) comes from generators seeded by
-``(seed, epoch)`` at the start of that epoch (:func:`epoch_seed`), so the random state at an
-epoch boundary is the seed and the epoch number, both held by the checkpoint with the weights,
+``(seed, epoch)`` at the start of that epoch (:func:`epoch_seed`, :func:`mixing_seed`), so the
+random state at an epoch boundary is the seed and the epoch number, both held by the checkpoint with the weights,
 the optimiser and the schedule. Checkpoints are written whole or not at all
 (:class:`AtomicCheckpointIO`), and a non-finite loss stops training before anything is saved
 (:class:`NonFiniteLoss`).
+
+Several processes (GPUs, nodes) share each global batch: :class:`RunData` gives each its share,
+and the mixers and the ADD loss act on the whole batch (see :mod:`mix2.distributed`).
 
 Speed: the model runs in channels-last memory layout (about twice the default layout's speed
 for a CPU training step), optionally under bf16 or fp16 autocast (``train.precision``; the
@@ -43,10 +46,11 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from sklearn.metrics import f1_score
 from torch import nn
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mix2.augment import CircularTimeShift, SpecAugment
-from mix2.config import RunConfig
+from mix2.config import RunConfig, TrainConfig, pick_device
+from mix2.distributed import BatchGroup
 from mix2.errors import Mix2Error, input_error
 from mix2.features.logmel import normalize_per_clip
 from mix2.files import atomic_path
@@ -77,21 +81,37 @@ class CachedClips(Dataset):
         return normalize_per_clip(features[None])[0], self.labels[index]
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of one training epoch's random draws: independent streams for each ``(seed, epoch)``.
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of one process's per-clip draws in one training epoch (SpecAugment, time shift, dropout).
+
+    Independent streams for each ``(seed, epoch, rank)``; process 0's is the single-process seed.
 
     Example:
-        >>> epoch_seed(0, 3) == epoch_seed(0, 3) != epoch_seed(0, 4)
+        >>> epoch_seed(0, 3) == epoch_seed(0, 3, rank=0) != epoch_seed(0, 3, rank=1)
+        True
+        >>> epoch_seed(0, 3) != epoch_seed(0, 4)
         True
     """
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+def mixing_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's mixing draws: the same in every process, apart from every :func:`epoch_seed`.
+
+    Example:
+        >>> mixing_seed(0, 3) not in {epoch_seed(0, 3, rank) for rank in range(8)}
+        True
+    """
+    return int(np.random.SeedSequence([seed, epoch], spawn_key=(1,)).generate_state(1)[0])
 
 
 class EpochShuffle(Sampler[int]):
-    """A fresh permutation of ``range(size)`` each epoch, a pure function of ``(seed, epoch)``.
+    """A fresh permutation of ``range(size)`` each epoch, a pure function of ``(seed, epoch)``, shared out over processes.
 
     Lightning calls :meth:`set_epoch` before each epoch, so a run resumed at epoch ``k`` sees
-    exactly the order the uninterrupted run saw.
+    exactly the order the uninterrupted run saw. With ``processes > 1`` the permutation is cut
+    into global batches of ``batch_size`` (a last, partial one is dropped) and process ``rank``
+    takes its even share of each, so the processes together take the batches one process would.
 
     Example:
         >>> sampler = EpochShuffle(5, seed=0)
@@ -99,20 +119,102 @@ class EpochShuffle(Sampler[int]):
         >>> first = list(sampler)
         >>> sorted(first), first == list(sampler)
         ([0, 1, 2, 3, 4], True)
+        >>> shares = [EpochShuffle(5, 0, batch_size=4, rank=r, processes=2) for r in (0, 1)]
+        >>> for share in shares:
+        ...     share.set_epoch(1)
+        >>> list(shares[0]) + list(shares[1]) == first[:4]
+        True
     """
 
-    def __init__(self, size: int, seed: int) -> None:
+    def __init__(self, size: int, seed: int, batch_size: int | None = None, rank: int = 0, processes: int = 1) -> None:
+        if processes > 1 and (batch_size is None or batch_size % processes):
+            raise ValueError(f"a batch shared by {processes} processes needs a batch size that they divide, got {batch_size}")
         self.size, self.seed, self.epoch = size, seed, 0
+        self.batch_size, self.rank, self.processes = batch_size, rank, processes
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        order = torch.randperm(self.size, generator=generator).tolist()
+        if self.processes == 1:
+            return iter(order)
+        batch, share = self.batch_size, self.batch_size // self.processes
+        mine = range(self.rank * share, (self.rank + 1) * share)
+        return iter([order[start + i] for start in range(0, self.size - batch + 1, batch) for i in mine])
 
     def __len__(self) -> int:
-        return self.size
+        if self.processes == 1:
+            return self.size
+        return self.size // self.batch_size * (self.batch_size // self.processes)
+
+
+class Strided(Sampler[int]):
+    """Process ``rank``'s share of ``range(size)`` for evaluation: ``rank, rank + processes, ...``.
+
+    Example:
+        >>> [list(Strided(5, rank, 2)) for rank in (0, 1)]
+        [[0, 2, 4], [1, 3]]
+    """
+
+    def __init__(self, size: int, rank: int = 0, processes: int = 1) -> None:
+        self.size, self.rank, self.processes = size, rank, processes
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.size, self.processes))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.size, self.processes))
+
+
+def clip_loader(
+    paths: list[Path],
+    labels: np.ndarray,
+    train: TrainConfig,
+    batch_size: int,
+    sampler: Sampler[int] | None = None,
+    drop_last: bool = False,
+) -> DataLoader:
+    """Batches of cached clips in ``sampler``'s order (default: as listed).
+
+    Batches are built in pinned memory where training runs on a GPU, so that copies to it overlap compute.
+    """
+    return DataLoader(
+        CachedClips(paths, labels),
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=drop_last,
+        num_workers=train.num_workers,
+        generator=torch.Generator().manual_seed(train.seed),  # worker seeds, never the global generator
+        persistent_workers=train.num_workers > 0,
+        pin_memory=pick_device(train.accelerator).type == "cuda",
+    )
+
+
+class RunData(L.LightningDataModule):
+    """A run's training and validation clips, each a ``(feature paths, labels (clips, classes))`` pair.
+
+    Built into loaders once Lightning knows the processes: each takes its share of every global
+    batch of training clips (:class:`EpochShuffle`) and every ``processes``-th validation clip.
+    """
+
+    def __init__(self, train: tuple[list[Path], np.ndarray], val: tuple[list[Path], np.ndarray], config: TrainConfig) -> None:
+        super().__init__()
+        self.train, self.val, self.config = train, val, config
+
+    def train_dataloader(self) -> DataLoader:
+        paths, labels = self.train
+        rank, processes = self.trainer.global_rank, self.trainer.world_size
+        batch = self.config.batch_size
+        sampler = EpochShuffle(len(paths), self.config.seed, batch, rank, processes)
+        drop_last = processes == 1 and len(paths) > batch  # a shared batch is always whole
+        return clip_loader(paths, labels, self.config, batch // processes, sampler, drop_last)
+
+    def val_dataloader(self) -> DataLoader:
+        paths, labels = self.val
+        sampler = Strided(len(paths), self.trainer.global_rank, self.trainer.world_size)
+        return clip_loader(paths, labels, self.config, self.config.batch_per_process, sampler)
 
 
 class NonFiniteLoss(Mix2Error):
@@ -136,7 +238,8 @@ class StepTimes(Callback):
 
     ``data_wait_fraction`` is the share of the epoch spent between training steps: waiting for
     the next batch, plus the training loop's own bookkeeping. ``seconds`` covers the training
-    steps and that wait, not validation. A resumed run appends the epochs it trains.
+    steps and that wait, not validation. ``clips`` counts every process's clips, and the first
+    process writes the file. A resumed run appends the epochs it trains.
     """
 
     COLUMNS = ("epoch", "steps", "clips", "seconds", "clips_per_s", "data_wait_fraction")
@@ -158,9 +261,11 @@ class StepTimes(Callback):
         self.step_end = time.perf_counter()
         self.step_s += self.step_end - self.step_start
         self.steps += 1
-        self.clips += len(batch[0])
+        self.clips += len(batch[0]) * trainer.world_size
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
         seconds = self.step_s + self.wait_s
         row = [trainer.current_epoch, self.steps, self.clips, round(seconds, 3)]
         row += [round(self.clips / max(seconds, 1e-9), 2), round(self.wait_s / max(seconds, 1e-9), 4)]
@@ -227,17 +332,24 @@ class Classifier(L.LightningModule):
         return x
 
     def on_train_epoch_start(self) -> None:
-        """Seed this epoch's augmentation, mixing and dropout from ``(seed, epoch)``."""
-        torch.manual_seed(epoch_seed(self.config.train.seed, self.current_epoch))
+        """Seed this epoch's augmentation and dropout from ``(seed, epoch, rank)``, its mixing from ``(seed, epoch)``."""
+        torch.manual_seed(epoch_seed(self.config.train.seed, self.current_epoch, self.global_rank))
+        self.mixer.reseed(mixing_seed(self.config.train.seed, self.current_epoch))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor:
+        """This process's share of a global batch -> the loss (see :mod:`mix2.distributed`)."""
         x, targets = batch
-        mixed = self.mixer(self.chunked_model, self._layout(self.augment(x)), targets)
+        group = BatchGroup.current()
+        mixed = self.mixer(self.chunked_model, self._layout(self.augment(x)), targets, group)
         with torch.autocast(x.device.type, enabled=False):  # under bf16 or fp16 training, the loss stays fp32
-            loss = self.loss(mixed.logits.float(), mixed.targets.float(), mixed.embedding.float())
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}")
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+            at_least_fp32 = torch.promote_types(mixed.logits.dtype, torch.float32)
+            logits, targets, embedding = (t.to(at_least_fp32) for t in (mixed.logits, mixed.targets, mixed.embedding))
+            loss = self.loss(logits, targets, embedding, group)
+        finite = bool(torch.isfinite(loss))
+        if not group.all_true(finite, loss.device):  # every process stops, or the others would wait for it
+            value = "NaN or infinite in another process" if finite else loss.item()
+            raise NonFiniteLoss(f"the training loss became {value} at epoch {self.current_epoch}, step {self.global_step}")
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
         return loss
 
     def on_train_epoch_end(self) -> None:
@@ -248,20 +360,27 @@ class Classifier(L.LightningModule):
                 self.log(f"mix2_{name}", count / steps)
             self.mixer.reset_counts()
 
+    def on_validation_epoch_start(self) -> None:
+        """Average each device's batch-norm running statistics, so that every process validates one model."""
+        BatchGroup.current().average([buffer for buffer in self.model.buffers() if buffer.is_floating_point()])
+
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
         x, targets = batch
-        logits = self(x).float()  # bf16 or fp16 under mixed-precision training
-        self.log("val_loss", torch.nn.functional.binary_cross_entropy_with_logits(logits, targets), batch_size=len(x))
-        self._validation.append((torch.sigmoid(logits).detach().cpu(), targets.cpu()))
+        self._validation.append((self(x).float().detach().cpu(), targets.cpu()))  # bf16 or fp16 logits made fp32
 
     def on_validation_epoch_end(self) -> None:
-        scores, targets = (torch.cat(parts).numpy() for parts in zip(*self._validation))
+        """Loss and macro F1 over the whole validation split, every process's share gathered."""
+        group = BatchGroup.current()
+        logits, targets = (group.gather_arrays(torch.cat(parts).numpy()) for parts in zip(*self._validation))
         self._validation.clear()
-        if not np.isfinite(scores).all():  # raised before this epoch's checkpoints are written
+        if not np.isfinite(logits).all():  # raised before this epoch's checkpoints are written
             raise NonFiniteLoss(f"the validation scores became NaN or infinite at epoch {self.current_epoch}")
-        predicted = (scores >= self.config.train.threshold).astype(int)
+        loss = nn.functional.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(targets))
+        predicted = (torch.sigmoid(torch.from_numpy(logits)).numpy() >= self.config.train.threshold).astype(int)
         macro_f1 = f1_score(targets.astype(int), predicted, average="macro", zero_division=0)
-        self.log("val_macro_f1", float(macro_f1), prog_bar=True)
+        # Every process holds the same values; sync_dist only keeps Lightning from warning.
+        self.log("val_loss", float(loss), sync_dist=True)
+        self.log("val_macro_f1", float(macro_f1), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
         train = self.config.train

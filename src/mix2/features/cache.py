@@ -4,7 +4,8 @@ A clip's entry is keyed by its audio file (resolved path, size and modification 
 window, and the front-end settings, so changing any of them computes fresh features and later
 epochs and later runs never decode the audio again. Entries are written to a temporary file
 and renamed, so several processes may fill and read one cache, and a killed run never leaves a
-broken entry.
+broken entry. A filled cache is only read: many processes (the GPUs of one run, the jobs of a
+cluster) may share it, on a read-only file system too.
 
 Example:
     >>> cache = FeatureCache(tempfile.mkdtemp(), FeatureConfig())  # doctest: +SKIP
@@ -33,6 +34,10 @@ from mix2.features.logmel import LogMel
 EXTRACTION_BATCH = 32
 
 
+class UnwritableCache(Mix2Error):
+    """The cache lacks features and its folder cannot be written: a problem of the cache, not of a recording."""
+
+
 class FeatureCache:
     """Float16 log-mel features under ``root``, one ``.npy`` file per clip."""
 
@@ -53,8 +58,14 @@ class FeatureCache:
     @staticmethod
     def write(path: Path, features: np.ndarray) -> None:
         """Store ``features`` (``(n_mels, frames)``) atomically as float16."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        except OSError as err:
+            raise UnwritableCache(
+                f"{path.parent.parent}: the feature cache lacks clips and cannot be written ({err.strerror}); fill it "
+                "first with one process that may write (mix2 train ... --prepare-only), or set MIX2_CACHE_DIR to a writable folder"
+            ) from None
         with os.fdopen(handle, "wb") as stream:
             np.save(stream, features.astype(np.float16))
         os.replace(temporary, path)
@@ -87,6 +98,8 @@ def extract_features(
             todo = [(start_s, p) for start_s, p in zip(starts, targets) if not p.is_file()]
             if todo:
                 _compute(audio_path, todo, clip_s, frontend, cache.features.sample_rate_hz)
+        except UnwritableCache:
+            raise
         except Mix2Error as err:
             failures.append((file, str(err).removeprefix(f"{audio_path}: ")))
             continue
