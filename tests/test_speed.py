@@ -127,9 +127,12 @@ def test_under_bf16_autocast_targets_are_mixed_in_fp32_with_the_weights_drawn():
     "settings, message",
     [
         ({"precision": "fp8"}, "unknown precision 'fp8'; choose one of: fp32, bf16, fp16"),
-        ({"micro_batch_size": 0}, "the micro-batch size must be an integer from 1 to the batch size (128), got 0"),
-        ({"micro_batch_size": 256}, "the micro-batch size must be an integer from 1 to the batch size (128), got 256"),
-        ({"batch_size": 0}, "the batch size must be a positive integer, got 0"),
+        ({"micro_batch_size": 0}, "the micro-batch size must be an integer from 1 to the batch size of one process (128), got 0"),
+        (
+            {"micro_batch_size": 256},
+            "the micro-batch size must be an integer from 1 to the batch size of one process (128), got 256",
+        ),
+        ({"batch_size": 0}, "batch_size must be a positive integer, got 0"),
         ({"precision": "fp16", "accelerator": "cpu"}, "precision fp16 needs a GPU; on a CPU use bf16"),
     ],
 )

@@ -357,7 +357,7 @@ class Classifier(L.LightningModule):
         if isinstance(self.mixer, Mix2):
             steps = max(1, sum(self.mixer.counts.values()))
             for name, count in self.mixer.counts.items():
-                self.log(f"mix2_{name}", count / steps)
+                self.log(f"mix2_{name}", count / steps, sync_dist=True)  # the same in every process
             self.mixer.reset_counts()
 
     def on_validation_epoch_start(self) -> None:
