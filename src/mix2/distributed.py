@@ -54,12 +54,17 @@ RUN_DIR_VARIABLE = "MIX2_RUN_DIR"
 _RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")
 
 
+def launcher_ranks() -> dict[str, int]:
+    """The ranks a launcher gave this process, by environment variable (empty where none started it)."""
+    return {name: int(os.environ[name]) for name in _RANK_VARIABLES if os.environ.get(name)}
+
+
 def is_first_process() -> bool:
     """Whether this process prepares the run: ``False`` in a process that a launcher started as rank 1 or later.
 
     Read from the launcher's environment, so it holds before any process group exists.
     """
-    return all(int(os.environ.get(name, "0") or 0) == 0 for name in _RANK_VARIABLES)
+    return all(rank == 0 for rank in launcher_ranks().values())
 
 
 @dataclass(frozen=True)
@@ -132,4 +137,4 @@ class BatchGroup:
 ONE_PROCESS = BatchGroup()
 """A single process: the default group of the mixers and losses."""
 
-__all__ = ["ONE_PROCESS", "RUN_DIR_VARIABLE", "BatchGroup", "is_first_process"]
+__all__ = ["ONE_PROCESS", "RUN_DIR_VARIABLE", "BatchGroup", "is_first_process", "launcher_ranks"]

@@ -40,7 +40,7 @@ from mix2.config import PRECISIONS, RunConfig, pick_device
 from mix2.data.clips import CLIP_COLUMNS, SPLITS, ClipTable
 from mix2.data.sources import read_source
 from mix2.data.splits import assign_splits
-from mix2.distributed import RUN_DIR_VARIABLE, is_first_process
+from mix2.distributed import RUN_DIR_VARIABLE, is_first_process, launcher_ranks
 from mix2.errors import Mix2Error, TrainingInterrupted, input_error
 from mix2.features.cache import FeatureCache, extract_features
 from mix2.files import atomic_path
@@ -115,14 +115,14 @@ def _join(run_dir: str | Path | None, config: RunConfig) -> Path:
     run_dir = run_dir if run_dir is not None else os.environ.get(RUN_DIR_VARIABLE)
     if run_dir is None or not (Path(run_dir) / "clips.csv").is_file():
         raise Mix2Error(
-            f"{run_dir or config.out_dir}: this process (rank {_launched_rank()}) found no prepared run folder. Processes started together by torchrun or SLURM need one: prepare it with "
+            f"{run_dir or config.out_dir}: this process ({_ranks_text()}) found no prepared run folder. Processes started together by torchrun or SLURM need one: prepare it with "
             "one process (mix2 train ... --run-dir DIR --prepare-only), then start them all with: mix2 train --resume DIR"
         )
     return resume(run_dir, progress=False)
 
 
-def _launched_rank() -> str:
-    return next((os.environ[name] for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK") if os.environ.get(name)), "?")
+def _ranks_text() -> str:
+    return ", ".join(f"{name}={rank}" for name, rank in launcher_ranks().items())
 
 
 def resume(run_dir: str | Path, progress: bool = True) -> Path:
