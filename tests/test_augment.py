@@ -22,7 +22,7 @@ def test_time_shift_bounds():
 
 def test_spec_augment_masks_per_clip_within_bounds():
     spec = torch.ones(64, 1, 128, 376)
-    augment = SpecAugment()
+    augment = SpecAugment(fill="zero")
     params = augment.draw(spec, torch.Generator().manual_seed(1))
     out = augment.apply(spec, params)
     assert params.freq_widths.max() <= 9 and params.time_widths.max() <= 29
@@ -35,10 +35,25 @@ def test_spec_augment_masks_per_clip_within_bounds():
         assert (out[0, 0, inside[0] : inside[0] + inside[1]] == 0).all()
 
 
+def test_masks_hold_each_clips_own_mean_by_default():
+    spec = torch.rand(4, 1, 16, 40) + torch.arange(4.0).view(4, 1, 1, 1)  # clip b lies in [b, b + 1]
+    augment = SpecAugment(freq_masks=2, max_freq_mask_bins=4, time_masks=2, max_time_mask_frames=8)
+    params = augment.draw(spec, torch.Generator().manual_seed(3))
+    out = augment.apply(spec, params)
+    changed = out != spec
+    assert changed.any()
+    for b in range(4):
+        torch.testing.assert_close(out[b][changed[b]], spec[b].mean().expand(int(changed[b].sum())))
+        assert b <= out[b].min() and out[b].max() <= b + 1  # never a level the clip does not have
+    assert torch.equal(SpecAugment(0, 9, 0, 29, fill="zero")(spec), spec)
+
+
 def test_no_masks_is_identity_and_bad_arguments_are_refused():
     spec = torch.rand(2, 1, 8, 8)
     assert torch.equal(SpecAugment(0, 9, 0, 29)(spec), spec)
     with pytest.raises(ValueError, match="max_freq_mask_bins"):
         SpecAugment(max_freq_mask_bins=-1)
+    with pytest.raises(ValueError, match="fill must be one of"):
+        SpecAugment(fill="noise")
     with pytest.raises(ValueError, match="max_shift_frames"):
         CircularTimeShift(max_shift_frames=2.5)

@@ -1,6 +1,6 @@
 import pytest
 
-from mix2.config import TABLE_ONE, RunConfig, apply_preset, default_config
+from mix2.config import DEMO_EPOCHS, TABLE_ONE, RunConfig, apply_preset, default_config
 from mix2.errors import Mix2Error
 
 
@@ -21,8 +21,9 @@ def test_paper_defaults_and_chorus_demo():
         128,
         16_000,
     )
+    assert (paper.train.schedule, paper.train.monitor, paper.features.top_db) == ("warmup_cosine", "val_map", 80.0)
     demo = default_config("chorus").train
-    assert (demo.epochs, demo.batch_size, demo.lr) == (10, 16, 1e-3)
+    assert (demo.epochs, demo.batch_size, demo.lr) == (DEMO_EPOCHS, 32, 3e-3)
 
 
 def test_unknown_settings_name_the_file(tmp_path):

@@ -39,13 +39,22 @@ def test_log_mel_matches_librosa():
     np.testing.assert_allclose(ours[loud], reference[loud], atol=1e-3)
 
 
-def test_normalize_per_clip_does_not_depend_on_the_batch():
+@pytest.mark.parametrize("top_db", [80.0, None])
+def test_normalize_per_clip_does_not_depend_on_the_batch(top_db):
     a, b = torch.randn(1, 1, 8, 10) * 5, torch.randn(1, 1, 8, 10) + 100
-    alone = normalize_per_clip(a)
-    together = normalize_per_clip(torch.cat([a, b]))
+    alone = normalize_per_clip(a, top_db)
+    together = normalize_per_clip(torch.cat([a, b]), top_db)
     torch.testing.assert_close(together[:1], alone)
-    assert alone.min() == 0 and alone.max() == pytest.approx(1)
-    assert normalize_per_clip(torch.full((1, 1, 4, 4), 3.0)).abs().max() == 0
+    assert alone.min() == 0 and 0 < alone.max() <= 1
+    assert normalize_per_clip(torch.full((1, 1, 4, 4), 3.0), top_db).abs().max() == 0
+
+
+def test_top_db_floors_each_clip_under_its_loudest_bin():
+    clip = torch.linspace(-100, 0, 101).view(1, 1, 1, 101)  # 1 dB steps up to the loudest bin at 0 dB
+    scaled = normalize_per_clip(clip, top_db=80.0)[0, 0, 0]
+    torch.testing.assert_close(scaled[20:], torch.arange(81.0) / 80)  # 1/80 per dB above the floor at -80 dB
+    assert (scaled[:20] == 0).all()  # everything under the floor sits on it
+    torch.testing.assert_close(normalize_per_clip(clip + 37.5, top_db=80.0), normalize_per_clip(clip, top_db=80.0))
 
 
 def test_bad_band_is_refused():

@@ -2,11 +2,12 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from mix2.config import LossConfig, MixingConfig
-from mix2.losses import AddWeights, add_hard, add_soft, create_loss, weighted_mean_std
+from mix2.losses import AddWeights, add_hard, add_soft, create_loss, positive_weights, weighted_mean_std
 from mix2.mixing import create_mixer
 from mix2.models import create_model
 
@@ -81,6 +82,35 @@ def test_clips_with_no_species_are_left_out():
     keep = torch.tensor([0, 2, 3, 5])
     torch.testing.assert_close(add_soft(z, targets), add_soft(z[keep], targets[keep]))
     assert add_soft(z[:2], torch.zeros(2, 3, dtype=torch.float64)).item() == 0
+
+
+def test_bce_plus_add_is_bce_plus_exactly_the_configured_add_terms():
+    torch.manual_seed(0)
+    logits, one_hot = torch.randn(4, 2, dtype=torch.float64), torch.nn.functional.one_hot(CLASSES, 2).double()
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, one_hot)
+    hard = create_loss(LossConfig(name="bce+add", add_form="hard", add_lambda_mu=1, add_lambda_sigma_p=2,
+                                  add_lambda_mu_n=3, add_lambda_sigma_n=4, add_weight=0.5))  # fmt: skip
+    expected = bce + 0.5 * (MU_P + 2 * SIGMA_P + 3 * MU_N + 4 * SIGMA_N)
+    assert hard(logits, one_hot, Z).item() == pytest.approx(expected.item(), abs=1e-9)
+    soft = create_loss(LossConfig(name="bce+add", add_lambda_mu=2, add_lambda_sigma_p=3, add_weight=1.0))
+    loss_mu = (0.4**2 + 1.0**2 + 0.0**2 + 1.0**2 + 0.8**2 + 0.6**2) / 6
+    terms = soft.terms(logits, one_hot, Z)
+    assert terms["bce"].item() == pytest.approx(bce.item(), abs=1e-12)
+    assert terms["add"].item() == pytest.approx(2 * loss_mu + 3 * SIGMA_P, abs=1e-9)
+    assert soft(logits, one_hot, Z).item() == pytest.approx(bce.item() + 2 * loss_mu + 3 * SIGMA_P, abs=1e-9)
+    default = create_loss(LossConfig(name="bce+add")).terms(logits, one_hot, Z)["add"]  # 0.1, measured on NIPS4B
+    assert default.item() == pytest.approx(0.1 * (loss_mu + SIGMA_P), abs=1e-9)
+
+
+def test_positive_weights_scale_each_class_positives_in_bce():
+    counts, clips = np.array([1, 9, 0]), 10
+    torch.testing.assert_close(positive_weights(counts, clips, "balanced"), torch.tensor([9.0, 1 / 9, 1.0]))
+    torch.testing.assert_close(positive_weights(counts, clips, "sqrt"), torch.tensor([3.0, 1 / 3, 1.0]))
+    torch.testing.assert_close(positive_weights(counts, clips, "none"), torch.ones(3))
+    logits, targets = torch.zeros(2, 3), torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    weighted = create_loss("bce", positive_weights(counts, clips, "balanced"))(logits, targets)
+    # log 2 per output; class 0's one positive weighs 9 and class 2's weighs 1: (9 + 1 + 1 + 1 + 1 + 1) / 6
+    assert weighted.item() == pytest.approx(math.log(2) * 14 / 6, rel=1e-6)
 
 
 def test_bce_plus_add_with_mixed_targets_trains():

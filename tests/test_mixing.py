@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from scipy.stats import chisquare
+from scipy.stats import chisquare, kstest
 from torch import nn
 
 from mix2.config import MixingConfig
@@ -71,12 +71,79 @@ def test_mixup_pairs_each_example_with_a_permutation_partner(method):
 
 def test_mixup_lambda_covers_each_whole_example_not_mel_bins():
     torch.manual_seed(0)
-    x = torch.arange(1, 6, dtype=torch.float32).view(5, 1, 1, 1).expand(5, 1, 8, 10).contiguous()
-    mixer = create_mixer(config("mixup"))
-    mix = mixer.draw(5)
-    mixed = torch.einsum("mb,b...->m...", mix.weights, x)
-    for row in mixed:
-        assert torch.allclose(row, row.flatten()[0].expand_as(row))  # one value across all bins and frames
+    batch = 6
+    x = torch.randn(batch, 1, 8, 10)  # every bin of every example differs
+    y = torch.eye(batch)  # the mixed targets read back each example's weight
+    out = create_mixer(config("mixup"))(Probe(), x, y)
+    assert (out.targets != torch.eye(batch)).any()  # it did mix
+    # Each mixed example is its row of weights times the whole examples: one weight per example, for every bin.
+    torch.testing.assert_close(out.embedding, out.targets @ x.flatten(1))
+
+
+class StageRecorder(Probe):
+    """A probe that records where each mix happened: the stage the rest of the model resumes from."""
+
+    def __init__(self):
+        super().__init__()
+        self.stops = []
+
+    def forward_with_embedding(self, x, start="input"):
+        self.stops.append(start)
+        return super().forward_with_embedding(x, start)
+
+
+@pytest.mark.parametrize("stages", [["block1"], ["embedding"], ["input", "block1"]])
+def test_manifold_mixup_mixes_only_at_its_configured_stages(stages):
+    torch.manual_seed(0)
+    model = StageRecorder()
+    mixer = create_mixer(config("manifold_mixup", manifold_stages=stages))
+    for _ in range(60):
+        mixer(model, *one_hot_batch(4))
+    assert set(model.stops) == set(stages)
+
+
+def test_mix2_runs_the_member_it_draws_with_the_configured_probabilities():
+    torch.manual_seed(0)
+    mixer = create_mixer(config("mix2", manifold_stages=["block1"]))
+    model = StageRecorder()
+    methods = [mixer(model, *one_hot_batch(4)).method for _ in range(2_000)]
+    observed = [methods.count(n) for n in ("mixup", "manifold_mixup", "multimix")]
+    assert observed == [mixer.counts[n] for n in ("mixup", "manifold_mixup", "multimix")]
+    assert chisquare(observed, [500, 1_000, 500]).pvalue > 0.001
+    # and each member mixes where it should: mixup at the input, manifold mixup at block1, MultiMix at the embedding
+    assert [model.stops.count(s) for s in ("input", "block1", "embedding")] == observed
+
+
+def mixup_lambdas(alpha, draws=400, batch=8):
+    """Lambdas of the rows whose partner is another example, from ``draws`` mixes."""
+    mixer = create_mixer(config("mixup", mixup_alpha=alpha))
+    lambdas = []
+    for _ in range(draws):
+        weights = mixer.draw(batch).weights
+        diagonal = torch.diagonal(weights)
+        lambdas += diagonal[diagonal < 1].tolist()
+    return lambdas
+
+
+@pytest.mark.parametrize("alpha", [0.2, 1.0, 5.0])
+def test_mixup_lambdas_follow_beta_alpha_alpha(alpha):
+    torch.manual_seed(0)
+    lambdas = mixup_lambdas(alpha)
+    assert kstest(lambdas, "beta", args=(alpha, alpha)).pvalue > 0.001
+    other = 5.0 if alpha < 5.0 else 0.2
+    assert kstest(lambdas, "beta", args=(other, other)).pvalue < 1e-6  # another alpha is told apart
+
+
+@pytest.mark.parametrize("alpha", [0.2, 2.0])
+def test_multimix_weights_follow_dirichlet_alpha(alpha):
+    torch.manual_seed(0)
+    batch = 5
+    mixer = create_mixer(config("multimix", multimix_alpha=alpha, multimix_examples=200))
+    weights = torch.cat([mixer.draw(batch).weights for _ in range(10)])
+    # Each weight of a Dirichlet(alpha, ..., alpha) over `batch` examples is Beta(alpha, (batch - 1) alpha).
+    assert kstest(weights[:, 0].tolist(), "beta", args=(alpha, (batch - 1) * alpha)).pvalue > 0.001
+    other = 2.0 if alpha < 2.0 else 0.2
+    assert kstest(weights[:, 0].tolist(), "beta", args=(other, (batch - 1) * other)).pvalue < 1e-6
 
 
 def test_pair_weights_by_hand():
@@ -92,9 +159,6 @@ def test_multimix_makes_n_dirichlet_mixes_of_the_whole_batch():
     assert weights.shape == (40, 6)
     assert (weights >= 0).all() and torch.allclose(weights.sum(dim=1), torch.ones(40))
     assert ((weights > 1e-3).sum(dim=1) > 2).any()  # beyond pairs
-    sparse = create_mixer(config("multimix", multimix_alpha=0.05)).draw(6).weights
-    dense = create_mixer(config("multimix", multimix_alpha=50.0)).draw(6).weights
-    assert sparse.max(dim=1).values.mean() > dense.max(dim=1).values.mean()  # alpha controls concentration
 
 
 def test_mix2_choice_frequencies_match_the_configured_probabilities():

@@ -11,6 +11,7 @@ import pytest
 from mix2 import default_config
 from mix2.errors import Mix2Error
 from mix2.experiment import Experiment, run_experiment
+from mix2.jobs import baseline
 from mix2.reporting.html import write_report
 from mix2.reporting.plots import cooccurrence
 
@@ -45,6 +46,16 @@ def test_report_is_self_contained_and_holds_every_part(experiment_dir):
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(images) == len(re.findall(r"<img ", page)) >= 7
     assert all(base64.b64decode(data).startswith(PNG_SIGNATURE) for data in images)
+
+
+@pytest.mark.slow
+def test_report_shows_the_baseline_beside_a_run_and_an_experiment(experiment_dir):
+    run_dir = experiment_dir / "runs/timeshift/seed0"
+    baseline(run_dir, progress=False)  # the first run of the experiment
+    page = write_report([experiment_dir, run_dir], experiment_dir / "baseline.html").read_text()
+    assert page.count("<td>baseline (log-mel statistics + logistic regression), threshold 0.5</td>") == 2
+    assert "<td>baseline (log-mel statistics + logistic regression), tuned per class on validation</td>" in page
+    assert "The baseline on the same split" in page
 
 
 def test_report_refuses_a_folder_that_is_no_run(tmp_path):

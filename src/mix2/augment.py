@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mix2.config import MASK_FILLS
+
 
 def _bands(starts: torch.Tensor, widths: torch.Tensor, size: int) -> torch.Tensor:
     """``(batch, masks)`` starts and widths -> ``(batch, size)`` bool, true inside any band."""
@@ -55,7 +57,9 @@ class SpecAugment:
             ``[0, max_freq_mask_bins]``.
         time_masks: time masks per clip (6).
         max_time_mask_frames: widest time mask, in frames (29).
-        fill_value: value written inside masks (0, the minimum of min-max scaled features).
+        fill: what the masks hold: ``"mean"`` (default), each clip's own mean before masking, a
+            level the clip really has; or ``"zero"``, the floor of the scaled features (the
+            paper's code), which on real recordings lies far below the background noise.
     """
 
     def __init__(
@@ -64,7 +68,7 @@ class SpecAugment:
         max_freq_mask_bins: int = 9,
         time_masks: int = 6,
         max_time_mask_frames: int = 29,
-        fill_value: float = 0.0,
+        fill: str = "mean",
     ) -> None:
         for name, value in [
             ("freq_masks", freq_masks),
@@ -78,7 +82,9 @@ class SpecAugment:
         self.max_freq_mask_bins = max_freq_mask_bins
         self.time_masks = time_masks
         self.max_time_mask_frames = max_time_mask_frames
-        self.fill_value = fill_value
+        if fill not in MASK_FILLS:
+            raise ValueError(f"fill must be one of {', '.join(MASK_FILLS)}, got {fill!r}")
+        self.fill = fill
 
     def draw(self, spec: torch.Tensor, generator: torch.Generator | None = None) -> MaskParams:
         """Draw each clip's bands for ``spec`` of shape ``(batch, channels, mels, frames)``."""
@@ -92,7 +98,10 @@ class SpecAugment:
         _, _, mels, frames = spec.shape
         freq = _bands(params.freq_starts, params.freq_widths, mels)[:, None, :, None]
         time = _bands(params.time_starts, params.time_widths, frames)[:, None, None, :]
-        return spec.masked_fill(freq | time, self.fill_value)
+        masked = freq | time
+        if self.fill == "zero":
+            return spec.masked_fill(masked, 0.0)
+        return torch.where(masked, spec.mean(dim=(1, 2, 3), keepdim=True), spec)
 
     def __call__(self, spec: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.apply(spec, self.draw(spec, generator))

@@ -2,11 +2,13 @@
 
     mix2 train                        # a short run on the built-in synthetic chorus
     mix2 train --data PATH            # AnuraSet folder, events folder or multi-hot CSV
+    mix2 train --recipe small-data    # the optimisation measured for small data on a CPU (paper: the paper's)
     mix2 train --preset mix2          # a row of the paper's Table I
     mix2 train --mixing multimix      # one mixer on top of the configured augmentation
     mix2 train --resume RUN_DIR       # continue a killed run from its last checkpoint
     mix2 train --devices 4            # data-parallel over 4 GPUs (see README, Training on a cluster)
     mix2 evaluate RUN_DIR             # re-score the test split with the best checkpoint
+    mix2 baseline RUN_DIR             # log-mel statistics + logistic regression on the run's clips
     mix2 experiment DIR --data PATH --presets timeshift mix2 --seeds 0 1 2   # tables over seeds
     mix2 report DIR...                # one HTML page of runs and experiments
     mix2 download anuraset DIR        # AnuraSet from Zenodo, resumable and checksum-verified
@@ -29,13 +31,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from mix2.config import CHORUS, PRESETS, TABLE_ONE, RunConfig, apply_preset, default_config
+from mix2.config import CHORUS, PRESETS, RECIPES, TABLE_ONE, RunConfig, apply_preset, apply_recipe, default_config
 from mix2.data.anuraset import VARIANTS
 from mix2.data.download import DATASETS, ZENODO_API, download
 from mix2.distributed import is_first_process
 from mix2.errors import Mix2Error
 from mix2.experiment import Experiment, aggregate_experiment, plan_experiment, run_experiment
-from mix2.jobs import evaluate, resume, train
+from mix2.jobs import baseline, evaluate, resume, train
 from mix2.predict import PRECISIONS, merge_predictions, parse_shard, predict
 from mix2.reporting.html import write_report
 
@@ -47,10 +49,34 @@ TRAIN_OPTIONS = [
     ("--min-overlap-s", "data", "min_overlap_s", float, "overlap an event needs to label a window (0: any)"),
     ("--mixing", "mixing", "method", str, "mixer: none, mixup, manifold_mixup, multimix or mix2 (none)"),
     ("--loss", "loss", "name", str, "loss: bce, or bce+add for BCE plus the ADD term on the embedding (bce)"),
-    ("--epochs", "train", "epochs", int, "epochs (paper: 100; chorus demo: 10)"),
-    ("--batch-size", "train", "batch_size", int, "batch size (paper: 128; chorus demo: 16)"),
-    ("--lr", "train", "lr", float, "AdamW learning rate (paper: 1e-2; chorus demo: 1e-3)"),
+    ("--epochs", "train", "epochs", int, "epochs (paper: 100; small-data: 40; chorus demo: 24)"),
+    ("--batch-size", "train", "batch_size", int, "batch size (paper: 128; small-data: 32)"),
+    ("--lr", "train", "lr", float, "AdamW peak learning rate (paper: 1e-2; small-data: 3e-3)"),
     ("--weight-decay", "train", "weight_decay", float, "AdamW weight decay (0.01, what the paper's numbers used)"),
+    (
+        "--schedule",
+        "train",
+        "schedule",
+        str,
+        "learning-rate schedule: warmup_cosine (per step) or cosine_per_epoch (the paper's)",
+    ),
+    ("--warmup-epochs", "train", "warmup_epochs", float, "epochs of linear warm-up in warmup_cosine (5; small-data: 2)"),
+    (
+        "--monitor",
+        "train",
+        "monitor",
+        str,
+        "validation metric that chooses best.ckpt: val_map, val_loss or val_macro_f1 (val_map)",
+    ),
+    (
+        "--pos-weight",
+        "loss",
+        "pos_weight",
+        str,
+        "BCE weight of each class's positives: none, sqrt or balanced (none; small-data: sqrt)",
+    ),
+    ("--add-weight", "loss", "add_weight", float, "weight of the ADD term against BCE, with --loss bce+add (0.1)"),
+    ("--top-db", "features", "top_db", float, "each clip's input floor, in dB under its loudest bin (80)"),
     ("--seed", "train", "seed", int, "training seed: initialisation, data order, augmentation and mixing (0)"),
     ("--split-seed", "data", "split_seed", int, "seed of the splits the data does not give (0)"),
     ("--threshold", "train", "threshold", float, "decision threshold on probabilities (0.5)"),
@@ -80,6 +106,9 @@ def _add_run_options(parser: argparse.ArgumentParser, per_run: bool = True) -> N
     """The options that set up a run's configuration; ``per_run=False`` leaves out :data:`PER_RUN_FLAGS` and :data:`SINGLE_RUN_FLAGS`."""
     parser.add_argument("--data", help="dataset path, or 'chorus' for the built-in synthetic chorus (the default)")
     parser.add_argument("--config", help="YAML configuration to start from (flags override it)")
+    parser.add_argument(
+        "--recipe", choices=list(RECIPES), help="optimisation recipe: paper (100 epochs, batch 128, lr 1e-2) or small-data"
+    )
     for flag, _, _, kind, help_text in TRAIN_OPTIONS:
         if per_run or flag not in PER_RUN_FLAGS | SINGLE_RUN_FLAGS:
             parser.add_argument(flag, type=kind, help=help_text)
@@ -120,6 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write the run folder and fill the feature cache, train nothing; then train it with --resume (on a cluster)",
     )
+
+    train_parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="do not fit the log-mel statistics + logistic regression baseline after training",
+    )
+
+    baseline_parser = verbs.add_parser(
+        "baseline",
+        help="fit log-mel statistics + logistic regression on a run's clips and score its test split (baseline.json)",
+        allow_abbrev=False,
+    )
+    baseline_parser.add_argument("run_dir", help="a run folder written by 'mix2 train'")
+    baseline_parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
     evaluate_parser = verbs.add_parser(
         "evaluate", help="score a run's test split and write metrics and plots", allow_abbrev=False
@@ -199,6 +242,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     config = RunConfig.from_yaml(args.config) if args.config else default_config(args.data or CHORUS)
     if args.data:
         config.data.source = args.data
+    if args.recipe:
+        apply_recipe(config, args.recipe)
     if getattr(args, "preset", None):
         apply_preset(config, args.preset)
     for flag, section, field, _, _ in TRAIN_OPTIONS:
@@ -218,23 +263,54 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def experiment_from_args(args: argparse.Namespace) -> Experiment | None:
     """The experiment the flags describe, or ``None`` where none is given (resume the folder's own)."""
-    given = [args.data, args.config, args.presets, args.seeds, args.variants]
+    given = [args.data, args.config, args.recipe, args.presets, args.seeds, args.variants]
     given += [getattr(args, flag[2:].replace("-", "_"), None) for flag, *_ in TRAIN_OPTIONS]
     if all(value is None for value in given):
         return None
     return Experiment(config_from_args(args), args.presets or list(TABLE_ONE), args.seeds or [0, 1, 2], args.variants)
 
 
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _print_summary(metrics: dict) -> None:
-    def number(value: float | None) -> str:
-        return "-" if value is None else f"{value:.3f}"
+    number = _number
 
     def line(report: dict) -> str:
         groups = ", ".join(f"{group} {number(value)}" for group, value in report["groups"].items())
         return f"macro F1 {number(report['macro_f1'])} ({groups})"
 
+    kept = metrics.get("kept")
+    if kept:
+        why = f"its validation {kept['monitor']} was the best, {kept['value']:.3f}" if kept["monitor"] else "the last epoch"
+        print(f"kept epoch {kept['epoch'] + 1} of {kept['epochs']} ({metrics['checkpoint']}.ckpt): {why}")
     print(f"test {line(metrics)} at threshold {metrics['threshold']}; mAP {number(metrics['map'])} over {metrics['clips']} clips")
     print(f"test {line(metrics['tuned'])} at per-class thresholds tuned on validation")
+
+
+COMPARED = (
+    ("macro F1 over active classes", lambda m: m["macro_f1_active"]),
+    ("rare", lambda m: m["groups"]["rare"]),
+    ("tuned macro F1 over active classes", lambda m: m["tuned"]["macro_f1_active"]),
+    ("mAP", lambda m: m["map"]),
+)
+"""What the summary holds the network against the baseline on: name, and how to read it from metrics."""
+
+
+def _print_baseline_comparison(metrics: dict, baseline: dict) -> None:
+    """The baseline's test numbers beside the network's, and whether the network beats it on each."""
+    parts, behind = [], []
+    for name, read in COMPARED:
+        ours, theirs = read(metrics), read(baseline)
+        if ours is None or theirs is None:
+            continue
+        parts.append(f"{name} {_number(ours)} against {_number(theirs)} ({ours - theirs:+.3f})")
+        if ours < theirs:
+            behind.append(name)
+    print(f"baseline ({baseline['model']}) on the same test clips: {'; '.join(parts)}")
+    verdict = f"the network trails the baseline on {', '.join(behind)}" if behind else "the network beats the baseline on each"
+    print(f"{verdict} (at threshold {metrics['threshold']} unless tuned)")
 
 
 def _print_predict_summary(scores: pd.DataFrame, out: str) -> None:
@@ -250,7 +326,7 @@ def _print_predict_summary(scores: pd.DataFrame, out: str) -> None:
 
 def _refuse_options_with_resume(args: argparse.Namespace) -> None:
     """A resumed run keeps its own settings: any option that would change them is an error."""
-    names = ["data", "config", "preset", "out", "run_dir", *(flag[2:].replace("-", "_") for flag, *_ in TRAIN_OPTIONS)]
+    names = ["data", "config", "recipe", "preset", "out", "run_dir", *(flag[2:].replace("-", "_") for flag, *_ in TRAIN_OPTIONS)]
     given = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) is not None]
     flags = ("--no-specaugment", "--no-time-shift", "--sync-batchnorm", "--prepare-only")
     given += [flag for flag in flags if getattr(args, flag[2:].replace("-", "_"))]
@@ -293,8 +369,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.prepare_only:
                 print(f"prepared {run_dir}; train it, in one process or many, with: mix2 train --resume {run_dir}")
             elif is_first_process():  # the other processes of a multi-GPU run leave the summary to the first
-                _print_summary(json.loads((run_dir / "metrics.json").read_text()))
+                metrics = json.loads((run_dir / "metrics.json").read_text())
+                _print_summary(metrics)
+                if not args.no_baseline:
+                    _print_baseline_comparison(metrics, baseline(run_dir, progress=False))
                 print(f"run folder: {run_dir}")
+        elif args.verb == "baseline":
+            _print_summary(baseline(args.run_dir, progress=not args.quiet))
+            print(f"written: {Path(args.run_dir) / 'baseline.json'}")
         elif args.verb == "evaluate":
             _print_summary(evaluate(args.run_dir, checkpoint=args.checkpoint, progress=not args.quiet))
         elif args.verb == "experiment":

@@ -1,16 +1,18 @@
-"""The jobs a user runs: :func:`train` and :func:`evaluate`. The command line wraps these.
+"""The jobs a user runs: :func:`train`, :func:`evaluate` and :func:`baseline`. The command line wraps these.
 
 A run folder holds:
 
 - ``config.yaml``: the effective configuration;
 - ``clips.csv`` and ``dataset.json``: the clips with their splits and labels, so evaluation
   reads exactly the clips the run was trained on;
-- ``checkpoints/best.ckpt`` (best validation macro F1) and ``checkpoints/last.ckpt``;
-- ``logs/metrics.csv``: losses and validation macro F1 per epoch;
+- ``checkpoints/best.ckpt`` (best validation mAP, or ``train.monitor``) and ``checkpoints/last.ckpt``;
+- ``logs/metrics.csv``: the training loss and its terms, validation loss, mAP and macro F1 per epoch;
 - ``metrics.json``, ``test_predictions.csv`` and ``plots/*.png``: the test results, at the
   global threshold and at per-class thresholds tuned on validation (stored in the checkpoint);
   ``metrics.json`` is written last, so a folder that has it holds a finished run;
-- ``failures.csv``: recordings that could not be read and were skipped.
+- ``failures.csv``: recordings that could not be read and were skipped;
+- ``baseline.json``: the log-mel statistics + logistic regression baseline on the same clips
+  (:func:`baseline`).
 
 Example:
     >>> from mix2 import default_config, train, evaluate
@@ -36,7 +38,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from mix2.config import PRECISIONS, RunConfig, pick_device
+from mix2.baseline import band_statistics, fit_baseline
+from mix2.config import MONITORS, PRECISIONS, RunConfig, pick_device
 from mix2.data.clips import CLIP_COLUMNS, SPLITS, ClipTable
 from mix2.data.sources import read_source
 from mix2.data.splits import assign_splits
@@ -44,10 +47,12 @@ from mix2.distributed import RUN_DIR_VARIABLE, is_first_process, launcher_ranks
 from mix2.errors import Mix2Error, TrainingInterrupted, input_error
 from mix2.features.cache import FeatureCache, extract_features
 from mix2.files import atomic_path
+from mix2.losses import positive_weights
 from mix2.metrics import class_groups, evaluate_scores, tune_thresholds
 from mix2.reporting.plots import write_run_plots
 from mix2.training import (
     AtomicCheckpointIO,
+    BestCheckpoint,
     Classifier,
     InferenceModel,
     NonFiniteLoss,
@@ -58,8 +63,6 @@ from mix2.training import (
     load_classifier,
     store_thresholds,
 )
-
-CHECKPOINT_MONITOR = "val_macro_f1"
 
 
 def cache_root() -> Path:
@@ -172,15 +175,18 @@ def _fit(
         rows = np.flatnonzero(splits == split)
         return [feature_paths[i] for i in rows], table.labels[rows]
 
-    data = RunData(clips_of("train"), clips_of("val"), config.train)
+    data = RunData(clips_of("train"), clips_of("val"), config.train, config.features.top_db)
     if config.train.processes > 1 and len(data.train[0]) < config.train.batch_size:
         raise input_error(
             run_dir / "clips.csv",
             f"{len(data.train[0])} training clips do not fill one batch of {config.train.batch_size} to share over processes",
         )
-    module = Classifier(config.to_dict(), table.classes)
+    train_clips = table.split("train")
+    pos_weight = positive_weights(train_clips.class_counts(), len(train_clips), config.loss.pos_weight)
+    module = Classifier(config.to_dict(), table.classes, None if config.loss.pos_weight == "none" else pos_weight.tolist())
     checkpoint_dir = run_dir / "checkpoints"
-    best = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=CHECKPOINT_MONITOR, mode="max")
+    monitor = kept_by(config, data.val[1])
+    best = BestCheckpoint(checkpoint_dir, monitor, MONITORS[monitor])
     # Lightning's save_last writes "last" only when "best" improves: an unmonitored callback
     # overwrites last.ckpt after every epoch instead.
     last = ModelCheckpoint(dirpath=checkpoint_dir, filename="last", enable_version_counter=False)
@@ -237,6 +243,13 @@ def _run_dir_for_other_processes(run_dir: Path) -> Iterator[None]:
             os.environ[RUN_DIR_VARIABLE] = before
 
 
+def kept_by(config: RunConfig, val_labels: np.ndarray) -> str:
+    """The validation metric that chooses ``best.ckpt``: ``train.monitor``, or ``val_loss`` where mAP has no positive to rank."""
+    if config.train.monitor == "val_map" and not np.asarray(val_labels).any():
+        return "val_loss"
+    return config.train.monitor
+
+
 def _kept(checkpoint_dir: Path) -> str:
     last = checkpoint_dir / "last.ckpt"
     if not last.is_file():
@@ -290,11 +303,55 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = Tru
     metrics = evaluate_scores(test.labels, scores, table.classes, groups, config.train.threshold, train.class_counts())
     metrics["tuned"] = evaluate_scores(test.labels, scores, table.classes, groups, module.thresholds, train.class_counts())
     metrics["checkpoint"] = checkpoint
+    metrics["kept"] = kept_epoch(checkpoint_path, config.train.epochs)
     predictions = pd.concat([test.clips[["file", "start_s", "end_s"]], pd.DataFrame(scores, columns=table.classes)], axis=1)
     predictions.to_csv(run_dir / "test_predictions.csv", index=False, float_format="%.6f")
     write_run_plots(metrics, run_dir / "logs" / "metrics.csv", run_dir / "plots")
     # Written last and atomically: a run folder with metrics.json is a finished run.
     with atomic_path(run_dir / "metrics.json") as partial:
+        partial.write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def kept_epoch(checkpoint_path: Path, epochs: int) -> dict:
+    """Which epoch a checkpoint holds and why it was kept: ``epoch`` (0-based), ``epochs``, and for
+    ``best.ckpt`` the ``monitor`` that chose it with its ``value``."""
+    state = load_checkpoint(checkpoint_path)
+    kept = {"epoch": int(state["epoch"]), "epochs": epochs, "monitor": None, "value": None}
+    for callback in state.get("callbacks", {}).values():
+        if callback.get("monitor") and Path(str(callback.get("best_model_path", ""))).name == checkpoint_path.name:
+            kept["monitor"], kept["value"] = callback["monitor"], float(callback["best_model_score"])
+    return kept
+
+
+def baseline(run_dir: str | Path, progress: bool = True) -> dict:
+    """Fit the log-mel statistics + logistic regression baseline (:mod:`mix2.baseline`) on a run's clips.
+
+    Fitted on the run's training clips, with per-class thresholds tuned on its validation
+    clips as the network's are; scored on its
+    test clips with the same metrics as :func:`evaluate`. Writes ``baseline.json`` into
+    ``run_dir`` (atomically) and returns it. Needs only the run's clips, not a finished run.
+    """
+    run_dir = Path(run_dir)
+    config = RunConfig.from_yaml(run_dir / "config.yaml")
+    table = read_run_clips(run_dir)
+
+    def statistics(split: str) -> tuple[np.ndarray, ClipTable]:
+        clips = table.split(split)
+        paths = _cached_features(clips, config, run_dir, progress)  # one clip in memory at a time
+        return np.concatenate([band_statistics(np.load(path)[None]) for path in paths]), clips
+
+    (train_x, train), (val_x, val), (test_x, test) = (statistics(split) for split in ("train", "val", "test"))
+    model = fit_baseline(train_x, train.labels, seed=config.train.seed)
+    thresholds = tune_thresholds(val.labels, model.predict_proba(val_x), config.train.threshold)
+    scores = model.predict_proba(test_x)
+    groups = class_groups(
+        table.classes, train.class_counts(), table.class_groups, config.data.frequent_fraction, config.data.common_fraction
+    )
+    metrics = evaluate_scores(test.labels, scores, table.classes, groups, config.train.threshold, train.class_counts())
+    metrics["tuned"] = evaluate_scores(test.labels, scores, table.classes, groups, thresholds, train.class_counts())
+    metrics["model"] = "log-mel statistics + logistic regression"
+    with atomic_path(run_dir / "baseline.json") as partial:
         partial.write_text(json.dumps(metrics, indent=2))
     return metrics
 
@@ -310,7 +367,7 @@ def _score_split(
     device = pick_device(config.train.accelerator)
     model = InferenceModel(module).to(device)
     with torch.inference_mode():
-        batches = clip_loader(feature_paths, clips.labels, config.train, config.train.batch_size)
+        batches = clip_loader(feature_paths, clips.labels, config.train, config.train.batch_size, top_db=config.features.top_db)
         return clips, torch.cat([torch.sigmoid(model(x.to(device))).cpu() for x, _ in batches]).numpy()
 
 
@@ -371,4 +428,4 @@ def _write_failures(run_dir: Path, failures: list[tuple[str, str]]) -> None:
         print(f"mix2: skipped {len(failures)} unreadable recording(s), listed in {run_dir / 'failures.csv'}")
 
 
-__all__ = ["cache_root", "evaluate", "read_run_clips", "resume", "train"]
+__all__ = ["baseline", "cache_root", "evaluate", "read_run_clips", "resume", "train"]

@@ -3,9 +3,14 @@
 Every loss takes ``(logits, targets, embedding)``: targets may be soft (mixed or multi-hot), and
 the embedding is there for losses that shape it.
 
-- ``bce``: binary cross-entropy with logits.
-- ``bce+add``: BCE plus the angular distance distribution loss (ADD; Almudevar et al.) on the
-  L2-normalised 960-d embedding, in its soft-label form (default) or its hard-label form.
+- ``bce``: binary cross-entropy with logits, optionally weighing each class's positives by its
+  training counts (``pos_weight``, see :func:`positive_weights`).
+- ``bce+add``: BCE plus ``add_weight`` times the angular distance distribution loss (ADD;
+  Almudevar et al.) on the L2-normalised 960-d embedding, in its soft-label form (default) or
+  its hard-label form.
+
+Each loss's value is the sum of its named :meth:`~BinaryCrossEntropy.terms` (``bce``, ``add``),
+which training logs one by one, so a user sees whether one term swamps the other.
 
 ADD uses the cosine distance ``d(a, b) = 1 - a.b`` between normalised vectors, over the pairs
 ``i < j`` of a batch (never the diagonal).
@@ -44,6 +49,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -118,56 +124,95 @@ def add_soft(embedding: torch.Tensor, targets: torch.Tensor, weights: AddWeights
     return weights.mu * loss_mu + weights.sigma_p * sigma_p
 
 
+def positive_weights(train_counts: np.ndarray, train_clips: int, mode: str = "balanced") -> torch.Tensor:
+    """BCE's weight on each class's positives, from its training positives: ``(classes,) -> (classes,)``.
+
+    ``balanced`` is negatives over positives, so that a class's positives weigh as much as its
+    negatives in all; ``sqrt`` its square root (half way, in log terms); ``none`` all ones. A
+    class with no training positive gets 1.
+
+    Example:
+        >>> positive_weights(np.array([10, 50, 0]), 100).tolist()
+        [9.0, 1.0, 1.0]
+        >>> positive_weights(np.array([10, 50, 0]), 100, "sqrt").tolist()
+        [3.0, 1.0, 1.0]
+    """
+    counts = np.asarray(train_counts, dtype=np.float64)
+    ratio = np.divide(train_clips - counts, counts, out=np.ones_like(counts), where=counts > 0)
+    power = {"none": 0.0, "sqrt": 0.5, "balanced": 1.0}[mode]
+    return torch.from_numpy(np.maximum(ratio, 1e-12) ** power).float()
+
+
 class BinaryCrossEntropy(nn.Module):
     """Mean binary cross-entropy on logits against soft or hard targets, ``(batch, classes)``.
 
     Every loss takes ``(logits, targets, embedding, group)``; ``group`` (default: :data:`~mix2.distributed.ONE_PROCESS`)
-    is the :class:`~mix2.distributed.BatchGroup` whose processes share the batch.
+    is the :class:`~mix2.distributed.BatchGroup` whose processes share the batch. Its value is
+    the sum of its :meth:`terms`, which training logs one by one.
+
+    Args:
+        pos_weight: ``(classes,)`` weight of each class's positives (see :func:`positive_weights`), or ``None`` for 1.
     """
+
+    def __init__(self, pos_weight: Tensor | None = None) -> None:
+        super().__init__()
+        self.register_buffer("pos_weight", pos_weight, persistent=False)
+
+    def terms(
+        self, logits: Tensor, targets: Tensor, embedding: Tensor | None = None, group: BatchGroup = ONE_PROCESS
+    ) -> dict[str, Tensor]:
+        """The loss's weighted terms by name; they add up to the loss."""
+        pos_weight = None if self.pos_weight is None else self.pos_weight.to(logits.dtype)
+        return {"bce": nn.functional.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight)}
 
     def forward(
         self, logits: Tensor, targets: Tensor, embedding: Tensor | None = None, group: BatchGroup = ONE_PROCESS
     ) -> Tensor:
-        return nn.functional.binary_cross_entropy_with_logits(logits, targets)
+        return sum(self.terms(logits, targets, embedding, group).values())
 
 
 class BceWithAdd(BinaryCrossEntropy):
-    """BCE on the logits plus ADD on the embedding, in its ``soft`` or ``hard`` form."""
+    """BCE on the logits plus ``add_weight`` times ADD on the embedding, in its ``soft`` or ``hard`` form."""
 
-    def __init__(self, form: str = "soft", weights: AddWeights = AddWeights()) -> None:
-        super().__init__()
+    def __init__(
+        self, form: str = "soft", weights: AddWeights = AddWeights(), add_weight: float = 1.0, pos_weight: Tensor | None = None
+    ) -> None:
+        super().__init__(pos_weight)
         if form not in ("soft", "hard"):
             raise ValueError(f"ADD form must be 'soft' or 'hard', got {form!r}")
+        if not add_weight >= 0:
+            raise ValueError(f"the ADD weight must be 0 or more, got {add_weight!r}")
         self.form = form
         self.weights = weights
+        self.add_weight = add_weight
 
-    def forward(
+    def terms(
         self, logits: Tensor, targets: Tensor, embedding: Tensor | None = None, group: BatchGroup = ONE_PROCESS
-    ) -> Tensor:
+    ) -> dict[str, Tensor]:
         if embedding is None:
             raise ValueError("the ADD loss needs the embedding")
-        bce = super().forward(logits, targets)
+        bce = super().terms(logits, targets)["bce"]
         embedding, targets = group.gather(embedding), group.gather(targets)
         if self.form == "soft":
-            return bce + add_soft(embedding, targets, self.weights)
+            return {"bce": bce, "add": self.add_weight * add_soft(embedding, targets, self.weights)}
         one_hot = (targets.sum(dim=1) == 1) & ((targets == 0) | (targets == 1)).all(dim=1)
         if not one_hot.all():
             raise ValueError("the hard form of ADD needs one class per clip; use the soft form for mixed or multi-hot targets")
-        return bce + add_hard(embedding, targets.argmax(dim=1), self.weights)
+        return {"bce": bce, "add": self.add_weight * add_hard(embedding, targets.argmax(dim=1), self.weights)}
 
 
 @LOSSES.register("bce")
-def bce(config: LossConfig) -> BinaryCrossEntropy:
-    return BinaryCrossEntropy()
+def bce(config: LossConfig, pos_weight: Tensor | None = None) -> BinaryCrossEntropy:
+    return BinaryCrossEntropy(pos_weight)
 
 
 @LOSSES.register("bce+add")
-def bce_add(config: LossConfig) -> BceWithAdd:
+def bce_add(config: LossConfig, pos_weight: Tensor | None = None) -> BceWithAdd:
     weights = AddWeights(config.add_lambda_mu, config.add_lambda_sigma_p, config.add_lambda_mu_n, config.add_lambda_sigma_n)
-    return BceWithAdd(config.add_form, weights)
+    return BceWithAdd(config.add_form, weights, config.add_weight, pos_weight)
 
 
-def create_loss(config: LossConfig | str) -> nn.Module:
-    """Build the loss named in ``config`` (or by name, with default settings)."""
+def create_loss(config: LossConfig | str, pos_weight: Tensor | None = None) -> BinaryCrossEntropy:
+    """Build the loss named in ``config`` (or by name, with default settings); ``pos_weight`` as :class:`BinaryCrossEntropy`'s."""
     config = LossConfig(name=config) if isinstance(config, str) else config
-    return LOSSES.create(config.name, config=config)
+    return LOSSES.create(config.name, config=config, pos_weight=pos_weight)

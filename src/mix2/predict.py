@@ -41,7 +41,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -127,7 +126,7 @@ class WindowScorer:
     """Audio windows ``(batch, samples)`` at the model's rate -> probabilities ``(batch, classes)``.
 
     The log-mel front-end of the checkpoint, features rounded to float16 as in the training
-    cache, per-clip min-max scaling, then the model (:class:`~mix2.training.InferenceModel`):
+    cache, per-clip scaling (:func:`~mix2.features.logmel.normalize_per_clip` with the checkpoint's ``top_db``), then the model (:class:`~mix2.training.InferenceModel`):
     in fp32 with batch norm folded into its convolutions, or (``precision="bf16"``) under
     autocast to bfloat16, all on ``device`` (default: the GPU where there is one, else the CPU).
     """
@@ -137,13 +136,14 @@ class WindowScorer:
             raise Mix2Error(f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}")
         self.device = torch.device(device) if device is not None else pick_device()
         self.model = InferenceModel(module, fold=precision == "fp32").to(self.device)
-        self.frontend = LogMel(**dataclasses.asdict(module.config.features)).to(self.device)
+        self.frontend = LogMel(**module.config.features.logmel_settings()).to(self.device)
+        self.top_db = module.config.features.top_db
         self.precision = precision
 
     @torch.inference_mode()
     def __call__(self, audio: torch.Tensor) -> np.ndarray:
         features = self.frontend(audio.to(self.device)).to(torch.float16).float()[:, None]
-        features = normalize_per_clip(features)
+        features = normalize_per_clip(features, self.top_db)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             logits = self.model(features)
         return torch.sigmoid(logits.float()).cpu().numpy()

@@ -2,9 +2,11 @@
 
 One training step: features ``(batch, 1, mels, frames)`` -> SpecAugment and circular time
 shift, per clip -> the model, with this step's mix applied at its stage -> loss against the
-mixed targets. Validation computes macro F1 at the
-run's threshold; the checkpoint kept is the best on validation macro F1, never one chosen on
-the test set.
+mixed targets. Validation computes the loss, mAP and macro F1 at the run's threshold; the
+checkpoint kept is the best on a validation metric (mAP by default, :class:`BestCheckpoint`),
+never one chosen on the test set. The learning rate warms up linearly and then decays along a
+cosine, stepped at every optimiser step (:func:`warmup_cosine`), or follows the paper's
+per-epoch cosine.
 
 The module's hyperparameters are the run configuration as plain data plus the class names, so
 a checkpoint rebuilds its model by name, and loads with ``torch.load(weights_only=True)``.
@@ -33,6 +35,8 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
+import math
 import pickle
 import time
 from collections.abc import Iterator
@@ -42,19 +46,20 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from sklearn.metrics import f1_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mix2.augment import CircularTimeShift, SpecAugment
-from mix2.config import RunConfig, TrainConfig, pick_device
+from mix2.config import FeatureConfig, RunConfig, TrainConfig, pick_device
 from mix2.distributed import BatchGroup
 from mix2.errors import Mix2Error, input_error
 from mix2.features.logmel import normalize_per_clip
 from mix2.files import atomic_path
 from mix2.losses import create_loss
+from mix2.metrics import mean_average_precision
 from mix2.mixing import Mix2, create_mixer
 from mix2.models import create_model
 from mix2.models.fusion import fold_batch_norm
@@ -64,21 +69,23 @@ from mix2.models.micro_batches import MicroBatches, in_micro_batches
 class CachedClips(Dataset):
     """Clips read from the feature cache: item ``i`` is ``(features (1, mels, frames), labels (classes,))``.
 
-    Features are min-max scaled per clip (see :func:`~mix2.features.logmel.normalize_per_clip`).
+    Features are scaled per clip, floored ``top_db`` under its loudest bin (see
+    :func:`~mix2.features.logmel.normalize_per_clip`).
     """
 
-    def __init__(self, feature_paths: list[Path], labels: np.ndarray) -> None:
+    def __init__(self, feature_paths: list[Path], labels: np.ndarray, top_db: float | None = FeatureConfig.top_db) -> None:
         if len(feature_paths) != len(labels):
             raise ValueError("one label row per feature file is needed")
         self.feature_paths = feature_paths
         self.labels = torch.as_tensor(labels, dtype=torch.float32)
+        self.top_db = top_db
 
     def __len__(self) -> int:
         return len(self.feature_paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         features = torch.from_numpy(np.load(self.feature_paths[index]).astype(np.float32))[None]
-        return normalize_per_clip(features[None])[0], self.labels[index]
+        return normalize_per_clip(features[None], self.top_db)[0], self.labels[index]
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
@@ -175,13 +182,14 @@ def clip_loader(
     batch_size: int,
     sampler: Sampler[int] | None = None,
     drop_last: bool = False,
+    top_db: float | None = FeatureConfig.top_db,
 ) -> DataLoader:
-    """Batches of cached clips in ``sampler``'s order (default: as listed).
+    """Batches of cached clips in ``sampler``'s order (default: as listed), scaled with ``top_db``.
 
     Batches are built in pinned memory where training runs on a GPU, so that copies to it overlap compute.
     """
     return DataLoader(
-        CachedClips(paths, labels),
+        CachedClips(paths, labels, top_db),
         batch_size=batch_size,
         sampler=sampler,
         drop_last=drop_last,
@@ -199,9 +207,15 @@ class RunData(L.LightningDataModule):
     batch of training clips (:class:`EpochShuffle`) and every ``processes``-th validation clip.
     """
 
-    def __init__(self, train: tuple[list[Path], np.ndarray], val: tuple[list[Path], np.ndarray], config: TrainConfig) -> None:
+    def __init__(
+        self,
+        train: tuple[list[Path], np.ndarray],
+        val: tuple[list[Path], np.ndarray],
+        config: TrainConfig,
+        top_db: float | None = FeatureConfig.top_db,
+    ) -> None:
         super().__init__()
-        self.train, self.val, self.config = train, val, config
+        self.train, self.val, self.config, self.top_db = train, val, config, top_db
 
     def train_dataloader(self) -> DataLoader:
         paths, labels = self.train
@@ -209,12 +223,12 @@ class RunData(L.LightningDataModule):
         batch = self.config.batch_size
         sampler = EpochShuffle(len(paths), self.config.seed, batch, rank, processes)
         drop_last = processes == 1 and len(paths) > batch  # a shared batch is always whole
-        return clip_loader(paths, labels, self.config, batch // processes, sampler, drop_last)
+        return clip_loader(paths, labels, self.config, batch // processes, sampler, drop_last, self.top_db)
 
     def val_dataloader(self) -> DataLoader:
         paths, labels = self.val
         sampler = Strided(len(paths), self.trainer.global_rank, self.trainer.world_size)
-        return clip_loader(paths, labels, self.config, self.config.batch_per_process, sampler)
+        return clip_loader(paths, labels, self.config, self.config.batch_per_process, sampler, top_db=self.top_db)
 
 
 class NonFiniteLoss(Mix2Error):
@@ -231,6 +245,26 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as partial:
             super().save_checkpoint(checkpoint, partial, storage_options)
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's checkpoint callback for the single best epoch, keeping the **latest** of equal scores.
+
+    Lightning keeps the earliest epoch among equal values. On small validation splits the
+    monitored score often saturates (mAP 1.0 from some epoch on) or stays flat, and the earliest
+    such epoch is the least trained; a later epoch with the same validation score has seen the
+    training data longer.
+    """
+
+    def __init__(self, dirpath: Path, monitor: str, mode: str) -> None:
+        super().__init__(dirpath=dirpath, filename="best", monitor=monitor, mode=mode, save_top_k=1)
+
+    def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
+        if current is None or not self.best_k_models:
+            return current is not None
+        at_least_as_good = {"min": torch.le, "max": torch.ge}[self.mode]
+        decision = bool(at_least_as_good(current, self.best_k_models[self.kth_best_model_path]))
+        return trainer.strategy.reduce_boolean_decision(decision)
 
 
 class StepTimes(Callback):
@@ -289,9 +323,10 @@ class Classifier(L.LightningModule):
     Args:
         config: the run configuration, as :meth:`RunConfig.to_dict` gives it.
         classes: class names, in label-column order.
+        pos_weight: BCE's weight on each class's positives (see :func:`~mix2.losses.positive_weights`), or ``None``.
     """
 
-    def __init__(self, config: dict, classes: list[str]) -> None:
+    def __init__(self, config: dict, classes: list[str], pos_weight: list[float] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.config = RunConfig.from_dict(config)
@@ -299,10 +334,16 @@ class Classifier(L.LightningModule):
         self.model = create_model(self.config.train.model, num_classes=len(classes), bn_momentum=self.config.train.bn_momentum)
         if self.config.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.loss = create_loss(self.config.loss)
+        self.loss = create_loss(self.config.loss, None if pos_weight is None else torch.tensor(pos_weight))
         augment = self.config.augment
         self.spec_augment = (
-            SpecAugment(augment.freq_masks, augment.max_freq_mask_bins, augment.time_masks, augment.max_time_mask_frames)
+            SpecAugment(
+                augment.freq_masks,
+                augment.max_freq_mask_bins,
+                augment.time_masks,
+                augment.max_time_mask_frames,
+                augment.mask_fill,
+            )
             if augment.specaugment
             else None
         )
@@ -344,12 +385,16 @@ class Classifier(L.LightningModule):
         with torch.autocast(x.device.type, enabled=False):  # under bf16 or fp16 training, the loss stays fp32
             at_least_fp32 = torch.promote_types(mixed.logits.dtype, torch.float32)
             logits, targets, embedding = (t.to(at_least_fp32) for t in (mixed.logits, mixed.targets, mixed.embedding))
-            loss = self.loss(logits, targets, embedding, group)
+            terms = self.loss.terms(logits, targets, embedding, group)
+            loss = sum(terms.values())
         finite = bool(torch.isfinite(loss))
         if not group.all_true(finite, loss.device):  # every process stops, or the others would wait for it
             value = "NaN or infinite in another process" if finite else loss.item()
             raise NonFiniteLoss(f"the training loss became {value} at epoch {self.current_epoch}, step {self.global_step}")
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
+        if len(terms) > 1:  # each term apart, to see whether one swamps the others
+            for name, value in terms.items():
+                self.log(f"train_{name}", value, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True)
         return loss
 
     def on_train_epoch_end(self) -> None:
@@ -369,24 +414,56 @@ class Classifier(L.LightningModule):
         self._validation.append((self(x).float().detach().cpu(), targets.cpu()))  # bf16 or fp16 logits made fp32
 
     def on_validation_epoch_end(self) -> None:
-        """Loss and macro F1 over the whole validation split, every process's share gathered."""
+        """Loss, mAP and macro F1 over the whole validation split, every process's share gathered.
+
+        mAP is over the validation classes that have a positive; where none has, it is not logged.
+        """
         group = BatchGroup.current()
         logits, targets = (group.gather_arrays(torch.cat(parts).numpy()) for parts in zip(*self._validation))
         self._validation.clear()
         if not np.isfinite(logits).all():  # raised before this epoch's checkpoints are written
             raise NonFiniteLoss(f"the validation scores became NaN or infinite at epoch {self.current_epoch}")
         loss = nn.functional.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(targets))
-        predicted = (torch.sigmoid(torch.from_numpy(logits)).numpy() >= self.config.train.threshold).astype(int)
-        macro_f1 = f1_score(targets.astype(int), predicted, average="macro", zero_division=0)
+        scores = torch.sigmoid(torch.from_numpy(logits)).numpy()
+        macro_f1 = f1_score(
+            targets.astype(int), (scores >= self.config.train.threshold).astype(int), average="macro", zero_division=0
+        )
         # Every process holds the same values; sync_dist only keeps Lightning from warning.
         self.log("val_loss", float(loss), sync_dist=True)
+        average_precision = mean_average_precision(targets, scores)
+        if average_precision is not None:
+            self.log("val_map", average_precision, prog_bar=True, sync_dist=True)
         self.log("val_macro_f1", float(macro_f1), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
+        """AdamW, with the learning rate's ``train.schedule`` (see :func:`warmup_cosine`)."""
         train = self.config.train
         optimizer = torch.optim.AdamW(self.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, train.epochs))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
+        if train.schedule == "cosine_per_epoch":
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, train.epochs))
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        warmup_steps = round(train.warmup_epochs * total_steps / max(1, train.epochs))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, functools.partial(warmup_cosine, total_steps=total_steps, warmup_steps=warmup_steps)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
+    """The learning rate's factor at optimiser step ``step``: linear warm-up, then a cosine decay to 0.
+
+    Rises from ``1 / warmup_steps`` to 1 over the first ``warmup_steps`` steps (no warm-up where
+    that is 0), then falls along half a cosine to 0 at ``total_steps``.
+
+    Example:
+        >>> [round(warmup_cosine(step, total_steps=10, warmup_steps=2), 3) for step in range(11)]
+        [0.5, 1.0, 1.0, 0.962, 0.854, 0.691, 0.5, 0.309, 0.146, 0.038, 0.0]
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 class InferenceModel(nn.Module):
@@ -431,6 +508,8 @@ def load_classifier(checkpoint: str | Path) -> Classifier:
     """
     state = load_checkpoint(checkpoint)
     try:
+        features = state["hyper_parameters"]["config"]["features"]
+        features.setdefault("top_db", None)  # checkpoints from before top_db was a setting were min-max scaled
         module = Classifier(**state["hyper_parameters"])
         module.load_state_dict(state["state_dict"])
     except (RuntimeError, KeyError, TypeError, ValueError) as err:

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -43,7 +42,7 @@ class FeatureCache:
 
     def __init__(self, root: str | Path, features: FeatureConfig) -> None:
         self.features = features
-        settings = json.dumps(dataclasses.asdict(features), sort_keys=True)
+        settings = json.dumps(features.logmel_settings(), sort_keys=True)
         self.folder = Path(root) / hashlib.sha256(settings.encode()).hexdigest()[:16]
 
     def path(self, audio: Path, start_s: float, clip_s: float) -> Path:
@@ -86,7 +85,7 @@ def extract_features(
     not be read) and the failures as ``(file, reason)``. A run goes on past unreadable files;
     they are listed.
     """
-    frontend = LogMel(**dataclasses.asdict(cache.features)).to(device)
+    frontend = LogMel(**cache.features.logmel_settings()).to(device)
     paths: list[Path | None] = [None] * len(table)
     failures: list[tuple[str, str]] = []
     by_file = table.clips.groupby("file", sort=False).indices

@@ -95,16 +95,35 @@ class LogMel(nn.Module):
         return log_mel(waveform, self.window, self.filterbank, self.n_fft, self.hop_length)
 
 
-def normalize_per_clip(features: torch.Tensor) -> torch.Tensor:
-    """Min-max scale each clip to [0, 1]: ``(batch, ...) -> (batch, ...)``; a constant clip gives 0.
+def normalize_per_clip(features: torch.Tensor, top_db: float | None = 80.0) -> torch.Tensor:
+    """Scale each clip's dB values to [0, 1]: ``(batch, ...) -> (batch, ...)``.
+
+    With ``top_db`` (80 dB, as ``librosa.power_to_db(top_db=80)``), values more than ``top_db``
+    under the clip's loudest bin are raised to that floor (or to the clip's minimum, where the
+    clip spans less), which maps to 0, and each dB above it adds ``1 / top_db``: the loudest
+    bin of a clip that spans ``top_db`` or more is 1. Without the floor, one empty mel band
+    (the lowest filter at ``n_fft`` 512 and 128 mels holds no FFT bin, so it sits at -100 dB)
+    would set every clip's minimum, and min-max scaling would squeeze the real content into
+    the top of [0, 1]. With ``top_db=None`` it is that plain min-max scaling.
 
     Per clip, not per batch as in the paper's code, so a clip's input never depends on which
-    other clips share its batch (training, evaluation and prediction then agree).
+    other clips share its batch (training, evaluation and prediction then agree). A constant
+    clip gives 0.
+
+    Example:
+        >>> clip = torch.tensor([[-120.0, -60.0, -30.0, -20.0]], dtype=torch.float64)
+        >>> normalize_per_clip(clip).tolist()
+        [[0.0, 0.5, 0.875, 1.0]]
+        >>> normalize_per_clip(clip, top_db=None).tolist()
+        [[0.0, 0.6, 0.9, 1.0]]
     """
     flat = features.flatten(1)
-    low = flat.min(dim=1).values.view(-1, *[1] * (features.dim() - 1))
-    span = (flat.max(dim=1).values.view_as(low) - low).clamp(min=1e-6)
-    return (features - low) / span
+    shape = (-1, *[1] * (features.dim() - 1))
+    high, low = flat.max(dim=1).values.view(shape), flat.min(dim=1).values.view(shape)
+    if top_db is None:
+        return (features - low) / (high - low).clamp(min=1e-6)
+    floor = torch.maximum(low, high - top_db)
+    return (torch.maximum(features, floor) - floor) / top_db
 
 
 __all__ = ["LogMel", "log_mel", "mel_filterbank", "normalize_per_clip"]

@@ -7,8 +7,11 @@ it shows:
 - an experiment folder (``experiment.yaml``): Table I (at 0.5 and at tuned thresholds),
   Table II where there are variants, Figure 3 (F1 by polyphony), per-class F1 of every preset
   sorted by training count, the co-occurrence of classes, and each run's configuration;
-- a run folder (``metrics.json``): its scores at 0.5 and at tuned thresholds, its plots, its
-  per-class results sorted by training count, the co-occurrence of classes, its configuration.
+- a run folder (``metrics.json``): its scores at 0.5 and at tuned thresholds (and the
+  baseline's on the same clips, where ``baseline.json`` is there), its plots, its per-class
+  results sorted by training count, the co-occurrence of classes, its configuration.
+
+An experiment whose first run holds ``baseline.json`` shows the baseline's scores too.
 
 Example:
     >>> write_report(["runs/experiments/nips4b"], "report.html")  # doctest: +SKIP
@@ -90,6 +93,10 @@ def _experiment_section(folder: Path) -> str:
     title = html.escape(written["per_class"].read_text().splitlines()[0])
     parts.append(f'<h2>{title}, by training count</h2><div class="scroll">{_table(per_class)}</div>')
     first = folder / finished[0].path
+    baseline = _baseline_rows(first)
+    if baseline is not None:
+        title = f"The baseline on the same split (mix2 baseline {first}): macro F1 and mAP (%)"
+        parts.append(f"<h2>{html.escape(title)}</h2>{_table(baseline)}")
     parts.append(_cooccurrence(first, folder / RESULTS / "cooccurrence.png"))
     parts.append("<h2>Configuration of each run</h2>")
     for run in finished:
@@ -98,17 +105,29 @@ def _experiment_section(folder: Path) -> str:
     return "".join(parts)
 
 
-def _run_section(folder: Path) -> str:
-    metrics = json.loads((folder / "metrics.json").read_text())
+def _scores_rows(metrics: dict, label: str = "") -> pd.DataFrame:
+    """A run's (or the baseline's) macro F1 and mAP (%) at the global threshold and at the tuned ones, one row each."""
 
-    def scores_row(report: dict) -> list[str]:  # mAP does not depend on the thresholds
+    def row(report: dict) -> list[str]:  # mAP does not depend on the thresholds
         return [_percent(report["groups"].get(g)) for g in GROUPS] + [_percent(report["macro_f1"]), _percent(metrics["map"])]
 
-    scores = pd.DataFrame(
-        [scores_row(metrics), scores_row(metrics["tuned"])],
-        index=pd.Index([f"threshold {metrics['threshold']}", "tuned per class on validation"], name="thresholds"),
-        columns=list(SCORE_COLUMNS.values()),
+    names = [f"{label}threshold {metrics['threshold']}", f"{label}tuned per class on validation"]
+    return pd.DataFrame(
+        [row(metrics), row(metrics["tuned"])], index=pd.Index(names, name="thresholds"), columns=list(SCORE_COLUMNS.values())
     )
+
+
+def _baseline_rows(run_dir: Path) -> pd.DataFrame | None:
+    """The baseline's rows (``mix2 baseline``), where the run folder holds ``baseline.json``."""
+    path = run_dir / "baseline.json"
+    if not path.is_file():
+        return None
+    return _scores_rows(json.loads(path.read_text()), "baseline (log-mel statistics + logistic regression), ")
+
+
+def _run_section(folder: Path) -> str:
+    metrics = json.loads((folder / "metrics.json").read_text())
+    scores = pd.concat([_scores_rows(metrics), _baseline_rows(folder)])
     group_of = group_of_class(metrics["group_classes"])
     per_class = pd.DataFrame(
         {
@@ -126,8 +145,12 @@ def _run_section(folder: Path) -> str:
         for name in ("groups.png", "polyphony.png", "per_class_f1.png", "training_curves.png")
         if (folder / "plots" / name).is_file()
     ]
+    kept = metrics.get("kept")
+    why = (
+        f" (epoch {kept['epoch'] + 1} of {kept['epochs']}, best validation {kept['monitor']})" if kept and kept["monitor"] else ""
+    )
     return (
-        f'<p class="note">Test split: {metrics["clips"]} clips, checkpoint {html.escape(str(metrics["checkpoint"]))}.</p>'
+        f'<p class="note">Test split: {metrics["clips"]} clips, checkpoint {html.escape(str(metrics["checkpoint"]) + why)}.</p>'
         f"<h2>Macro F1 and mAP (%) on test</h2>{_table(scores)}"
         f"<h2>Figures</h2>{''.join(plots)}"
         f'<h2>Per-class results, by training count</h2><div class="scroll">{_table(per_class)}</div>'

@@ -90,23 +90,31 @@ def plot_per_class(metrics: dict, path: Path) -> Path:
 
 
 def plot_training_curves(log_csv: Path, path: Path) -> Path:
-    """Training and validation loss, and validation macro F1, per epoch."""
+    """Training loss (and its BCE and ADD terms, where there are two) and validation loss; validation mAP and macro F1; per epoch."""
     log = pd.read_csv(log_csv)
     by_epoch = log.groupby("epoch").last()
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for column, label in [("train_loss", "train loss"), ("val_loss", "validation loss")]:
+    losses = [
+        ("train_loss", "train loss"),
+        ("train_bce", "train BCE term"),
+        ("train_add", "train ADD term"),
+        ("val_loss", "validation BCE"),
+    ]
+    for column, label in losses:
         if column in by_epoch:
             series = by_epoch[column].dropna()
-            left.plot(series.index + 1, series.values, "o-", label=label)
+            left.plot(series.index + 1, series.values, "o-", label=label, markersize=3)
     left.set_xlabel("epoch")
-    left.set_ylabel("BCE")
+    left.set_ylabel("loss")
     left.legend(fontsize=8)
-    if "val_macro_f1" in by_epoch:
-        series = by_epoch["val_macro_f1"].dropna()
-        right.plot(series.index + 1, series.values, "o-", color="#5aa469")
+    for column, label in [("val_map", "validation mAP"), ("val_macro_f1", "validation macro F1 at the threshold")]:
+        if column in by_epoch:
+            series = by_epoch[column].dropna()
+            right.plot(series.index + 1, series.values, "o-", label=label, markersize=3)
     right.set_xlabel("epoch")
-    right.set_ylabel("validation macro F1")
+    right.set_ylabel("validation score")
     right.set_ylim(0, 1)
+    right.legend(fontsize=8)
     figure.suptitle("Training curves")
     return _save(figure, path)
 

@@ -1,0 +1,164 @@
+"""Quality on real recordings: the baseline, no mixing, Mix2 and Mix2 + ADD, over seeds, on one split.
+
+On NIPS4B (``../shared/data/nips4b``: real multi-label field recordings, 87 classes), with the
+small-data recipe, it trains through ``mix2 experiment`` (so it resumes where it stopped, and
+can span sessions):
+
+- ``timeshift``: the recipe without mixing (SpecAugment and the circular time shift);
+- ``mix2``: the same with Mix2 (mixup 0.25, manifold mixup 0.5, MultiMix 0.25);
+- ``mix2+add``: Mix2 with the ADD loss added to BCE;
+
+each with training seeds 0, 1 and 2 on the split of ``--split-seed`` 0, and fits the log-mel
+statistics + logistic regression baseline (``mix2 baseline``) on the same clips. It prints, as
+mean ± std over seeds, macro F1 over the classes with a test positive at 0.5 and at the
+per-class thresholds tuned on validation, frequent / common / rare macro F1, and mAP; then each
+method's difference to no mixing, seed by seed (paired: same seed, same split). Settings were
+chosen on the validation split; the test split is read only here, for these numbers.
+
+Training runs go ``--jobs`` at a time (default 2), one thread each: on 2 cores one training
+process with one thread trains about as fast as with two.
+
+    python benchmarks/quality.py                     # NIPS4B, 3 seeds: about 4 hours on 2 CPU cores
+    python benchmarks/quality.py --quick             # 1 seed, 4 epochs: a check of the whole path
+    python benchmarks/quality.py --json quality.json # also save every figure
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mix2.config import apply_recipe, default_config
+from mix2.experiment import Experiment, is_finished, plan_experiment
+from mix2.jobs import baseline
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nips4b"
+METHODS = {"timeshift": "no mixing", "mix2": "Mix2", "mix2+add": "Mix2 + ADD"}
+REFERENCE = "timeshift"
+COLUMNS = {
+    "F1 @0.5": lambda m: m["macro_f1_active"],
+    "F1 tuned": lambda m: m["tuned"]["macro_f1_active"],
+    "frequent": lambda m: m["tuned"]["groups"]["frequent"],
+    "common": lambda m: m["tuned"]["groups"]["common"],
+    "rare": lambda m: m["tuned"]["groups"]["rare"],
+    "rare @0.5": lambda m: m["groups"]["rare"],
+    "mAP": lambda m: m["map"],
+}
+"""The printed numbers and how each is read from ``metrics.json``; groups are at tuned thresholds unless marked."""
+
+
+def plan(out_dir: Path, data: Path, seeds: list[int], epochs: int | None) -> Experiment:
+    config = apply_recipe(default_config(str(data)), "small-data")
+    if epochs is not None:
+        config.train.epochs = epochs
+    return plan_experiment(out_dir, Experiment(config, list(METHODS), seeds))
+
+
+def train_all(out_dir: Path, experiment: Experiment, jobs: int) -> dict[str, float]:
+    """Train every unfinished run, ``jobs`` processes at a time with one thread each; returns each run's wall seconds."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    pending = [(i, run) for i, run in enumerate(experiment.runs()) if not is_finished(out_dir / run.path)]
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    seconds: dict[str, float] = {}
+    while pending or running:
+        while pending and len(running) < jobs:
+            index, run = pending.pop(0)
+            log = (out_dir / f"run{index}.log").open("w")
+            command = [sys.executable, "-m", "mix2.cli", "experiment", str(out_dir), "--run-index", str(index), "--quiet"]
+            running[run.path] = (subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), time.perf_counter())
+            print(f"started {run.path}", flush=True)
+        time.sleep(5)
+        for path, (process, started) in list(running.items()):
+            if process.poll() is None:
+                continue
+            del running[path]
+            if process.returncode:
+                raise SystemExit(f"{path} failed (exit {process.returncode}); see {out_dir}/run*.log")
+            seconds[path] = time.perf_counter() - started
+            print(f"finished {path} in {seconds[path] / 60:.1f} min", flush=True)
+    return seconds
+
+
+def mean_std(values: list[float]) -> str:
+    values = np.asarray(values, dtype=float)
+    spread = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{100 * values.mean():.1f} ± {100 * spread:.1f}"
+
+
+def summarise(out_dir: Path, experiment: Experiment) -> dict:
+    """Every run's numbers, the baseline's, and the paired differences to no mixing."""
+    runs = {(run.preset, run.seed): json.loads((out_dir / run.path / "metrics.json").read_text()) for run in experiment.runs()}
+    first = out_dir / experiment.runs()[0].path
+    reference = baseline(first, progress=False)  # every run shares the split, so one fit serves all
+    table = {
+        name: {method: [read(runs[method, s]) for s in experiment.seeds] for method in METHODS} for name, read in COLUMNS.items()
+    }
+    differences = {
+        method: {
+            name: [read(runs[method, s]) - read(runs[REFERENCE, s]) for s in experiment.seeds] for name, read in COLUMNS.items()
+        }
+        for method in METHODS
+        if method != REFERENCE
+    }
+    return {
+        "seeds": experiment.seeds,
+        "epochs": experiment.base.train.epochs,
+        "test_clips": runs[REFERENCE, experiment.seeds[0]]["clips"],
+        "methods": table,
+        "baseline": {name: read(reference) for name, read in COLUMNS.items()},
+        "differences_to_no_mixing": differences,
+    }
+
+
+def print_summary(summary: dict) -> None:
+    names = list(COLUMNS)
+    print(f"\nNIPS4B test split ({summary['test_clips']} clips), macro F1 over classes with a test positive and mAP (%),")
+    print(
+        f"mean ± std over seeds {', '.join(map(str, summary['seeds']))}, {summary['epochs']} epochs; groups at tuned thresholds\n"
+    )
+    print("| method | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    print(
+        "| baseline (log-mel statistics + logistic regression) | "
+        + " | ".join(f"{100 * summary['baseline'][n]:.1f}" for n in names)
+        + " |"
+    )
+    for method, label in METHODS.items():
+        print(f"| {label} | " + " | ".join(mean_std(summary["methods"][n][method]) for n in names) + " |")
+    print("\nDifference to no mixing, paired by seed (points; each seed, then mean ± std):\n")
+    print("| method | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for method, columns in summary["differences_to_no_mixing"].items():
+        cells = [" ".join(f"{100 * d:+.1f}" for d in columns[n]) + f" ({mean_std(columns[n])})" for n in names]
+        print(f"| {METHODS[method]} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="an events folder (default: ../shared/data/nips4b)")
+    parser.add_argument("--out", type=Path, help="the experiment folder (default: runs/benchmarks/quality[-quick])")
+    parser.add_argument("--quick", action="store_true", help="one seed, 4 epochs: checks the whole path in minutes")
+    parser.add_argument("--jobs", type=int, default=2, help="training runs at a time, one thread each (2)")
+    parser.add_argument("--json", type=Path, help="save every figure here")
+    args = parser.parse_args()
+    if not args.data.exists():
+        raise SystemExit(f"{args.data}: no such data; the quality benchmark needs ../shared/data/nips4b beside the repository")
+    out_dir = args.out or Path("runs/benchmarks") / ("quality-quick" if args.quick else "quality")
+    experiment = plan(out_dir, args.data, [0] if args.quick else [0, 1, 2], 4 if args.quick else None)
+    seconds = train_all(out_dir, experiment, args.jobs)
+    summary = summarise(out_dir, experiment)
+    summary["wall_s_this_session"] = seconds
+    print_summary(summary)
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

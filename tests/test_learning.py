@@ -1,0 +1,135 @@
+"""What makes training learn on small data: the schedule, the kept checkpoint, the recipes, and the baseline."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from mix2.baseline import band_statistics, fit_baseline
+from mix2.cli import build_parser, config_from_args
+from mix2.config import RECIPES, apply_preset, apply_recipe, default_config
+from mix2.errors import Mix2Error
+from mix2.jobs import kept_by
+from mix2.training import BestCheckpoint, Classifier
+
+
+def optimiser_of(config, steps_per_epoch: int):
+    """The optimiser and schedule a run of ``config`` would train with, at ``steps_per_epoch``."""
+    module = Classifier(config.to_dict(), ["a", "b"])
+    module.trainer = SimpleNamespace(estimated_stepping_batches=config.train.epochs * steps_per_epoch)
+    return module.configure_optimizers()
+
+
+def learning_rates(optimisers, steps: int) -> list[float]:
+    optimiser, schedule = optimisers["optimizer"], optimisers["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(steps):
+        rates.append(optimiser.param_groups[0]["lr"])
+        optimiser.step()
+        schedule.step()
+    return rates
+
+
+def test_default_schedule_warms_up_linearly_then_decays_along_a_cosine_every_step():
+    config = default_config("data")
+    config.train.epochs, config.train.lr, config.train.warmup_epochs = 10, 1e-2, 2
+    optimisers = optimiser_of(config, steps_per_epoch=5)  # 50 steps, 10 of warm-up
+    assert optimisers["lr_scheduler"]["interval"] == "step"
+    rates = np.array(learning_rates(optimisers, 50))
+    np.testing.assert_allclose(rates[:10], 1e-2 * np.arange(1, 11) / 10)  # from lr/10 up to lr
+    np.testing.assert_allclose(rates[10:], 1e-2 * 0.5 * (1 + np.cos(np.pi * np.arange(40) / 40)), atol=1e-12)
+    assert (np.diff(rates[10:]) < 0).all()  # it falls at every step, not once per epoch
+
+
+def test_paper_recipe_keeps_its_per_epoch_cosine_without_warm_up():
+    config = apply_recipe(default_config("data"), "paper")
+    optimisers = optimiser_of(config, steps_per_epoch=5)
+    assert optimisers["lr_scheduler"]["interval"] == "epoch"
+    schedule = optimisers["lr_scheduler"]["scheduler"]
+    assert isinstance(schedule, torch.optim.lr_scheduler.CosineAnnealingLR) and schedule.T_max == 100
+    assert optimisers["optimizer"].param_groups[0]["lr"] == 1e-2  # the full rate from the first step
+
+
+def test_recipes_set_optimisation_only_and_combine_with_presets():
+    config = apply_preset(apply_recipe(default_config("data"), "small-data"), "mix2")
+    small = RECIPES["small-data"]
+    assert all(getattr(config.train, key) == value for key, value in small["train"].items())
+    assert config.mixing.method == "mix2" and config.augment.specaugment
+    args = build_parser().parse_args(["train", "--data", "x", "--recipe", "small-data", "--epochs", "3"])
+    parsed = config_from_args(args)
+    assert parsed.train.epochs == 3 and parsed.train.lr == small["train"]["lr"]  # flags override the recipe
+    with pytest.raises(Mix2Error, match="unknown recipe 'fast'; choose one of: paper, small-data"):
+        apply_recipe(default_config("data"), "fast")
+
+
+def test_the_demonstration_uses_the_small_data_recipe():
+    config = default_config("chorus")
+    assert config.train.schedule == "warmup_cosine" and config.loss.pos_weight == RECIPES["small-data"]["loss"]["pos_weight"]
+    assert config.train.lr == RECIPES["small-data"]["train"]["lr"] and config.train.monitor == "val_map"
+
+
+@pytest.mark.parametrize(
+    "setting, value, message",
+    [
+        ("schedule", "linear", "unknown schedule 'linear'"),
+        ("monitor", "val_f1", "unknown monitor 'val_f1'"),
+        ("warmup_epochs", -1.0, "warmup_epochs must be 0 or more"),
+    ],
+)
+def test_bad_training_settings_are_refused_in_one_line(setting, value, message):
+    config = default_config("data")
+    setattr(config.train, setting, value)
+    with pytest.raises(Mix2Error, match=message):
+        config.check()
+
+
+def test_bad_loss_and_input_settings_are_refused_in_one_line():
+    for section, setting, value, message in [
+        ("loss", "pos_weight", "inverse", "unknown pos_weight 'inverse'"),
+        ("augment", "mask_fill", "noise", "unknown mask_fill 'noise'"),
+        ("features", "top_db", 0.0, "top_db must be a positive number"),
+    ]:
+        config = default_config("data")
+        setattr(getattr(config, section), setting, value)
+        with pytest.raises(Mix2Error, match=message):
+            config.check()
+
+
+def test_the_kept_checkpoint_falls_back_to_validation_loss_where_map_ranks_nothing():
+    config = default_config("data")
+    assert kept_by(config, np.array([[0, 1], [0, 0]])) == "val_map"
+    assert kept_by(config, np.zeros((3, 2))) == "val_loss"  # no validation positive: mAP is undefined
+    config.train.monitor = "val_macro_f1"
+    assert kept_by(config, np.zeros((3, 2))) == "val_macro_f1"  # the user's explicit choice stands
+
+
+@pytest.mark.parametrize("mode, scores, kept", [("max", [0.5, 0.7, 0.7, 0.6], 2), ("min", [0.3, 0.2, 0.2, 0.25], 2)])
+def test_the_best_checkpoint_is_the_latest_of_equal_scores(mode, scores, kept, tmp_path):
+    callback = BestCheckpoint(tmp_path, "val_map", mode)
+    trainer = SimpleNamespace(strategy=SimpleNamespace(reduce_boolean_decision=lambda decision: decision))
+    best = None
+    for epoch, score in enumerate(scores):
+        if callback.check_monitor_top_k(trainer, torch.tensor(score)):
+            best = epoch
+            callback.best_k_models = {"best.ckpt": torch.tensor(score)}
+            callback.kth_best_model_path = "best.ckpt"
+    assert best == kept
+
+
+def test_band_statistics_are_each_bands_mean_then_standard_deviation():
+    features = np.array([[[1.0, 3.0], [2.0, 2.0]]])  # 1 clip, 2 bands, 2 frames
+    assert band_statistics(features).tolist() == [[2.0, 2.0, 1.0, 0.0]]
+
+
+def test_baseline_learns_a_band_and_scores_classes_it_cannot_learn_as_their_share():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(60, 6, 20))
+    labels = np.zeros((60, 3), dtype=int)
+    labels[:30, 0] = 1
+    features[:30, 2] += 2.0  # class 0 is louder in band 2
+    labels[:, 2] = 1  # class 2 is in every clip: nothing to learn
+    model = fit_baseline(band_statistics(features[::2]), labels[::2])
+    scores = model.predict_proba(band_statistics(features[1::2]))
+    assert scores.shape == (30, 3) and scores[:15, 0].min() > scores[15:, 0].max()
+    assert (scores[:, 1] == 0).all() and (scores[:, 2] == 1).all()
