@@ -64,7 +64,8 @@ def test_a_window_scores_as_the_same_clip_scored_alone(checkpoint, frogs_scores)
         clip = fit_length(read_audio(frogs / name, 16_000, start_s, 3.0), 48_000)
         alone = scorer(torch.from_numpy(clip[None]))[0]
         row = frogs_scores[(frogs_scores["file"] == str(frogs / name)) & (frogs_scores["start_s"] == start_s)]
-        np.testing.assert_allclose(row[CLASSES].to_numpy()[0], alone, atol=1e-5, err_msg=f"{name} at {start_s} s")
+        # Float rounding only: a batch of 64 and a batch of one sum in other orders (1.4e-5 seen with 2 threads).
+        np.testing.assert_allclose(row[CLASSES].to_numpy()[0], alone, atol=5e-5, err_msg=f"{name} at {start_s} s")
     assert frogs_scores[CLASSES].to_numpy().std(axis=0).min() > 0.01  # the scores really vary between windows
 
 

@@ -109,9 +109,16 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_
     _, config, _ = tiny
     real_create_loss, calls = training.create_loss, itertools.count()
 
-    def diverging_loss(loss_config):
-        loss = real_create_loss(loss_config)
-        return lambda *args: loss(*args) * (float("nan") if next(calls) == STEPS_PER_EPOCH + 1 else 1.0)
+    def diverging_loss(loss_config, pos_weight=None):
+        loss = real_create_loss(loss_config, pos_weight)
+        real_terms = loss.terms
+
+        def terms(*args):
+            factor = float("nan") if next(calls) == STEPS_PER_EPOCH + 1 else 1.0
+            return {name: value * factor for name, value in real_terms(*args).items()}
+
+        loss.terms = terms
+        return loss
 
     monkeypatch.setattr(training, "create_loss", diverging_loss)
     run_dir = tmp_path / "nan"
