@@ -56,6 +56,8 @@ def test_recipes_set_optimisation_only_and_combine_with_presets():
     small = RECIPES["small-data"]
     assert all(getattr(config.train, key) == value for key, value in small["train"].items())
     assert config.mixing.method == "mix2" and config.augment.specaugment
+    assert set(RECIPES["paper"]) == set(small) and all(set(RECIPES["paper"][k]) == set(small[k]) for k in small)
+    assert apply_recipe(config, "paper").loss.pos_weight == "none"  # the same settings in each: the last one decides
     args = build_parser().parse_args(["train", "--data", "x", "--recipe", "small-data", "--epochs", "3"])
     parsed = config_from_args(args)
     assert parsed.train.epochs == 3 and parsed.train.lr == small["train"]["lr"]  # flags override the recipe

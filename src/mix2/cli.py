@@ -257,17 +257,15 @@ def _number(value: float | None) -> str:
 
 
 def _print_summary(metrics: dict) -> None:
-    number = _number
-
     def line(report: dict) -> str:
-        groups = ", ".join(f"{group} {number(value)}" for group, value in report["groups"].items())
-        return f"macro F1 {number(report['macro_f1'])} ({groups})"
+        groups = ", ".join(f"{group} {_number(value)}" for group, value in report["groups"].items())
+        return f"macro F1 {_number(report['macro_f1'])} ({groups})"
 
     kept = metrics.get("kept")
     if kept:
         why = f"its validation {kept['monitor']} was the best, {kept['value']:.3f}" if kept["monitor"] else "the last epoch"
         print(f"kept epoch {kept['epoch'] + 1} of {kept['epochs']} ({metrics['checkpoint']}.ckpt): {why}")
-    print(f"test {line(metrics)} at threshold {metrics['threshold']}; mAP {number(metrics['map'])} over {metrics['clips']} clips")
+    print(f"test {line(metrics)} at threshold {metrics['threshold']}; mAP {_number(metrics['map'])} over {metrics['clips']} clips")
     print(f"test {line(metrics['tuned'])} at per-class thresholds tuned on validation")
 
 
