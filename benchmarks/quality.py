@@ -18,8 +18,8 @@ chosen on the validation split; the test split is read only here, for these numb
 Training runs go ``--jobs`` at a time (default 2), one thread each: on 2 cores one training
 process with one thread trains about as fast as with two.
 
-    python benchmarks/quality.py                     # NIPS4B, 3 seeds: about 4 hours on 2 CPU cores
-    python benchmarks/quality.py --quick             # 1 seed, 4 epochs: a check of the whole path
+    python benchmarks/quality.py                     # NIPS4B, 3 seeds: about 70 minutes on 2 CPU cores
+    python benchmarks/quality.py --quick             # 1 seed, 4 epochs: the whole path in about 5 minutes
     python benchmarks/quality.py --json quality.json # also save every figure
 """
 

@@ -265,7 +265,9 @@ def _print_summary(metrics: dict) -> None:
     if kept:
         why = f"its validation {kept['monitor']} was the best, {kept['value']:.3f}" if kept["monitor"] else "the last epoch"
         print(f"kept epoch {kept['epoch'] + 1} of {kept['epochs']} ({metrics['checkpoint']}.ckpt): {why}")
-    print(f"test {line(metrics)} at threshold {metrics['threshold']}; mAP {_number(metrics['map'])} over {metrics['clips']} clips")
+    print(
+        f"test {line(metrics)} at threshold {metrics['threshold']}; mAP {_number(metrics['map'])} over {metrics['clips']} clips"
+    )
     print(f"test {line(metrics['tuned'])} at per-class thresholds tuned on validation")
 
 

@@ -181,9 +181,11 @@ def _fit(
             run_dir / "clips.csv",
             f"{len(data.train[0])} training clips do not fill one batch of {config.train.batch_size} to share over processes",
         )
-    train_clips = table.split("train")
-    pos_weight = positive_weights(train_clips.class_counts(), len(train_clips), config.loss.pos_weight)
-    module = Classifier(config.to_dict(), table.classes, None if config.loss.pos_weight == "none" else pos_weight.tolist())
+    pos_weight = None
+    if config.loss.pos_weight != "none":
+        train_clips = table.split("train")
+        pos_weight = positive_weights(train_clips.class_counts(), len(train_clips), config.loss.pos_weight).tolist()
+    module = Classifier(config.to_dict(), table.classes, pos_weight)
     checkpoint_dir = run_dir / "checkpoints"
     monitor = kept_by(config, data.val[1])
     best = BestCheckpoint(checkpoint_dir, monitor, MONITORS[monitor])
@@ -296,12 +298,7 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = Tru
         module.thresholds = tuned
     test, scores = _score_split(module, table, "test", config, run_dir, progress)
 
-    train = table.split("train")
-    groups = class_groups(
-        table.classes, train.class_counts(), table.class_groups, config.data.frequent_fraction, config.data.common_fraction
-    )
-    metrics = evaluate_scores(test.labels, scores, table.classes, groups, config.train.threshold, train.class_counts())
-    metrics["tuned"] = evaluate_scores(test.labels, scores, table.classes, groups, module.thresholds, train.class_counts())
+    metrics = scored_metrics(table, config, test.labels, scores, module.thresholds)
     metrics["checkpoint"] = checkpoint
     metrics["kept"] = kept_epoch(checkpoint_path, config.train.epochs)
     predictions = pd.concat([test.clips[["file", "start_s", "end_s"]], pd.DataFrame(scores, columns=table.classes)], axis=1)
@@ -310,6 +307,18 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = Tru
     # Written last and atomically: a run folder with metrics.json is a finished run.
     with atomic_path(run_dir / "metrics.json") as partial:
         partial.write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def scored_metrics(table: ClipTable, config: RunConfig, labels: np.ndarray, scores: np.ndarray, tuned: np.ndarray) -> dict:
+    """The metrics of a run's test ``scores`` ``(clips, classes)`` at the run's threshold, and under ``"tuned"`` at the per-class ``tuned`` thresholds.
+
+    Classes are grouped into frequent / common / rare by the run's training counts.
+    """
+    counts = table.split("train").class_counts()
+    groups = class_groups(table.classes, counts, table.class_groups, config.data.frequent_fraction, config.data.common_fraction)
+    metrics = evaluate_scores(labels, scores, table.classes, groups, config.train.threshold, counts)
+    metrics["tuned"] = evaluate_scores(labels, scores, table.classes, groups, tuned, counts)
     return metrics
 
 
@@ -345,11 +354,7 @@ def baseline(run_dir: str | Path, progress: bool = True) -> dict:
     model = fit_baseline(train_x, train.labels, seed=config.train.seed)
     thresholds = tune_thresholds(val.labels, model.predict_proba(val_x), config.train.threshold)
     scores = model.predict_proba(test_x)
-    groups = class_groups(
-        table.classes, train.class_counts(), table.class_groups, config.data.frequent_fraction, config.data.common_fraction
-    )
-    metrics = evaluate_scores(test.labels, scores, table.classes, groups, config.train.threshold, train.class_counts())
-    metrics["tuned"] = evaluate_scores(test.labels, scores, table.classes, groups, thresholds, train.class_counts())
+    metrics = scored_metrics(table, config, test.labels, scores, thresholds)
     metrics["model"] = "log-mel statistics + logistic regression"
     with atomic_path(run_dir / "baseline.json") as partial:
         partial.write_text(json.dumps(metrics, indent=2))
