@@ -26,10 +26,20 @@ def test_paper_defaults_and_chorus_demo():
     assert (demo.epochs, demo.batch_size, demo.lr) == (DEMO_EPOCHS, 32, 3e-3)
 
 
-def test_unknown_settings_name_the_file(tmp_path):
-    (tmp_path / "c.yaml").write_text("train:\n  epochz: 3\n")
-    with pytest.raises(Mix2Error, match=r"c.yaml: unknown setting\(s\) epochz in 'TrainConfig'"):
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("train:\n  epoch: 3\n", "c.yaml: unknown setting train.epoch; did you mean train.epochs?"),
+        ("trian:\n  epochs: 3\n", "c.yaml: unknown setting trian; did you mean train?"),
+        ("mixing:\n  zzz: 1\n", "c.yaml: unknown setting mixing.zzz; mixing has: method, mixup_alpha,"),
+        ("train: 3\n", "c.yaml: 'train' must be a mapping of settings, got 3"),
+    ],
+)
+def test_unknown_settings_name_the_file_and_the_yaml_key(tmp_path, text, message):
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(Mix2Error) as raised:
         RunConfig.from_yaml(tmp_path / "c.yaml")
+    assert str(raised.value).startswith(str(tmp_path / message))
 
 
 def test_presets_are_the_rows_of_table_one_each_adding_to_the_one_before():

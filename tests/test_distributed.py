@@ -79,7 +79,7 @@ def test_settings_a_shared_batch_cannot_run_are_refused_in_one_line():
         TrainConfig(batch_size=128, devices=3).check()
     with pytest.raises(Mix2Error, match=r"batch size of one process \(16\)"):
         TrainConfig(batch_size=128, devices=4, num_nodes=2, micro_batch_size=32).check()
-    with pytest.raises(Mix2Error, match="unknown strategy 'fsdp'"):
+    with pytest.raises(Mix2Error, match="train.strategy must be one of: auto, ddp, got 'fsdp'"):
         TrainConfig(strategy="fsdp").check()
     with pytest.raises(Mix2Error, match="num_nodes must be a positive integer"):
         TrainConfig(num_nodes=0).check()

@@ -49,12 +49,13 @@ def test_run_folder_holds_everything(chorus_run):
 
 
 def test_best_is_chosen_on_validation_map_and_last_is_the_final_epoch(chorus_run):
-    log = pd.read_csv(chorus_run / "logs" / "metrics.csv").dropna(subset=["val_loss"]).reset_index(drop=True)
+    log = pd.read_csv(chorus_run / "logs" / "metrics.csv").set_index("epoch")
+    assert list(log.index) == [1, 2] and log[["train_loss", "val_loss", "val_map"]].notna().all().all()  # one row per epoch
     best = torch.load(chorus_run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
     kept = json.loads((chorus_run / "metrics.json").read_text())["kept"]
     assert kept["monitor"] == "val_map"  # threshold-free: macro F1 at 0.5 is 0.0 for the first epochs of small data
     latest_best = log.index[log["val_map"] == log["val_map"].max()][-1]  # of equal scores, the later epoch
-    assert kept["epoch"] == best["epoch"] == latest_best and kept["epochs"] == 2
+    assert kept["epoch"] == best["epoch"] + 1 == latest_best and kept["epochs"] == 2  # counted from 1; Lightning's from 0
     assert kept["value"] == pytest.approx(log["val_map"].max())
     last = torch.load(chorus_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["epoch"] == 1  # the second of two epochs, whether or not it was the best
@@ -139,7 +140,7 @@ def test_cli_mix2_preset_with_add_logs_the_members_chosen_each_epoch(tmp_path):
     "argv, message",
     [
         (["train", "--data", "no/such/folder"], "mix2: error: no/such/folder: no such file or folder"),
-        (["evaluate", "no/such/run"], "mix2: error: no/such/run/checkpoints/best.ckpt: no such checkpoint"),
+        (["evaluate", "no/such/run"], "mix2: error: no/such/run: not a mix2 run folder (it has no config.yaml)"),
     ],
 )
 def test_cli_errors_are_one_line(argv, message, capsys):

@@ -74,23 +74,24 @@ def test_the_demonstration_uses_the_small_data_recipe():
 @pytest.mark.parametrize(
     "setting, value, message",
     [
-        ("schedule", "linear", "unknown schedule 'linear'"),
-        ("monitor", "val_f1", "unknown monitor 'val_f1'"),
-        ("warmup_epochs", -1.0, "warmup_epochs must be 0 or more"),
+        ("schedule", "linear", "train.schedule must be one of: warmup_cosine, cosine_per_epoch, got 'linear'"),
+        ("monitor", "val_f1", "train.monitor must be one of: val_map, val_loss, val_macro_f1, got 'val_f1'"),
+        ("warmup_epochs", -1.0, "train.warmup_epochs must be 0 or more, got -1.0"),
     ],
 )
 def test_bad_training_settings_are_refused_in_one_line(setting, value, message):
     config = default_config("data")
     setattr(config.train, setting, value)
-    with pytest.raises(Mix2Error, match=message):
+    with pytest.raises(Mix2Error) as raised:
         config.check()
+    assert str(raised.value) == message
 
 
 def test_bad_loss_and_input_settings_are_refused_in_one_line():
     for section, setting, value, message in [
-        ("loss", "pos_weight", "inverse", "unknown pos_weight 'inverse'"),
-        ("augment", "mask_fill", "noise", "unknown mask_fill 'noise'"),
-        ("features", "top_db", 0.0, "top_db must be a positive number"),
+        ("loss", "pos_weight", "inverse", "loss.pos_weight must be one of: none, sqrt, balanced, got 'inverse'"),
+        ("augment", "mask_fill", "noise", "augment.mask_fill must be one of: mean, zero, got 'noise'"),
+        ("features", "top_db", 0.0, "features.top_db must be a positive number of dB"),
     ]:
         config = default_config("data")
         setattr(getattr(config, section), setting, value)

@@ -25,7 +25,10 @@ def test_matches_sklearn():
     per_class = f1_score(Y, predicted, average=None, zero_division=0)
     assert report["macro_f1"] == pytest.approx(f1_score(Y, predicted, average="macro", zero_division=0))
     assert report["macro_f1_active"] == pytest.approx(per_class[[0, 1, 3]].mean())
-    assert report["groups"]["rare"] == pytest.approx(per_class[2:].mean())
+    # c has no test positive, so no F1 to measure: the rare group averages d alone and names c
+    assert report["groups"]["rare"] == pytest.approx(per_class[3]) and report["groups_left_out"]["rare"] == ["c"]
+    assert report["groups"]["frequent"] == pytest.approx(per_class[0]) and report["groups_left_out"]["frequent"] == []
+    assert evaluate_scores(Y, S, CLASSES, {"frequent": [], "common": [], "rare": ["c"]})["groups"]["rare"] is None
     assert report["per_class"]["c"] == {"f1": 0.0, "test_positives": 0, "train_positives": 1}
     expected_map = np.mean([average_precision_score(Y[:, i], S[:, i]) for i in (0, 1, 3)])
     assert report["map"] == pytest.approx(expected_map)

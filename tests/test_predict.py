@@ -135,16 +135,23 @@ def test_a_corrupt_or_empty_recording_is_listed_and_skipped(checkpoint, tmp_path
     assert not (tmp_path / "out" / "raven" / "corrupt.selections.txt").exists()
 
 
-def test_detections_merge_consecutive_windows_per_species():
+def test_detections_merge_overlapping_and_touching_windows_per_species():
     scores = pd.DataFrame(
-        {"file": ["a"] * 5 + ["b"] * 2, "start_s": [0.0, 1, 2, 3, 4, 0, 1], "end_s": [3.0, 4, 5, 6, 6.5, 3, 3.5],
-         "x": [0.9, 0.8, 0.1, 0.7, 0.95, 0.2, 0.6], "y": [0.1, 0.6, 0.6, 0.6, 0.1, 0.9, 0.1]}
+        {"file": ["a"] * 5 + ["b"] * 2 + ["c"] * 5, "start_s": [0.0, 1, 2, 3, 4, 0, 1, 0, 1, 2, 3, 4],
+         "end_s": [3.0, 4, 5, 6, 6.5, 3, 3.5, 3, 4, 5, 6, 7],
+         "x": [0.9, 0.8, 0.1, 0.7, 0.95, 0.2, 0.6, 0.9, 0.1, 0.1, 0.1, 0.8],
+         "y": [0.1, 0.6, 0.6, 0.6, 0.1, 0.9, 0.1, 0.9, 0.1, 0.1, 0.7, 0.1]}
     )  # fmt: skip
     found = detections(scores, np.array([0.5, 0.5]))
+    # a/x: 0-3 and 1-4 over, 2-5 under, 3-6 and 4-6.5 over: 3-6 overlaps 1-4, so one detection, never two
+    # overlapping boxes; c/x: 0-3 and 4-7 do not touch, two detections; c/y: 0-3 and 3-6 touch, one.
     assert found.values.tolist() == [
-        ["a", "x", 0.0, 4.0, 0.9], ["a", "y", 1.0, 6.0, 0.6], ["a", "x", 3.0, 6.5, 0.95],
+        ["a", "x", 0.0, 6.5, 0.95], ["a", "y", 1.0, 6.0, 0.6],
         ["b", "y", 0.0, 3.0, 0.9], ["b", "x", 1.0, 3.5, 0.6],
+        ["c", "x", 0.0, 3.0, 0.9], ["c", "y", 0.0, 6.0, 0.9], ["c", "x", 4.0, 7.0, 0.8],
     ]  # fmt: skip
+    for _, species in found.groupby(["file", "species"]):  # no two detections of one species overlap
+        assert (species["start_s"].to_numpy()[1:] > species["end_s"].to_numpy()[:-1]).all()
     assert detections(scores, np.array([0.99, 0.99])).empty
 
 
@@ -196,7 +203,10 @@ def test_checkpoints_load_safely(tmp_path):
             return (os.system, (f"touch {tmp_path / 'pwned'}",))
 
     torch.save({"hyper_parameters": Payload(), "state_dict": {}}, tmp_path / "evil.ckpt")
-    with pytest.raises(Mix2Error, match="evil.ckpt: not a mix2 checkpoint, or not one that loads safely"):
+    with pytest.raises(
+        Mix2Error,
+        match="evil.ckpt: not a mix2 checkpoint: it holds Python objects beyond tensors and plain data, and mix2 never runs code",
+    ):
         load_classifier(tmp_path / "evil.ckpt")
     assert not (tmp_path / "pwned").exists()
 

@@ -87,13 +87,27 @@ def test_ctrl_c_and_sigterm_stop_with_a_resume_command(tiny, tmp_path, how):
     run_dir = tmp_path / how
     stopped = interrupted(config_file, run_dir, how, STEPS_PER_EPOCH + 1)
     assert stopped.returncode == 130, stopped.stderr[-2000:]
-    last_line = stopped.stderr.strip().splitlines()[-1]
+    last_line = stopped.stderr.strip().split("\n")[-1]  # a line of its own, not after the progress bar's \r
     assert last_line == (
-        f"mix2: error: {run_dir}: training interrupted. The last good checkpoint, {run_dir}/checkpoints/last.ckpt "
-        f"(epoch 0), is kept. Continue with: mix2 train --resume {run_dir}"
+        f"mix2: {run_dir}: training interrupted. The last good checkpoint, {run_dir}/checkpoints/last.ckpt "
+        f"(after epoch 1), is kept. Continue with: mix2 train --resume {run_dir}"
     )
     assert not (run_dir / "metrics.json").exists()  # an interrupted run never looks finished
     resume(run_dir, progress=False)
+    assert_same_run(run_dir, straight)
+
+
+def test_evaluate_refuses_an_unfinished_run_which_then_resumes(tiny, tmp_path, capsys):
+    config_file, _, straight = tiny
+    run_dir = tmp_path / "half"
+    assert interrupted(config_file, run_dir, "sigint", STEPS_PER_EPOCH + 1).returncode == 130
+    assert main(["evaluate", str(run_dir), "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f"mix2: error: {run_dir}: training stopped after 1 of 3 epochs; finish it with: mix2 train --resume {run_dir} "
+        "(it is evaluated when it finishes)\n"
+    )
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "test_predictions.csv").exists()
+    assert main(["train", "--resume", str(run_dir), "--quiet", "--no-baseline"]) == 0  # trains, not "a finished run"
     assert_same_run(run_dir, straight)
 
 
@@ -125,8 +139,8 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_
     with pytest.raises(Mix2Error) as err:
         train(config, run_dir=run_dir, progress=False)
     message = str(err.value)
-    assert "\n" not in message and message.startswith(f"{run_dir}: the training loss became nan at epoch 1, step 4")
-    assert f"{run_dir}/checkpoints/last.ckpt (epoch 0), is kept" in message
+    assert "\n" not in message and message.startswith(f"{run_dir}: the training loss became nan at epoch 2, step 5")
+    assert f"{run_dir}/checkpoints/last.ckpt (after epoch 1), is kept" in message  # epochs counted from 1
     last = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
     assert not (run_dir / "metrics.json").exists()
@@ -142,7 +156,7 @@ def test_nan_validation_scores_stop_before_that_epoch_is_saved(tiny, tmp_path, m
 
     monkeypatch.setattr(Classifier, "forward", forward_gone_wrong)
     run_dir = tmp_path / "nan-val"
-    with pytest.raises(Mix2Error, match="the validation scores became NaN or infinite at epoch 1"):
+    with pytest.raises(Mix2Error, match="the validation scores became NaN or infinite at epoch 2;"):
         train(config, run_dir=run_dir, progress=False)
     for name in ["last.ckpt", "best.ckpt"]:
         assert load_checkpoint(run_dir / "checkpoints" / name)["epoch"] == 0
@@ -180,7 +194,9 @@ def test_resume_refuses_a_tampered_checkpoint_without_running_it(tiny, tmp_path,
     torch.save({"epoch": 0, "payload": RunsCode(marker)}, run_dir / "checkpoints" / "last.ckpt", pickle_protocol=2)
     assert main(["train", "--resume", str(run_dir), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"mix2: error: {run_dir}/checkpoints/last.ckpt: not a mix2 checkpoint, or not one that loads safely")
+    assert err.startswith(
+        f"mix2: error: {run_dir}/checkpoints/last.ckpt: not a mix2 checkpoint: it holds Python objects beyond tensors"
+    )
     assert err.count("\n") == 1 and not marker.exists()
 
 

@@ -31,52 +31,70 @@ from pathlib import Path
 
 import pandas as pd
 
+from mix2 import __version__
 from mix2.config import CHORUS, PRESETS, RECIPES, TABLE_ONE, RunConfig, apply_preset, apply_recipe, default_config
 from mix2.data.anuraset import VARIANTS
 from mix2.data.download import DATASETS, ZENODO_API, download
 from mix2.distributed import is_first_process
-from mix2.errors import Mix2Error
+from mix2.errors import Mix2Error, SettingError, TrainingInterrupted
 from mix2.experiment import Experiment, aggregate_experiment, plan_experiment, run_experiment
 from mix2.jobs import baseline, evaluate, resume, train
 from mix2.predict import PRECISIONS, merge_predictions, parse_shard, predict
-from mix2.reporting.html import write_report
+from mix2.reporting.html import reportable, write_report
 
-# (flag, config section, field, type, help)
-TRAIN_OPTIONS = [
-    ("--variant", "data", "variant", str, f"AnuraSet variant: {', '.join(VARIANTS)}"),
-    ("--window-s", "data", "window_s", float, "window length in seconds (3)"),
-    ("--hop-s", "data", "hop_s", float, "hop between windows of an events folder, in seconds (1)"),
-    ("--min-overlap-s", "data", "min_overlap_s", float, "overlap an event needs to label a window (0: any)"),
-    ("--mixing", "mixing", "method", str, "mixer: none, mixup, manifold_mixup, multimix or mix2 (none)"),
-    ("--loss", "loss", "name", str, "loss: bce, or bce+add for BCE plus the ADD term on the embedding (bce)"),
-    ("--epochs", "train", "epochs", int, "epochs (paper: 100; small-data: 40; chorus demo: 24)"),
-    ("--batch-size", "train", "batch_size", int, "batch size (paper: 128; small-data: 32)"),
-    ("--lr", "train", "lr", float, "AdamW peak learning rate (paper: 1e-2; small-data: 3e-3)"),
-    ("--weight-decay", "train", "weight_decay", float, "AdamW weight decay (0.01, what the paper's numbers used)"),
-    ("--schedule", "train", "schedule", str, "lr schedule: warmup_cosine (per step) or cosine_per_epoch (the paper's)"),
-    ("--warmup-epochs", "train", "warmup_epochs", float, "epochs of linear warm-up in warmup_cosine (5; small-data: 2)"),
-    ("--monitor", "train", "monitor", str, "what chooses best.ckpt: val_map, val_loss or val_macro_f1 (val_map)"),
-    ("--pos-weight", "loss", "pos_weight", str, "BCE weight of each class's positives: none, sqrt, balanced (none)"),
-    ("--add-weight", "loss", "add_weight", float, "weight of the ADD term against BCE, with --loss bce+add (0.1)"),
-    ("--top-db", "features", "top_db", float, "each clip's input floor, in dB under its loudest bin (80)"),
-    ("--seed", "train", "seed", int, "training seed: initialisation, data order, augmentation and mixing (0)"),
-    ("--split-seed", "data", "split_seed", int, "seed of the splits the data does not give (0)"),
-    ("--threshold", "train", "threshold", float, "decision threshold on probabilities (0.5)"),
-    ("--num-workers", "train", "num_workers", int, "data-loading worker processes (0)"),
-    ("--accelerator", "train", "accelerator", str, "Lightning accelerator: auto, cpu, gpu (auto)"),
-    ("--precision", "train", "precision", str, "fp32, bf16 (autocast on CPU or GPU) or fp16 (autocast, GPU only) (fp32)"),
-    (
-        "--micro-batch-size",
-        "train",
-        "micro_batch_size",
-        int,
-        "run each batch through the model in chunks of this many clips; the loss, MultiMix and ADD still see the whole batch",
-    ),
-    ("--devices", "train", "devices", int, "devices (GPUs) per node; the batch is split evenly over devices x nodes (1)"),
-    ("--num-nodes", "train", "num_nodes", int, "nodes (machines) (1)"),
-    ("--strategy", "train", "strategy", str, "Lightning strategy: auto or ddp (auto)"),
-]
+# (flag, config section, field, type, help), by the group --help lists them in
+DATA, TRAINING, MIXING, HARDWARE, OUTPUT = "data", "model and training", "mixing and loss", "hardware", "output"
+TRAIN_OPTIONS = {
+    DATA: [
+        ("--variant", "data", "variant", str, f"AnuraSet variant: {', '.join(VARIANTS)}"),
+        ("--window-s", "data", "window_s", float, "window length in seconds (3)"),
+        ("--hop-s", "data", "hop_s", float, "hop between windows of an events folder, in seconds (1)"),
+        ("--min-overlap-s", "data", "min_overlap_s", float, "overlap an event needs to label a window (0: any)"),
+        ("--split-seed", "data", "split_seed", int, "seed of the splits the data does not give (0)"),
+        ("--top-db", "features", "top_db", float, "each clip's input floor, in dB under its loudest bin (80)"),
+    ],
+    TRAINING: [
+        ("--epochs", "train", "epochs", int, "epochs (paper: 100; small-data: 40; chorus demo: 24)"),
+        ("--batch-size", "train", "batch_size", int, "batch size (paper: 128; small-data: 32)"),
+        ("--lr", "train", "lr", float, "AdamW peak learning rate (paper: 1e-2; small-data: 3e-3)"),
+        ("--weight-decay", "train", "weight_decay", float, "AdamW weight decay (0.01, what the paper's numbers used)"),
+        ("--schedule", "train", "schedule", str, "lr schedule: warmup_cosine (per step) or cosine_per_epoch (the paper's)"),
+        ("--warmup-epochs", "train", "warmup_epochs", float, "epochs of linear warm-up in warmup_cosine (5; small-data: 2)"),
+        ("--monitor", "train", "monitor", str, "what chooses best.ckpt: val_map, val_loss or val_macro_f1 (val_map)"),
+        ("--seed", "train", "seed", int, "training seed: initialisation, data order, augmentation and mixing (0)"),
+        ("--threshold", "train", "threshold", float, "decision threshold on probabilities, in (0, 1) (0.5)"),
+    ],
+    MIXING: [
+        ("--mixing", "mixing", "method", str, "mixer: none, mixup, manifold_mixup, multimix or mix2 (none)"),
+        ("--loss", "loss", "name", str, "loss: bce, or bce+add for BCE plus the ADD term on the embedding (bce)"),
+        ("--pos-weight", "loss", "pos_weight", str, "BCE weight of each class's positives: none, sqrt, balanced (none)"),
+        ("--add-weight", "loss", "add_weight", float, "weight of the ADD term against BCE, with --loss bce+add (0.1)"),
+    ],
+    HARDWARE: [
+        ("--accelerator", "train", "accelerator", str, "Lightning accelerator: auto, cpu, gpu (auto)"),
+        ("--precision", "train", "precision", str, "fp32, bf16 (autocast on CPU or GPU) or fp16 (autocast, GPU only) (fp32)"),
+        (
+            "--micro-batch-size",
+            "train",
+            "micro_batch_size",
+            int,
+            "run each batch through the model in chunks of this many clips; the loss, MultiMix and ADD still see the whole batch",
+        ),
+        ("--num-workers", "train", "num_workers", int, "data-loading worker processes (0)"),
+        ("--devices", "train", "devices", int, "devices (GPUs) per node; the batch is split evenly over devices x nodes (1)"),
+        ("--num-nodes", "train", "num_nodes", int, "nodes (machines) (1)"),
+        ("--strategy", "train", "strategy", str, "Lightning strategy: auto or ddp (auto)"),
+    ],
+}
+ALL_OPTIONS = [option for options in TRAIN_OPTIONS.values() for option in options]
+FLAGS = {(section, field): flag for flag, section, field, *_ in ALL_OPTIONS}
+"""The flag that sets each ``(section, field)`` of the configuration."""
 
+
+TRAIN_EXAMPLES = """examples:
+  mix2 train                                         # the demonstration on the built-in chorus (about 3 minutes)
+  mix2 train --data ../shared/data/nips4b --recipe small-data --preset mix2 --out runs/nips4b
+"""
 
 # What a preset or an experiment's --seeds set for each run; an experiment does not take them.
 PER_RUN_FLAGS = {"--mixing", "--seed", "--no-specaugment", "--no-time-shift"}
@@ -84,23 +102,29 @@ PER_RUN_FLAGS = {"--mixing", "--seed", "--no-specaugment", "--no-time-shift"}
 SINGLE_RUN_FLAGS = {"--devices", "--num-nodes", "--strategy", "--sync-batchnorm"}
 
 
-def _add_run_options(parser: argparse.ArgumentParser, per_run: bool = True) -> None:
-    """The options that set up a run's configuration; ``per_run=False`` leaves out :data:`PER_RUN_FLAGS` and :data:`SINGLE_RUN_FLAGS`."""
-    parser.add_argument("--data", help="dataset path, or 'chorus' for the built-in synthetic chorus (the default)")
-    parser.add_argument("--config", help="YAML configuration to start from (flags override it)")
-    parser.add_argument(
+def _add_run_options(parser: argparse.ArgumentParser, per_run: bool = True) -> dict[str, argparse._ArgumentGroup]:
+    """The options that set up a run's configuration, in their help groups, which it returns.
+
+    ``per_run=False`` leaves out :data:`PER_RUN_FLAGS` and :data:`SINGLE_RUN_FLAGS`.
+    """
+    groups = {name: parser.add_argument_group(name) for name in (DATA, TRAINING, MIXING, HARDWARE, OUTPUT)}
+    groups[DATA].add_argument("--data", help="dataset path, or 'chorus' for the built-in synthetic chorus (the default)")
+    groups[DATA].add_argument("--config", help="YAML configuration to start from (flags override it)")
+    groups[TRAINING].add_argument(
         "--recipe", choices=list(RECIPES), help="optimisation recipe: paper (100 epochs, batch 128, lr 1e-2) or small-data"
     )
-    for flag, _, _, kind, help_text in TRAIN_OPTIONS:
-        if per_run or flag not in PER_RUN_FLAGS | SINGLE_RUN_FLAGS:
-            parser.add_argument(flag, type=kind, help=help_text)
+    for group, options in TRAIN_OPTIONS.items():
+        for flag, _, _, kind, help_text in options:
+            if per_run or flag not in PER_RUN_FLAGS | SINGLE_RUN_FLAGS:
+                groups[group].add_argument(flag, type=kind, help=help_text)
     if per_run:
-        parser.add_argument("--no-specaugment", action="store_true", help="switch SpecAugment off")
-        parser.add_argument("--no-time-shift", action="store_true", help="switch the circular time shift off")
-        parser.add_argument(
+        groups[TRAINING].add_argument("--no-specaugment", action="store_true", help="switch SpecAugment off")
+        groups[TRAINING].add_argument("--no-time-shift", action="store_true", help="switch the circular time shift off")
+        groups[HARDWARE].add_argument(
             "--sync-batchnorm", action="store_true", help="batch norm over the global batch, across devices (GPU only)"
         )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    groups[OUTPUT].add_argument("--quiet", action="store_true", help="no progress bars")
+    return groups
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -114,25 +138,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mix2", description="Multi-label animal-sound classification with Mix2.", allow_abbrev=False
     )
-    verbs = parser.add_subparsers(dest="verb", required=True)
+    parser.add_argument("--version", action="version", version=f"mix2 {__version__}")
+    verbs = parser.add_subparsers(dest="verb", title="verbs", metavar="VERB")
 
     train_parser = verbs.add_parser(
-        "train", help="train, keep the best checkpoint on validation, evaluate on test", allow_abbrev=False
+        "train",
+        help="train, keep the best checkpoint on validation, evaluate on test",
+        description="Train on a dataset, keep the best checkpoint on validation, evaluate on the test split.",
+        epilog=TRAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
-    _add_run_options(train_parser)
-    train_parser.add_argument("--out", help="folder that holds run folders (runs)")
-    train_parser.add_argument("--run-dir", help="write this run into exactly this folder")
-    train_parser.add_argument("--preset", choices=list(PRESETS), help="a row of the paper's Table I (flags override it)")
-    train_parser.add_argument(
+    groups = _add_run_options(train_parser)
+    groups[TRAINING].add_argument("--preset", choices=list(PRESETS), help="a row of the paper's Table I (flags override it)")
+    groups[OUTPUT].add_argument("--out", help="folder that holds run folders (runs)")
+    groups[OUTPUT].add_argument("--run-dir", help="write this run into exactly this folder")
+    groups[OUTPUT].add_argument(
         "--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint, with its own settings (no other options)"
     )
-    train_parser.add_argument(
+    groups[OUTPUT].add_argument(
         "--prepare-only",
         action="store_true",
         help="write the run folder and fill the feature cache, train nothing; then train it with --resume (on a cluster)",
     )
-
-    train_parser.add_argument(
+    groups[OUTPUT].add_argument(
         "--no-baseline",
         action="store_true",
         help="do not fit the log-mel statistics + logistic regression baseline after training",
@@ -150,7 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="score a run's test split and write metrics and plots", allow_abbrev=False
     )
     evaluate_parser.add_argument("run_dir", help="a run folder written by 'mix2 train'")
-    evaluate_parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    evaluate_parser.add_argument(
+        "--checkpoint",
+        choices=["best", "last"],
+        default="best",
+        help="best: the epoch kept on validation (checkpoints/best.ckpt); last: the final epoch (best)",
+    )
     evaluate_parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
     experiment_parser = verbs.add_parser(
@@ -180,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict_parser = verbs.add_parser(
         "predict", help="score long recordings window by window: scores, detections, Raven tables", allow_abbrev=False
     )
-    predict_parser.add_argument("checkpoint", help="a checkpoint written by 'mix2 train' (runs/.../checkpoints/best.ckpt)")
+    predict_parser.add_argument(
+        "checkpoint", help="a checkpoint written by 'mix2 train' (runs/.../checkpoints/best.ckpt), or the run folder"
+    )
     predict_parser.add_argument("paths", nargs="+", help="audio files (wav, flac, mp3, ogg), or folders searched recursively")
     predict_parser.add_argument("--out", default="predictions", help="output folder; run again to resume (predictions)")
     predict_parser.add_argument("--hop-s", type=float, default=1.0, help="seconds between window starts (1)")
@@ -228,7 +264,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         apply_recipe(config, args.recipe)
     if getattr(args, "preset", None):
         apply_preset(config, args.preset)
-    for flag, section, field, _, _ in TRAIN_OPTIONS:
+    for flag, section, field, _, _ in ALL_OPTIONS:
         value = getattr(args, flag[2:].replace("-", "_"), None)
         if value is not None:
             setattr(getattr(config, section), field, value)
@@ -246,7 +282,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def experiment_from_args(args: argparse.Namespace) -> Experiment | None:
     """The experiment the flags describe, or ``None`` where none is given (resume the folder's own)."""
     given = [args.data, args.config, args.recipe, args.presets, args.seeds, args.variants]
-    given += [getattr(args, flag[2:].replace("-", "_"), None) for flag, *_ in TRAIN_OPTIONS]
+    given += [getattr(args, flag[2:].replace("-", "_"), None) for flag, *_ in ALL_OPTIONS]
     if all(value is None for value in given):
         return None
     return Experiment(config_from_args(args), args.presets or list(TABLE_ONE), args.seeds or [0, 1, 2], args.variants)
@@ -264,7 +300,7 @@ def _print_summary(metrics: dict) -> None:
     kept = metrics.get("kept")
     if kept:
         why = f"its validation {kept['monitor']} was the best, {kept['value']:.3f}" if kept["monitor"] else "the last epoch"
-        print(f"kept epoch {kept['epoch'] + 1} of {kept['epochs']} ({metrics['checkpoint']}.ckpt): {why}")
+        print(f"kept epoch {kept['epoch']} of {kept['epochs']} ({metrics['checkpoint']}.ckpt): {why}")
     print(
         f"test {line(metrics)} at threshold {metrics['threshold']}; mAP {_number(metrics['map'])} over {metrics['clips']} clips"
     )
@@ -308,7 +344,7 @@ def _print_predict_summary(scores: pd.DataFrame, out: str) -> None:
 
 def _refuse_options_with_resume(args: argparse.Namespace) -> None:
     """A resumed run keeps its own settings: any option that would change them is an error."""
-    names = ["data", "config", "recipe", "preset", "out", "run_dir", *(flag[2:].replace("-", "_") for flag, *_ in TRAIN_OPTIONS)]
+    names = ["data", "config", "recipe", "preset", "out", "run_dir", *(flag[2:].replace("-", "_") for flag, *_ in ALL_OPTIONS)]
     given = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) is not None]
     flags = ("--no-specaugment", "--no-time-shift", "--sync-batchnorm", "--prepare-only")
     given += [flag for flag in flags if getattr(args, flag[2:].replace("-", "_"))]
@@ -337,9 +373,23 @@ def _experiment(args: argparse.Namespace) -> None:
         print(f"results: {written['table1'].parent}")
 
 
+def _say_what_jobs_do() -> None:
+    """Print the jobs' ``mix2`` log (e.g. the run folder, at the start) on this call's stdout."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("mix2")
+    log.handlers = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banners, only our summary
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb is None:  # "mix2" alone: the verbs, one line each
+        parser.print_help()
+        return 0
+    _say_what_jobs_do()
     try:
         if args.verb == "train":
             if args.resume:
@@ -376,6 +426,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress=not args.quiet,
                 shard=args.shard,
             )
+            if scores.empty:
+                raise Mix2Error(
+                    f"no recording could be scored; the {scores.attrs['failures']} unreadable recording(s) are listed with "
+                    f"the reason in {Path(args.out) / 'failures.csv'}"
+                )
             _print_predict_summary(scores, args.out)
         elif args.verb == "merge":
             scores = merge_predictions(args.folders, args.out, parquet=args.parquet)
@@ -384,8 +439,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             root = download(args.dataset, args.dir, args.zenodo_api, keep_archive=args.keep_archive, progress=not args.quiet)
             print(f"{args.dataset} is in {root}; train on it with: mix2 train --data {root}")
         elif args.verb == "report":
-            out = args.out or (Path(args.dirs[0]) / "report.html" if len(args.dirs) == 1 else Path("mix2-report.html"))
-            print(f"report: {write_report(args.dirs, out)}")
+            folders, skipped = reportable(args.dirs)
+            for folder in skipped:
+                print(f"mix2: skipped {folder}: not an experiment folder or a finished run (no experiment.yaml, no metrics.json)")
+            if not folders:
+                raise Mix2Error("nothing to report: no experiment folder or finished run among the folders given")
+            out = args.out or (folders[0] / "report.html" if len(args.dirs) == 1 else Path("mix2-report.html"))
+            print(f"report: {write_report(folders, out)}")
+    except TrainingInterrupted as err:  # not an error: the run stopped where asked and can go on
+        print(f"\nmix2: {err}", file=sys.stderr)
+        return err.exit_status
+    except SettingError as err:
+        flag = FLAGS.get((err.section, err.name))
+        where = f"{flag} ({err.section}.{err.name})" if flag else f"{err.section}.{err.name}"
+        print(f"mix2: error: {where} {err.problem}", file=sys.stderr)
+        return err.exit_status
     except Mix2Error as err:
         print(f"mix2: error: {err}", file=sys.stderr)
         return err.exit_status

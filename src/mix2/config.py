@@ -26,6 +26,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,7 @@ from typing import Any
 import torch
 import yaml
 
-from mix2.errors import Mix2Error, input_error
+from mix2.errors import Mix2Error, SettingError, input_error
 
 CHORUS = "chorus"
 
@@ -206,40 +209,71 @@ class TrainConfig:
         return self.batch_size // self.processes
 
     def check(self, here: bool = True) -> None:
-        """Refuse settings that cannot run, in one line, before any work starts.
+        """Refuse settings that cannot run, in one line naming the setting, before any work starts.
 
-        ``here``: also refuse what this machine cannot run (fp16 or synchronised batch norm
-        without a GPU); a run folder prepared on a CPU for GPUs elsewhere leaves it out.
+        ``here``: also refuse what this machine cannot run (a GPU accelerator, fp16 or
+        synchronised batch norm without a GPU); a run folder prepared on a CPU for GPUs
+        elsewhere leaves it out.
         """
-        if self.precision not in PRECISIONS:
-            raise Mix2Error(f"unknown precision '{self.precision}'; choose one of: {', '.join(PRECISIONS)}")
-        if self.schedule not in SCHEDULES:
-            raise Mix2Error(f"unknown schedule '{self.schedule}'; choose one of: {', '.join(SCHEDULES)}")
-        if self.monitor not in MONITORS:
-            raise Mix2Error(f"unknown monitor '{self.monitor}'; choose one of: {', '.join(MONITORS)}")
-        if not self.warmup_epochs >= 0:
-            raise Mix2Error(f"warmup_epochs must be 0 or more, got {self.warmup_epochs!r}")
-        if self.strategy not in STRATEGIES:
-            raise Mix2Error(f"unknown strategy '{self.strategy}'; choose one of: {', '.join(STRATEGIES)}")
+        require = _requirer("train", self)
+        require("epochs", _is_int(self.epochs) and self.epochs >= 1, "must be a whole number of epochs, 1 or more")
         for name in ("batch_size", "devices", "num_nodes"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise Mix2Error(f"{name} must be a positive integer, got {value!r}")
+            require(name, _is_int(getattr(self, name)) and getattr(self, name) >= 1, "must be a positive integer")
+        require("lr", _is_number(self.lr) and self.lr > 0, "must be a positive number")
+        require("weight_decay", _is_number(self.weight_decay) and self.weight_decay >= 0, "must be 0 or more")
+        require("warmup_epochs", _is_number(self.warmup_epochs) and self.warmup_epochs >= 0, "must be 0 or more")
+        require("bn_momentum", _is_number(self.bn_momentum) and 0 < self.bn_momentum <= 1, "must be in (0, 1]")
+        require("seed", _is_int(self.seed) and 0 <= self.seed < 2**32, "must be a whole number from 0 to 2**32 - 1")
+        require("threshold", _is_number(self.threshold) and 0 < self.threshold < 1, "must be a probability between 0 and 1")
+        require(
+            "num_workers", _is_int(self.num_workers) and self.num_workers >= 0, "must be 0 (load in the training process) or more"
+        )
+        require("precision", self.precision in PRECISIONS, f"must be one of: {', '.join(PRECISIONS)}")
+        require("schedule", self.schedule in SCHEDULES, f"must be one of: {', '.join(SCHEDULES)}")
+        require("monitor", self.monitor in MONITORS, f"must be one of: {', '.join(MONITORS)}")
+        require("strategy", self.strategy in STRATEGIES, f"must be one of: {', '.join(STRATEGIES)}")
+        require("accelerator", self.accelerator in ACCELERATORS, f"must be one of: {', '.join(ACCELERATORS)}")
         if self.batch_size % self.processes:
-            raise Mix2Error(
-                f"the batch size ({self.batch_size}) is the global batch, split evenly over {self.processes} processes "
-                f"({self.devices} devices x {self.num_nodes} nodes); make it a multiple of {self.processes}"
+            raise SettingError(
+                "train",
+                "batch_size",
+                f"is the global batch, split evenly over {self.processes} processes "
+                f"({self.devices} devices x {self.num_nodes} nodes); make it a multiple of {self.processes}, got {self.batch_size}",
             )
         micro = self.micro_batch_size
-        if micro is not None and (not isinstance(micro, int) or not 1 <= micro <= self.batch_per_process):
-            raise Mix2Error(
-                "the micro-batch size must be an integer from 1 to the batch size of one process "
-                f"({self.batch_per_process}), got {micro!r}"
+        require(
+            "micro_batch_size",
+            micro is None or (_is_int(micro) and 1 <= micro <= self.batch_per_process),
+            f"must be an integer from 1 to the batch size of one process ({self.batch_per_process})",
+        )
+        if not here or pick_device(self.accelerator).type == "cuda":
+            return
+        if self.accelerator in ("gpu", "cuda"):
+            raise SettingError(
+                "train", "accelerator", f"is {self.accelerator}, but PyTorch sees no GPU on this machine; use cpu or auto"
             )
-        if here and self.precision == "fp16" and pick_device(self.accelerator).type != "cuda":
-            raise Mix2Error("precision fp16 needs a GPU; on a CPU use bf16")
-        if here and self.sync_batchnorm and pick_device(self.accelerator).type != "cuda":
-            raise Mix2Error("sync_batchnorm needs GPUs: PyTorch's SyncBatchNorm does not run on a CPU")
+        if self.precision == "fp16":
+            raise SettingError("train", "precision", "fp16 needs a GPU; on a CPU use bf16")
+        if self.sync_batchnorm:
+            raise SettingError("train", "sync_batchnorm", "needs GPUs: PyTorch's SyncBatchNorm does not run on a CPU")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _requirer(section: str, settings: Any) -> Callable[[str, bool, str], None]:
+    """``require(name, ok, problem)``: raise :class:`SettingError` for ``section.name`` (with its value) unless ``ok``."""
+
+    def require(name: str, ok: bool, problem: str) -> None:
+        if not ok:
+            raise SettingError(section, name, f"{problem}, got {getattr(settings, name)!r}")
+
+    return require
 
 
 MASK_FILLS = ("mean", "zero")
@@ -254,6 +288,8 @@ MONITORS = {"val_map": "max", "val_loss": "min", "val_macro_f1": "max"}
 """Validation metrics that can choose the kept checkpoint, and whether higher or lower is better."""
 STRATEGIES = ("auto", "ddp")
 """Lightning strategies mix2 trains with: ``auto`` (one device, or DDP over several) and ``ddp``."""
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+"""Lightning accelerators mix2 trains on: ``auto`` takes a GPU where PyTorch sees one."""
 
 
 def pick_device(accelerator: str = "auto") -> torch.device:
@@ -275,22 +311,52 @@ class RunConfig:
     out_dir: str = "runs"
 
     def check(self, here: bool = True) -> None:
-        """Refuse settings that cannot run (see :meth:`TrainConfig.check`), in one line."""
+        """Refuse settings that cannot run, in one line naming the setting (see :meth:`TrainConfig.check`).
+
+        The components named (model, mixer, loss) are checked where they are built:
+        :func:`mix2.training.check_components`.
+        """
         self.train.check(here)
-        if self.augment.mask_fill not in MASK_FILLS:
-            raise Mix2Error(f"unknown mask_fill '{self.augment.mask_fill}'; choose one of: {', '.join(MASK_FILLS)}")
-        if self.loss.pos_weight not in POS_WEIGHTS:
-            raise Mix2Error(f"unknown pos_weight '{self.loss.pos_weight}'; choose one of: {', '.join(POS_WEIGHTS)}")
+        data = _requirer("data", self.data)
+        data("window_s", _is_number(self.data.window_s) and self.data.window_s > 0, "must be a positive number of seconds")
+        data("hop_s", _is_number(self.data.hop_s) and self.data.hop_s > 0, "must be a positive number of seconds")
+        data(
+            "min_overlap_s",
+            _is_number(self.data.min_overlap_s) and 0 <= self.data.min_overlap_s <= self.data.window_s,
+            f"must be from 0 to the window's {self.data.window_s} s",
+        )
+        for name in ("test_fraction", "val_fraction"):
+            data(name, _is_number(getattr(self.data, name)) and 0 < getattr(self.data, name) < 1, "must be between 0 and 1")
+        for name in ("split_seed", "chorus_seed"):
+            data(name, _is_int(getattr(self.data, name)) and getattr(self.data, name) >= 0, "must be a whole number, 0 or more")
+        data("chorus_recordings", _is_int(self.data.chorus_recordings) and self.data.chorus_recordings >= 3, "must be 3 or more")
+        features = _requirer("features", self.features)
+        for name in ("sample_rate_hz", "n_mels", "n_fft", "hop_length"):
+            features(
+                name, _is_int(getattr(self.features, name)) and getattr(self.features, name) >= 1, "must be a positive integer"
+            )
         top_db = self.features.top_db
-        if top_db is not None and not top_db > 0:
-            raise Mix2Error(f"top_db must be a positive number of dB or null (min-max scaling), got {top_db!r}")
+        features(
+            "top_db",
+            top_db is None or (_is_number(top_db) and top_db > 0),
+            "must be a positive number of dB or null (min-max scaling)",
+        )
+        augment = _requirer("augment", self.augment)
+        augment("mask_fill", self.augment.mask_fill in MASK_FILLS, f"must be one of: {', '.join(MASK_FILLS)}")
+        for name in ("freq_masks", "max_freq_mask_bins", "time_masks", "max_time_mask_frames"):
+            augment(name, _is_int(getattr(self.augment, name)) and getattr(self.augment, name) >= 0, "must be 0 or more")
+        loss = _requirer("loss", self.loss)
+        loss("pos_weight", self.loss.pos_weight in POS_WEIGHTS, f"must be one of: {', '.join(POS_WEIGHTS)}")
+        loss("add_weight", _is_number(self.loss.add_weight) and self.loss.add_weight >= 0, "must be 0 or more")
         examples = self.mixing.multimix_examples
         uses_multimix = self.mixing.method == "multimix" or (
             self.mixing.method == "mix2" and "multimix" in self.mixing.mix2_members
         )
         if uses_multimix and examples is not None and examples % self.train.processes:
-            raise Mix2Error(
-                f"multimix_examples ({examples}) must be a multiple of the {self.train.processes} processes that share a batch"
+            raise SettingError(
+                "mixing",
+                "multimix_examples",
+                f"({examples}) must be a multiple of the {self.train.processes} processes that share a batch",
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -316,17 +382,27 @@ class RunConfig:
         return cls.from_dict(values or {}, origin=str(path))
 
 
-def _build(cls: type, values: Any, origin: str) -> Any:
+def _build(cls: type, values: Any, origin: str, section: str = "") -> Any:
+    """``cls`` from a nested dict; problems name the setting as the YAML writes it (``train.epochs``)."""
     if not isinstance(values, dict):
-        raise Mix2Error(f"{origin}: expected a mapping for '{cls.__name__}', got {values!r}")
+        where = f"'{section.rstrip('.')}'" if section else "the configuration"
+        raise Mix2Error(f"{origin}: {where} must be a mapping of settings, got {values!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise Mix2Error(f"{origin}: unknown setting(s) {', '.join(unknown)} in '{cls.__name__}'")
+        name = unknown[0]
+        close = difflib.get_close_matches(str(name), list(fields), n=1)
+        hint = (
+            f"; did you mean {section}{close[0]}?"
+            if close
+            else f"; {section.rstrip('.') or 'the top level'} has: {', '.join(fields)}"
+        )
+        others = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise Mix2Error(f"{origin}: unknown setting {section}{name}{others}{hint}")
     kwargs = {}
     for name, value in values.items():
         default = getattr(cls(), name)
-        kwargs[name] = _build(type(default), value, origin) if dataclasses.is_dataclass(default) else value
+        kwargs[name] = _build(type(default), value, origin, f"{section}{name}.") if dataclasses.is_dataclass(default) else value
     return cls(**kwargs)
 
 

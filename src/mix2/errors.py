@@ -24,6 +24,17 @@ class TrainingInterrupted(Mix2Error):
     exit_status = 130
 
 
+class SettingError(Mix2Error):
+    """A setting that cannot run: ``"<section>.<name> <problem>"``, e.g. ``train.lr must be a positive number, got -1.0``.
+
+    The command line names the flag as well where the setting has one (``--lr (train.lr) ...``).
+    """
+
+    def __init__(self, section: str, name: str, problem: str) -> None:
+        super().__init__(f"{section}.{name} {problem}")
+        self.section, self.name, self.problem = section, name, problem
+
+
 def input_error(path: str | Path, problem: str) -> Mix2Error:
     """Build the standard ``"<path>: <problem>"`` error.
 

@@ -33,7 +33,7 @@ import yaml
 from mix2.config import PRESETS, RunConfig, apply_preset
 from mix2.data.anuraset import VARIANTS
 from mix2.errors import Mix2Error, input_error
-from mix2.jobs import resume, train
+from mix2.jobs import check_config, resume, train
 from mix2.metrics import group_of_class
 from mix2.reporting.plots import plot_polyphony_by_method
 from mix2.reporting.tables import per_class_table, summary_table, to_markdown
@@ -122,6 +122,8 @@ def plan_experiment(out_dir: str | Path, experiment: Experiment | None = None) -
     if stored is not None and stored.to_dict() != experiment.to_dict():
         changed = [k for k, v in experiment.to_dict().items() if stored.to_dict()[k] != v]
         raise input_error(plan_path, f"this folder holds another experiment (its {', '.join(changed)} differ); use a new folder")
+    for run in experiment.runs():  # every run's settings, before anything is written (the runs may train elsewhere)
+        check_config(experiment.config(run), here=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     plan_path.write_text(yaml.safe_dump(experiment.to_dict(), sort_keys=False))
     commands = [f"mix2 experiment {out_dir} --run-index {i} --quiet" for i in range(len(experiment.runs()))]

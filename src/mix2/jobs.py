@@ -6,7 +6,8 @@ A run folder holds:
 - ``clips.csv`` and ``dataset.json``: the clips with their splits and labels, so evaluation
   reads exactly the clips the run was trained on;
 - ``checkpoints/best.ckpt`` (best validation mAP, or ``train.monitor``) and ``checkpoints/last.ckpt``;
-- ``logs/metrics.csv``: the training loss and its terms, validation loss, mAP and macro F1 per epoch;
+- ``logs/metrics.csv``: one row per epoch, counted from 1: the training loss and its terms,
+  the validation loss, mAP and macro F1 (``logs/speed.csv``: each epoch's training speed);
 - ``metrics.json``, ``test_predictions.csv`` and ``plots/*.png``: the test results, at the
   global threshold and at per-class thresholds tuned on validation (stored in the checkpoint);
   ``metrics.json`` is written last, so a folder that has it holds a finished run;
@@ -23,9 +24,10 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
+import logging
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Iterator
@@ -36,7 +38,6 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 
 from mix2.baseline import band_statistics, fit_baseline
 from mix2.config import MONITORS, PRECISIONS, RunConfig, pick_device
@@ -54,20 +55,33 @@ from mix2.training import (
     AtomicCheckpointIO,
     BestCheckpoint,
     Classifier,
+    EpochLog,
     InferenceModel,
     NonFiniteLoss,
+    ProgressBar,
     RunData,
     StepTimes,
+    check_components,
     clip_loader,
     load_checkpoint,
     load_classifier,
     store_thresholds,
 )
 
+LOG = logging.getLogger("mix2")
+"""Where the jobs say what they do (the run folder they write); silent unless the caller configures it, as the CLI does."""
+
 
 def cache_root() -> Path:
     """Where features and the synthetic chorus are cached: ``$MIX2_CACHE_DIR`` or ``~/.cache/mix2``."""
     return Path(os.environ.get("MIX2_CACHE_DIR", Path.home() / ".cache" / "mix2"))
+
+
+def check_config(config: RunConfig, here: bool = True) -> None:
+    """Refuse, in one line, a configuration that cannot run: its settings (:meth:`RunConfig.check`;
+    ``here`` as there) and the model, mixer and loss it names (:func:`~mix2.training.check_components`)."""
+    config.check(here)
+    check_components(config)
 
 
 def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool = True, prepare_only: bool = False) -> Path:
@@ -84,33 +98,56 @@ def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool =
     """
     if not is_first_process():
         return _join(run_dir, config)
-    config.check(here=not prepare_only)
+    check_config(config, here=not prepare_only)
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None and (run_dir / "clips.csv").is_file():
         raise input_error(run_dir, f"already holds a run; continue it with: mix2 train --resume {run_dir}")
     table = read_source(config.data, cache_root())
     run_dir = run_dir if run_dir is not None else _new_run_dir(Path(config.out_dir), table.name)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.to_yaml(run_dir / "config.yaml")
-
-    cache = FeatureCache(cache_root() / "features", config.features)
-    feature_paths, failures = extract_features(
-        table, cache, config.data.window_s, progress, pick_device(config.train.accelerator)
-    )
-    _write_failures(run_dir, table.failures + failures)
-    usable = np.array([p is not None for p in feature_paths], dtype=bool)
-    # Splits are drawn over the readable recordings only, so an unreadable file never empties one.
-    table = assign_splits(table.select(usable), config.data.test_fraction, config.data.val_fraction, config.data.split_seed)
-    feature_paths = [p for p in feature_paths if p is not None]
-    for split in SPLITS:  # all three must exist before hours of training
-        if not (table.clips["split"] == split).any():
-            raise input_error(config.data.source, f"no readable clips in the {split} split; the data needs more recordings")
-    _write_clips(run_dir, table)  # the run is resumable from here on
-    if prepare_only:
-        return run_dir
-    if _fit(config, table, feature_paths, run_dir, progress):
+    with _removed_unless_started(run_dir):
+        LOG.info("this run goes into %s", run_dir)
+        config.to_yaml(run_dir / "config.yaml")
+        cache = FeatureCache(cache_root() / "features", config.features)
+        feature_paths, failures = extract_features(
+            table, cache, config.data.window_s, progress, pick_device(config.train.accelerator)
+        )
+        _write_failures(run_dir, table.failures + failures)
+        usable = np.array([p is not None for p in feature_paths], dtype=bool)
+        # Splits are drawn over the readable recordings only, so an unreadable file never empties one.
+        table = assign_splits(table.select(usable), config.data.test_fraction, config.data.val_fraction, config.data.split_seed)
+        feature_paths = [p for p in feature_paths if p is not None]
+        for split in SPLITS:  # all three must exist before hours of training
+            if not (table.clips["split"] == split).any():
+                raise input_error(config.data.source, f"no readable clips in the {split} split; the data needs more recordings")
+        _write_clips(run_dir, table)  # the run is resumable from here on
+        if prepare_only:
+            return run_dir
+        trained = _fit(config, table, feature_paths, run_dir, progress)
+    if trained:
         evaluate(run_dir, progress=progress)
     return run_dir
+
+
+@contextlib.contextmanager
+def _removed_unless_started(run_dir: Path) -> Iterator[None]:
+    """Create ``run_dir``, and remove it again if what runs inside fails before a first epoch is saved.
+
+    A run that fails to start leaves no half-made folder behind; one interrupted by the user
+    stays, to be resumed. A folder that existed before is never removed.
+    """
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except TrainingInterrupted:
+        raise
+    except BaseException as err:
+        if not created or (run_dir / "checkpoints" / "last.ckpt").is_file():
+            raise
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if isinstance(err, Mix2Error):
+            err.args = (f"{err} (the run had not started: {run_dir} was removed)",)
+        raise
 
 
 def _join(run_dir: str | Path | None, config: RunConfig) -> Path:
@@ -143,7 +180,7 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "clips.csv").is_file():
         raise input_error(run_dir, "not a resumable mix2 run folder (it needs config.yaml and clips.csv)")
     config = RunConfig.from_yaml(run_dir / "config.yaml")
-    config.check()
+    check_config(config)
     table = read_run_clips(run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file() and is_first_process():
@@ -154,6 +191,21 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
     return run_dir
 
 
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Lightning's banners (accelerators found, tips) kept back while it runs; its warnings still show."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)
+
+
+@_quiet_lightning()
 def _fit(
     config: RunConfig,
     table: ClipTable,
@@ -192,7 +244,7 @@ def _fit(
     # Lightning's save_last writes "last" only when "best" improves: an unmonitored callback
     # overwrites last.ckpt after every epoch instead.
     last = ModelCheckpoint(dirpath=checkpoint_dir, filename="last", enable_version_counter=False)
-    logger = CSVLogger(save_dir=run_dir, name="", version="logs", flush_logs_every_n_steps=1)
+    logger = EpochLog(run_dir / "logs" / "metrics.csv", keep_epochs=0 if resumed_epoch is None else resumed_epoch + 1)
     trainer = L.Trainer(
         max_epochs=config.train.epochs,
         accelerator=config.train.accelerator,
@@ -203,7 +255,7 @@ def _fit(
         use_distributed_sampler=False,  # RunData shares the batches out itself
         precision=PRECISIONS[config.train.precision],
         deterministic="warn" if config.train.deterministic else False,
-        callbacks=[best, last, StepTimes(run_dir / "logs" / "speed.csv")],
+        callbacks=[best, last, StepTimes(run_dir / "logs" / "speed.csv"), *([ProgressBar()] if progress else [])],
         plugins=[AtomicCheckpointIO()],
         logger=logger,
         enable_progress_bar=progress,
@@ -218,8 +270,7 @@ def _fit(
         with warnings.catch_warnings():
             # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates; harmless here.
             warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
-            warnings.filterwarnings("ignore", message=r"(Checkpoint|Experiment logs) directory .* exists and is not empty")
-            _replay_log(run_dir / "logs" / "metrics.csv", logger, resumed_epoch)
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             with _run_dir_for_other_processes(run_dir):
                 trainer.fit(module, datamodule=data, ckpt_path=checkpoint, weights_only=True)
     except NonFiniteLoss as err:
@@ -256,20 +307,8 @@ def _kept(checkpoint_dir: Path) -> str:
     last = checkpoint_dir / "last.ckpt"
     if not last.is_file():
         return "No epoch had finished, so there is no checkpoint."
-    epoch = load_checkpoint(last)["epoch"]
-    return f"The last good checkpoint, {last} (epoch {epoch}), is kept."
-
-
-def _replay_log(path: Path, logger: CSVLogger, resumed_epoch: int | None) -> None:
-    """Keep the log rows of the epochs up to ``resumed_epoch``: Lightning's CSV logger starts its file afresh."""
-    if resumed_epoch is None or not path.is_file():
-        return
-    with path.open(newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if row.get("epoch") and int(float(row["epoch"])) <= resumed_epoch]
-    for row in rows:
-        values = {key: int(text) if text.lstrip("-").isdigit() else float(text) for key, text in row.items() if text != ""}
-        logger.experiment.log_metrics(values, step=values.pop("step"))
-    logger.experiment.save()
+    epoch = load_checkpoint(last)["epoch"] + 1
+    return f"The last good checkpoint, {last} (after epoch {epoch}), is kept."
 
 
 def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = True) -> dict:
@@ -283,9 +322,12 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = Tru
     """
     run_dir = Path(run_dir)
     checkpoint_path = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
+    if not (run_dir / "config.yaml").is_file():
+        raise input_error(run_dir, "not a mix2 run folder (it has no config.yaml)")
+    config = RunConfig.from_yaml(run_dir / "config.yaml")
+    _check_trained(run_dir, config.train.epochs)
     if not checkpoint_path.is_file():
         raise input_error(checkpoint_path, "no such checkpoint; is this a finished mix2 run folder?")
-    config = RunConfig.from_yaml(run_dir / "config.yaml")
     table = read_run_clips(run_dir)
     module = load_classifier(checkpoint_path)
     if module.classes != table.classes:
@@ -310,6 +352,18 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = Tru
     return metrics
 
 
+def _check_trained(run_dir: Path, epochs: int) -> None:
+    """Refuse to score a run whose training has not finished: its results would mark it finished, and it could not be resumed."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    done = load_checkpoint(last)["epoch"] + 1 if last.is_file() else 0
+    if done < epochs:
+        raise input_error(
+            run_dir,
+            f"training stopped after {done} of {epochs} epochs; finish it with: mix2 train --resume {run_dir} "
+            "(it is evaluated when it finishes)",
+        )
+
+
 def scored_metrics(table: ClipTable, config: RunConfig, labels: np.ndarray, scores: np.ndarray, tuned: np.ndarray) -> dict:
     """The metrics of a run's test ``scores`` ``(clips, classes)`` at the run's threshold, and under ``"tuned"`` at the per-class ``tuned`` thresholds.
 
@@ -323,10 +377,10 @@ def scored_metrics(table: ClipTable, config: RunConfig, labels: np.ndarray, scor
 
 
 def kept_epoch(checkpoint_path: Path, epochs: int) -> dict:
-    """Which epoch a checkpoint holds and why it was kept: ``epoch`` (0-based), ``epochs``, and for
+    """Which epoch a checkpoint holds and why it was kept: ``epoch`` (counted from 1), ``epochs``, and for
     ``best.ckpt`` the ``monitor`` that chose it with its ``value``."""
     state = load_checkpoint(checkpoint_path)
-    kept = {"epoch": int(state["epoch"]), "epochs": epochs, "monitor": None, "value": None}
+    kept = {"epoch": int(state["epoch"]) + 1, "epochs": epochs, "monitor": None, "value": None}
     for callback in state.get("callbacks", {}).values():
         if callback.get("monitor") and Path(str(callback.get("best_model_path", ""))).name == checkpoint_path.name:
             kept["monitor"], kept["value"] = callback["monitor"], float(callback["best_model_score"])
@@ -347,7 +401,7 @@ def baseline(run_dir: str | Path, progress: bool = True) -> dict:
 
     def statistics(split: str) -> tuple[np.ndarray, ClipTable]:
         clips = table.split(split)
-        paths = _cached_features(clips, config, run_dir, progress)  # one clip in memory at a time
+        paths = _cached_features(clips, config, run_dir, progress, "features for the baseline")  # one clip in memory at a time
         return np.concatenate([band_statistics(np.load(path)[None]) for path in paths]), clips
 
     (train_x, train), (val_x, val), (test_x, test) = (statistics(split) for split in ("train", "val", "test"))
@@ -368,7 +422,7 @@ def _score_split(
     clips = table.split(split)
     if len(clips) == 0:
         raise input_error(run_dir / "clips.csv", f"no clips in the {split} split")
-    feature_paths = _cached_features(clips, config, run_dir, progress)
+    feature_paths = _cached_features(clips, config, run_dir, progress, label=f"features of the {split} clips")
     device = pick_device(config.train.accelerator)
     model = InferenceModel(module).to(device)
     with torch.inference_mode():
@@ -376,11 +430,13 @@ def _score_split(
         return clips, torch.cat([torch.sigmoid(model(x.to(device))).cpu() for x, _ in batches]).numpy()
 
 
-def _cached_features(clips: ClipTable, config: RunConfig, run_dir: Path, progress: bool) -> list[Path]:
+def _cached_features(
+    clips: ClipTable, config: RunConfig, run_dir: Path, progress: bool, label: str = "features of the run's clips"
+) -> list[Path]:
     """The feature files of a run's clips, computed again where the cache lost them; unreadable audio is an error."""
     cache = FeatureCache(cache_root() / "features", config.features)
     feature_paths, failures = extract_features(
-        clips, cache, config.data.window_s, progress, pick_device(config.train.accelerator)
+        clips, cache, config.data.window_s, progress, pick_device(config.train.accelerator), label
     )
     if failures:
         file, reason = failures[0]

@@ -2,7 +2,7 @@
 
 - per-class F1 at a threshold (0.5), ``zero_division=0``;
 - macro F1 over all classes, and over the classes with at least one positive clip;
-- macro F1 over frequent, common and rare classes;
+- macro F1 over frequent, common and rare classes (each over its classes with a test positive);
 - F1 by polyphony: clips grouped by their number of species;
 - mAP: mean average precision over the classes with at least one positive clip;
 - per-class thresholds tuned for F1 on a validation split.
@@ -113,6 +113,12 @@ def tune_thresholds(y_true: np.ndarray, scores: np.ndarray, default: float = 0.5
     return thresholds
 
 
+def _group_f1(f1: np.ndarray, members: list[int], active: np.ndarray) -> float | None:
+    """Macro F1 over a group's classes that have a test positive; ``None`` where none has."""
+    scored = [i for i in members if active[i]]
+    return float(f1[scored].mean()) if scored else None
+
+
 def evaluate_scores(
     y_true: np.ndarray,
     scores: np.ndarray,
@@ -127,7 +133,9 @@ def evaluate_scores(
         y_true: ``(clips, classes)`` 0/1 labels.
         scores: ``(clips, classes)`` probabilities.
         classes: class names.
-        groups: frequent / common / rare class lists (see :func:`class_groups`).
+        groups: frequent / common / rare class lists (see :func:`class_groups`). Each group's
+            macro F1 is over its classes with a test positive (a class never heard in the test
+            split has no F1 to measure); ``groups_left_out`` lists the others.
         threshold: a global threshold, or one per class ``(classes,)``.
         train_counts: training positives per class, stored beside each class's F1.
     """
@@ -148,10 +156,9 @@ def evaluate_scores(
     return {
         "macro_f1": float(f1.mean()),
         "macro_f1_active": float(f1[active].mean()) if active.any() else None,
-        "groups": {
-            name: (float(np.mean([f1[index[c]] for c in members])) if members else None) for name, members in groups.items()
-        },
+        "groups": {name: _group_f1(f1, [index[c] for c in members], active) for name, members in groups.items()},
         "group_classes": groups,
+        "groups_left_out": {name: [c for c in members if not active[index[c]]] for name, members in groups.items()},
         "polyphony": polyphony_f1(y_true, y_pred),
         "map": mean_average_precision(y_true, np.asarray(scores)),
         "threshold": threshold if np.isscalar(threshold) else np.asarray(threshold).tolist(),

@@ -249,9 +249,9 @@ def multimix(config: MixingConfig) -> Mixer:
 
 @MIXERS.register("mix2")
 def mix2(config: MixingConfig) -> Mixer:
-    unknown = set(config.mix2_members) - {"mixup", "manifold_mixup", "multimix"}
+    unknown = set(config.mix2_members) - {"none", "mixup", "manifold_mixup", "multimix"}
     if unknown:
-        raise ValueError(f"mix2 members must be mixup, manifold_mixup or multimix, got {sorted(unknown)}")
+        raise ValueError(f"mix2 members must be none, mixup, manifold_mixup or multimix, got {sorted(unknown)}")
     members = {name: MIXERS.create(name, config=config) for name in config.mix2_members}
     return Mix2(members, config.mix2_members)
 

@@ -25,8 +25,9 @@ With ``out_dir`` the results are written there, and a re-run goes on where the l
 - ``failures.csv``: recordings that could not be read, with the reason; they are skipped;
 - ``parts/`` and ``done.jsonl``: one score file per finished recording, recorded atomically;
   recordings already listed in ``done.jsonl`` are not scored again;
-- ``predict.json``: the settings, so that a re-run with other settings is refused, and once
-  the job has finished, what it covered (the listing's digest, the thresholds).
+- ``predict.json``: the settings (the checkpoint's digest, the hop, the precision, the shard
+  and the per-class thresholds), so that a re-run with other settings is refused, and once
+  the job has finished, what it covered (the listing's digest).
 
 Large archives split over ``N`` independent jobs (a cluster's array job): ``shard=(i, n)``
 scores only the recordings of shard ``i`` of ``n`` (:func:`shard_of`, from a hash of each
@@ -72,7 +73,7 @@ from mix2.data.events import TIME_TOLERANCE_S, window_starts
 from mix2.errors import Mix2Error, input_error
 from mix2.features.logmel import LogMel, normalize_per_clip
 from mix2.files import atomic_path, md5sum
-from mix2.training import Classifier, InferenceModel, load_classifier
+from mix2.training import Classifier, InferenceModel, load_classifier, resolve_checkpoint
 
 BLOCK_S = 120.0
 """The most audio read at once from one recording, in seconds (more only where one window is longer)."""
@@ -183,32 +184,51 @@ def _blocks(windows: list[Window], window_s: float) -> Iterator[list[Window]]:
         yield block
 
 
+THRESHOLD_FORMS = (
+    "a number between 0 and 1 (0.5), 'checkpoint' (tuned on validation at training), or a CSV file with class,threshold"
+)
+
+
 def thresholds_from(classes: list[str], thresholds: float | str | Path | dict[str, float] | np.ndarray) -> np.ndarray:
-    """Per-class thresholds ``(classes,)`` from a number, a dict, an array or a CSV (``class``/``label``, ``threshold``)."""
-    if isinstance(thresholds, (int, float)):
-        return np.full(len(classes), float(thresholds))
-    if isinstance(thresholds, np.ndarray):
+    """Per-class thresholds ``(classes,)`` from a number, a dict, an array or a CSV (``class``/``label``, ``threshold``).
+
+    Every threshold given must lie strictly between 0 and 1: a score is a probability. An array
+    (the thresholds a checkpoint stores, tuned on validation) is taken as it is.
+    """
+    if isinstance(thresholds, np.ndarray):  # as tuned and stored in a checkpoint
         return thresholds.astype(np.float64)
-    if isinstance(thresholds, (str, Path)):
-        path = Path(thresholds)
-        if not path.is_file():
-            raise input_error(path, "no such thresholds file")
-        table = pd.read_csv(path)
-        name = next((c for c in ("class", "label", "species") if c in table.columns), None)
-        if name is None or "threshold" not in table.columns:
-            raise input_error(path, "a thresholds file needs a 'class' and a 'threshold' column")
-        thresholds = dict(zip(table[name].astype(str), table["threshold"].astype(float)))
-        missing = [c for c in classes if c not in thresholds]
-        if missing:
-            raise input_error(path, f"no threshold for {len(missing)} class(es), e.g. '{missing[0]}'")
-    return np.array([float(thresholds[c]) for c in classes])
+    source = str(thresholds) if isinstance(thresholds, (int, float, str, Path)) else "thresholds"
+    if isinstance(thresholds, (int, float)):
+        values = np.full(len(classes), float(thresholds))
+    else:
+        if isinstance(thresholds, (str, Path)):
+            path = Path(thresholds)
+            if not path.is_file():
+                raise Mix2Error(f"thresholds '{thresholds}': no such file; thresholds are {THRESHOLD_FORMS}")
+            table = pd.read_csv(path)
+            name = next((c for c in ("class", "label", "species") if c in table.columns), None)
+            if name is None or "threshold" not in table.columns:
+                raise input_error(path, "a thresholds file needs a 'class' and a 'threshold' column")
+            thresholds = dict(zip(table[name].astype(str), pd.to_numeric(table["threshold"], errors="coerce")))
+            missing = [c for c in classes if c not in thresholds]
+            if missing:
+                raise input_error(path, f"no threshold for {len(missing)} class(es), e.g. '{missing[0]}'")
+        values = np.array([float(thresholds[c]) for c in classes])
+    outside = [(c, v) for c, v in zip(classes, values) if not 0 < v < 1]
+    if outside:
+        name, value = outside[0]
+        where = f"thresholds '{source}'" if source != "thresholds" else "thresholds"
+        raise Mix2Error(f"{where}: each threshold must lie between 0 and 1, got {value} for '{name}'")
+    return values
 
 
 def detections(scores: pd.DataFrame, thresholds: np.ndarray) -> pd.DataFrame:
-    """Windows over their class's threshold, consecutive ones merged: ``file, species, start_s, end_s, max_score``.
+    """Windows over their class's threshold, overlapping ones merged: ``file, species, start_s, end_s, max_score``.
 
-    Windows of one recording and species are consecutive when the next starts before, or where,
-    the previous ends; a merged detection spans from the first start to the last end.
+    Windows of one recording and species over the threshold are merged into one detection
+    wherever the next starts before, or where, the detection so far ends (they overlap or
+    touch), even with a window under the threshold between them; a detection spans from its
+    first start to its last end, so the detections of one species never overlap.
     """
     classes = list(scores.columns[3:])
     rows = []
@@ -218,20 +238,20 @@ def detections(scores: pd.DataFrame, thresholds: np.ndarray) -> pd.DataFrame:
         for k, species in enumerate(classes):
             current: list | None = None
             for i in np.flatnonzero(values[:, k] >= thresholds[k]):
-                if current is not None and starts[i] <= current[3] + TIME_TOLERANCE_S and i == current[5] + 1:
-                    current[3], current[4], current[5] = ends[i], max(current[4], values[i, k]), i
+                if current is not None and starts[i] <= current[3] + TIME_TOLERANCE_S:
+                    current[3], current[4] = max(current[3], ends[i]), max(current[4], values[i, k])
                     continue
                 if current is not None:
-                    rows.append(current[:5])
-                current = [file, species, starts[i], ends[i], values[i, k], i]
+                    rows.append(current)
+                current = [file, species, starts[i], ends[i], values[i, k]]
             if current is not None:
-                rows.append(current[:5])
+                rows.append(current)
     frame = pd.DataFrame(rows, columns=["file", "species", "start_s", "end_s", "max_score"])
     return frame.sort_values(["file", "start_s", "species"], kind="stable").reset_index(drop=True)
 
 
-def write_raven_table(path: Path, found: pd.DataFrame, max_frequency_hz: float) -> None:
-    """A Raven Pro selection table (tab-separated) of one recording's detections."""
+def write_raven_table(path: Path, found: pd.DataFrame, max_frequency_hz: float, begin_file: str) -> None:
+    """A Raven Pro selection table (tab-separated) of one recording's detections; ``begin_file`` names the recording."""
     table = pd.DataFrame(
         {
             "Selection": np.arange(1, len(found) + 1),
@@ -241,7 +261,7 @@ def write_raven_table(path: Path, found: pd.DataFrame, max_frequency_hz: float) 
             "End Time (s)": found["end_s"].to_numpy(),
             "Low Freq (Hz)": 0.0,
             "High Freq (Hz)": max_frequency_hz,
-            "Begin File": [Path(f).name for f in found["file"]],
+            "Begin File": begin_file,
             "Species": found["species"].to_numpy(),
             "Score": found["max_score"].round(4).to_numpy(),
         }
@@ -266,7 +286,8 @@ def predict(
 
     Args:
         checkpoint: a ``.ckpt`` written by ``mix2 train`` (it carries the classes, the front-end
-            settings, the model name and the tuned thresholds).
+            settings, the model name and the tuned thresholds), or a run folder (its
+            ``checkpoints/best.ckpt``).
         paths: audio files, or folders searched recursively.
         out_dir: where to write the tables (see the module docstring); ``None`` writes nothing.
         hop_s: seconds between window starts (1).
@@ -286,6 +307,7 @@ def predict(
         raise Mix2Error(f"hop_s must be positive and batch_size at least 1 (got {hop_s}, {batch_size})")
     if shard is not None:
         check_shard(shard)
+    checkpoint = resolve_checkpoint(checkpoint)
     module = load_classifier(checkpoint)
     if isinstance(thresholds, str) and thresholds == "checkpoint":
         thresholds = module.thresholds if module.thresholds is not None else 0.5
@@ -294,7 +316,8 @@ def predict(
     recordings = listing if shard is None else [p for p in listing if shard_of(p, shard[1]) == shard[0]]
     window_s = module.config.data.window_s
     sample_rate_hz = module.config.features.sample_rate_hz
-    state = PredictState(Path(out_dir), checkpoint, hop_s, precision, shard) if out_dir is not None else None
+    classes_thresholds = dict(zip(module.classes, per_class.tolist()))
+    state = PredictState(Path(out_dir), checkpoint, hop_s, precision, classes_thresholds, shard) if out_dir else None
     done = state.done() if state else {}
     scorer = WindowScorer(module, precision)
 
@@ -324,7 +347,7 @@ def predict(
     found = detections(scores_table, per_class)
     if state:
         state.write_results(scores_table, found, recordings, failures, parquet, sample_rate_hz / 2)
-        state.finish(listing, dict(zip(module.classes, per_class.tolist())), sample_rate_hz / 2)
+        state.finish(listing, sample_rate_hz / 2)
     # What this call did, for the caller to report: the audio it scored and how long that took.
     scores_table.attrs.update(scored_audio_s=audio_s, elapsed_s=elapsed, failures=len(failures))
     return scores_table
@@ -403,13 +426,25 @@ class PredictState:
     """The output folder of a resumable prediction (see the module docstring)."""
 
     def __init__(
-        self, folder: Path, checkpoint: str | Path, hop_s: float, precision: str, shard: tuple[int, int] | None = None
+        self,
+        folder: Path,
+        checkpoint: str | Path,
+        hop_s: float,
+        precision: str,
+        thresholds: dict[str, float],
+        shard: tuple[int, int] | None = None,
     ) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "parts").mkdir(exist_ok=True)
         shard_text = None if shard is None else f"{shard[0]}/{shard[1]}"
-        settings = {"checkpoint_md5": md5sum(checkpoint), "hop_s": hop_s, "precision": precision, "shard": shard_text}
+        settings = {
+            "checkpoint_md5": md5sum(checkpoint),
+            "hop_s": hop_s,
+            "precision": precision,
+            "shard": shard_text,
+            "thresholds": thresholds,
+        }
         settings_path = folder / "predict.json"
         if settings_path.is_file():
             stored = json.loads(settings_path.read_text())
@@ -477,26 +512,34 @@ class PredictState:
         readable = [path for i, path in enumerate(recordings) if i not in failures]
         write_raven_tables(self.folder / "raven", found, readable, max_frequency_hz)
 
-    def finish(self, listing: list[Path], thresholds: dict[str, float], max_frequency_hz: float) -> None:
-        """Record in ``predict.json`` that the job finished, over which listing, with which thresholds."""
+    def finish(self, listing: list[Path], max_frequency_hz: float) -> None:
+        """Record in ``predict.json`` that the job finished, over which listing."""
         settings_path = self.folder / "predict.json"
         record = json.loads(settings_path.read_text())
-        record.update(
-            finished=True,
-            listing_sha1=listing_digest(listing),
-            listed=len(listing),
-            thresholds=thresholds,
-            max_frequency_hz=max_frequency_hz,
-        )
+        record.update(finished=True, listing_sha1=listing_digest(listing), listed=len(listing), max_frequency_hz=max_frequency_hz)
         _write_text(settings_path, json.dumps(record, indent=2))
 
 
 def write_raven_tables(folder: Path, found: pd.DataFrame, recordings: list[Path], max_frequency_hz: float) -> None:
-    """One Raven selection table per recording of ``recordings`` (empty where it has no detection)."""
+    """One Raven selection table per recording of ``recordings`` (empty where it has no detection).
+
+    Each table's ``Begin File`` is the recording's path under the folder that holds them all,
+    so that same-named recordings of different sites stay apart (``site1/0001.wav``).
+    """
     names = _raven_names(recordings)
     by_file = dict(tuple(found.groupby("file", sort=False)))
-    for name, path in zip(names, recordings):
-        write_raven_table(folder / name, by_file.get(str(path), found.iloc[:0]), max_frequency_hz)
+    begin_files = relative_paths(recordings)
+    for name, path, begin_file in zip(names, recordings, begin_files):
+        write_raven_table(folder / name, by_file.get(str(path), found.iloc[:0]), max_frequency_hz, begin_file)
+
+
+def relative_paths(recordings: list[Path]) -> list[str]:
+    """Each recording's path under the deepest folder that holds them all (its name, for one recording)."""
+    if not recordings:
+        return []
+    absolute = [os.path.abspath(p) for p in recordings]
+    base = os.path.commonpath([os.path.dirname(p) for p in absolute])
+    return [Path(os.path.relpath(p, base)).as_posix() for p in absolute]
 
 
 def _path_bytes(path: Path) -> bytes:

@@ -39,6 +39,7 @@ import functools
 import math
 import pickle
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,10 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
 from sklearn.metrics import f1_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -55,7 +58,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from mix2.augment import CircularTimeShift, SpecAugment
 from mix2.config import FeatureConfig, RunConfig, TrainConfig, pick_device
 from mix2.distributed import BatchGroup
-from mix2.errors import Mix2Error, input_error
+from mix2.errors import Mix2Error, SettingError, input_error
 from mix2.features.logmel import normalize_per_clip
 from mix2.files import atomic_path
 from mix2.losses import create_loss
@@ -64,6 +67,7 @@ from mix2.mixing import Mix2, create_mixer
 from mix2.models import create_model
 from mix2.models.fusion import fold_batch_norm
 from mix2.models.micro_batches import MicroBatches, in_micro_batches
+from mix2.registry import LOSSES, MIXERS, MODELS
 
 
 class CachedClips(Dataset):
@@ -301,7 +305,7 @@ class StepTimes(Callback):
         if not trainer.is_global_zero:
             return
         seconds = self.step_s + self.wait_s
-        row = [trainer.current_epoch, self.steps, self.clips, round(seconds, 3)]
+        row = [trainer.current_epoch + 1, self.steps, self.clips, round(seconds, 3)]
         row += [round(self.clips / max(seconds, 1e-9), 2), round(self.wait_s / max(seconds, 1e-9), 4)]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.is_file()
@@ -312,9 +316,93 @@ class StepTimes(Callback):
             writer.writerow(row)
 
 
+class EpochLog(Logger):
+    """``logs/metrics.csv``: one row per epoch, counted from 1, holding everything logged in it.
+
+    The training loss and its terms, Mix2's member fractions, the validation loss, mAP and
+    macro F1: Lightning logs the validation and the training values in separate calls, and
+    this joins them by epoch. The file is rewritten atomically after each call. A resumed run
+    keeps the rows of its first ``keep_epochs`` epochs (those its checkpoint holds) and goes on.
+    """
+
+    def __init__(self, path: str | Path, keep_epochs: int = 0) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.rows: dict[int, dict[str, float]] = {}
+        if keep_epochs and self.path.is_file():
+            with self.path.open(newline="") as handle:
+                for row in csv.DictReader(handle):
+                    if int(row["epoch"]) <= keep_epochs:
+                        self.rows[int(row["epoch"])] = {key: float(text) for key, text in row.items() if text != ""}
+
+    @property
+    def name(self) -> str:
+        return "mix2"
+
+    @property
+    def version(self) -> str:
+        return "logs"
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """Nothing: the run's settings are in its ``config.yaml``."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        values = dict(metrics)
+        epoch = int(values.pop("epoch")) + 1  # Lightning counts from 0
+        row = self.rows.setdefault(epoch, {"epoch": epoch})
+        if step is not None:
+            row["step"] = max(row.get("step", 0), step)
+        row.update(values)
+        columns = ["epoch", "step", *sorted({key for row in self.rows.values() for key in row} - {"epoch", "step"})]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.path) as partial, partial.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, columns)
+            writer.writeheader()
+            for epoch in sorted(self.rows):
+                writer.writerow({key: _plain(value) for key, value in self.rows[epoch].items()})
+
+
+def _plain(value: float) -> int | float:
+    """A logged value as the CSV shows it: whole numbers without a decimal point."""
+    return int(value) if float(value).is_integer() else float(value)
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's progress bar without the logger's version (``v_num``), which means nothing to a user."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, int | str | float | dict[str, float]]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
+
+
 def to_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """``x`` in channels-last memory layout where ``channels_last``, else as it is."""
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def check_components(config: RunConfig) -> None:
+    """Refuse, in one line, a model, mixer or loss that the configuration names but cannot build.
+
+    Each is built once here with the configuration's settings (a model of two classes), so
+    that a wrong name or setting stops a run before any data is read or folder written.
+    """
+    for section, name, registry in (("train", "model", MODELS), ("mixing", "method", MIXERS), ("loss", "name", LOSSES)):
+        value = getattr(getattr(config, section), name)
+        if value not in registry.names():
+            raise SettingError(section, name, f"must be one of: {', '.join(registry.names())}, got {value!r}")
+    builds = (
+        ("train", lambda: create_model(config.train.model, num_classes=2, bn_momentum=config.train.bn_momentum)),
+        ("mixing", lambda: create_mixer(config.mixing)),
+        ("loss", lambda: create_loss(config.loss)),
+    )
+    for section, build in builds:
+        try:
+            build()
+        except (TypeError, ValueError) as err:
+            raise Mix2Error(f"{section}: {err}") from None
 
 
 class Classifier(L.LightningModule):
@@ -390,7 +478,9 @@ class Classifier(L.LightningModule):
         finite = bool(torch.isfinite(loss))
         if not group.all_true(finite, loss.device):  # every process stops, or the others would wait for it
             value = "NaN or infinite in another process" if finite else loss.item()
-            raise NonFiniteLoss(f"the training loss became {value} at epoch {self.current_epoch}, step {self.global_step}")
+            raise NonFiniteLoss(
+                f"the training loss became {value} at epoch {self.current_epoch + 1}, step {self.global_step + 1}"
+            )
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
         if len(terms) > 1:  # each term apart, to see whether one swamps the others
             for name, value in terms.items():
@@ -422,7 +512,7 @@ class Classifier(L.LightningModule):
         logits, targets = (group.gather_arrays(torch.cat(parts).numpy()) for parts in zip(*self._validation))
         self._validation.clear()
         if not np.isfinite(logits).all():  # raised before this epoch's checkpoints are written
-            raise NonFiniteLoss(f"the validation scores became NaN or infinite at epoch {self.current_epoch}")
+            raise NonFiniteLoss(f"the validation scores became NaN or infinite at epoch {self.current_epoch + 1}")
         loss = nn.functional.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(targets))
         scores = torch.sigmoid(torch.from_numpy(logits)).numpy()
         macro_f1 = f1_score(
@@ -493,7 +583,7 @@ def load_checkpoint(checkpoint: str | Path) -> dict[str, Any]:
     Anything else (a missing, truncated or tampered file) is a one-line :class:`~mix2.errors.Mix2Error`.
     """
     if not Path(checkpoint).is_file():
-        raise input_error(checkpoint, "no such checkpoint")
+        raise input_error(checkpoint, "no such checkpoint file")
     try:
         return torch.load(checkpoint, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
@@ -520,8 +610,32 @@ def load_classifier(checkpoint: str | Path) -> Classifier:
 
 
 def _unloadable(checkpoint: str | Path, err: Exception) -> Mix2Error:
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return input_error(checkpoint, f"not a mix2 checkpoint, or not one that loads safely ({reason[:200]})")
+    """One line on why ``checkpoint`` does not load; never PyTorch's own advice to load it unsafely."""
+    if not zipfile.is_zipfile(checkpoint):
+        problem = "not a mix2 checkpoint: not a file PyTorch saved, or one cut short (pass the .ckpt that mix2 train wrote)"
+    elif isinstance(err, pickle.UnpicklingError):
+        problem = (
+            "not a mix2 checkpoint: it holds Python objects beyond tensors and plain data, and mix2 never runs "
+            "code from a checkpoint (is it from another tool, or modified?)"
+        )
+    else:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        problem = f"not a mix2 checkpoint, or a damaged one ({reason[:160]})"
+    return input_error(checkpoint, problem)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint file ``path`` names: a ``.ckpt`` file as it is; a run folder or its
+    ``checkpoints/`` folder gives its kept checkpoint, ``best.ckpt``."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for candidate in (path / "checkpoints" / "best.ckpt", path / "best.ckpt"):
+        if candidate.is_file():
+            return candidate
+    raise input_error(
+        path, "a folder without a checkpoint; pass a run folder (its checkpoints/best.ckpt is used) or a .ckpt file"
+    )
 
 
 def store_thresholds(checkpoint: str | Path, thresholds: dict[str, float]) -> None:

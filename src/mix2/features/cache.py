@@ -71,7 +71,12 @@ class FeatureCache:
 
 
 def extract_features(
-    table: ClipTable, cache: FeatureCache, clip_s: float, progress: bool = True, device: torch.device | str = "cpu"
+    table: ClipTable,
+    cache: FeatureCache,
+    clip_s: float,
+    progress: bool = True,
+    device: torch.device | str = "cpu",
+    label: str = "features",
 ) -> tuple[list[Path | None], list[tuple[str, str]]]:
     """Make sure every clip of ``table`` is in ``cache``, decoding each audio file once.
 
@@ -83,13 +88,13 @@ def extract_features(
     Audio is decoded and resampled on the CPU; the log-mel runs on ``device`` (a GPU, where
     training runs on one). Returns the cache path of each clip (``None`` where its audio could
     not be read) and the failures as ``(file, reason)``. A run goes on past unreadable files;
-    they are listed.
+    they are listed. ``label`` names the progress bar (over audio files).
     """
     frontend = LogMel(**cache.features.logmel_settings()).to(device)
     paths: list[Path | None] = [None] * len(table)
     failures: list[tuple[str, str]] = []
     by_file = table.clips.groupby("file", sort=False).indices
-    for file, rows in tqdm(by_file.items(), desc="features", unit="file", disable=not progress):
+    for file, rows in tqdm(by_file.items(), desc=label, unit="file", disable=not progress):
         audio_path = table.root / file
         try:
             starts = table.clips["start_s"].to_numpy()[rows]

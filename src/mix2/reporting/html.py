@@ -63,13 +63,22 @@ def write_report(folders: list[str | Path], out: str | Path) -> Path:
     return out
 
 
+def reportable(folders: list[str | Path]) -> tuple[list[Path], list[Path]]:
+    """``(kept, skipped)``: the folders that are experiments or finished runs, and the others
+    (an unfinished or failed run, any other folder), each in the order given."""
+    paths = [Path(folder) for folder in folders]
+    kept = [path for path in paths if _is_reportable(path)]
+    return kept, [path for path in paths if path not in kept]
+
+
+def _is_reportable(folder: Path) -> bool:
+    return (folder / PLAN_FILE).is_file() or is_finished(folder)
+
+
 def _section(folder: Path, number: int) -> str:
-    if (folder / PLAN_FILE).is_file():
-        body = _experiment_section(folder)
-    elif is_finished(folder):
-        body = _run_section(folder)
-    else:
+    if not _is_reportable(folder):
         raise input_error(folder, "neither an experiment folder (experiment.yaml) nor a finished run folder (metrics.json)")
+    body = _experiment_section(folder) if (folder / PLAN_FILE).is_file() else _run_section(folder)
     return f'<section id="s{number}"><h1>{html.escape(str(folder))}</h1>{body}</section>'
 
 
@@ -146,9 +155,7 @@ def _run_section(folder: Path) -> str:
         if (folder / "plots" / name).is_file()
     ]
     kept = metrics.get("kept")
-    why = (
-        f" (epoch {kept['epoch'] + 1} of {kept['epochs']}, best validation {kept['monitor']})" if kept and kept["monitor"] else ""
-    )
+    why = f" (epoch {kept['epoch']} of {kept['epochs']}, best validation {kept['monitor']})" if kept and kept["monitor"] else ""
     return (
         f'<p class="note">Test split: {metrics["clips"]} clips, checkpoint {html.escape(str(metrics["checkpoint"]) + why)}.</p>'
         f"<h2>Macro F1 and mAP (%) on test</h2>{_table(scores)}"

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 matplotlib.rcParams["svg.fonttype"] = "none"  # SVG text stays text: searchable and editable for publication
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 
@@ -27,9 +28,15 @@ def _save(figure: plt.Figure, path: Path) -> Path:
 
 
 def plot_groups(metrics: dict, path: Path) -> Path:
-    """Bars of macro F1 over frequent, common, rare and all classes, at 0.5 and at tuned thresholds."""
+    """Bars of macro F1 over frequent, common, rare and all classes, at 0.5 and at tuned thresholds.
+
+    Each group counts the classes it averages, those with a test positive; "all" is macro F1
+    over every class (the paper's), which counts a class never heard in the test split as 0.
+    """
     names = [*GROUPS, "all"]
-    counts = [len(metrics["group_classes"].get(g, [])) for g in GROUPS] + [len(metrics["per_class"])]
+    left_out = metrics.get("groups_left_out", {})
+    counts = [len(metrics["group_classes"].get(g, [])) - len(left_out.get(g, [])) for g in GROUPS]
+    counts.append(len(metrics["per_class"]))
     reports = {f"threshold {metrics['threshold']}": metrics}
     if "tuned" in metrics:
         reports["tuned per class on validation"] = metrics["tuned"]
@@ -72,27 +79,47 @@ def plot_polyphony(metrics: dict, path: Path) -> Path:
     return _save(figure, path)
 
 
+LABELLED_CLASSES = 12
+"""The most class names written beside their points in the per-class plot (the rarest and worst first)."""
+
+
 def plot_per_class(metrics: dict, path: Path) -> Path:
-    """Each class's F1 against its number of training clips (log scale)."""
+    """Each class's F1 against its number of training clips (log scale), for the classes with a
+    test positive; the others have no F1 to measure, and the title says how many were left out.
+
+    The points of up to :data:`LABELLED_CLASSES` classes carry their names: every class where
+    there are that few, else the lowest F1s, the rarest first among equals.
+    """
     per_class = metrics["per_class"]
-    figure, axes = plt.subplots(figsize=(6, 4))
+    scored = {c for c, values in per_class.items() if values["test_positives"] > 0}
+    figure, axes = plt.subplots(figsize=(7, 4.5))
     colours = {"frequent": "#3b7dd8", "common": "#5aa469", "rare": "#d8863b"}
+
+    def training_clips(name: str) -> float:
+        return max(per_class[name].get("train_positives", 0), 0.8)  # 0 drawn just under 1 on the log axis
+
     for group, members in metrics["group_classes"].items():
-        xs = [max(per_class[c].get("train_positives", 0), 0.8) for c in members]
-        axes.scatter(xs, [per_class[c]["f1"] for c in members], label=group, color=colours.get(group), s=18)
+        shown = [c for c in members if c in scored]
+        axes.scatter(
+            [training_clips(c) for c in shown], [per_class[c]["f1"] for c in shown], label=group, color=colours.get(group), s=18
+        )
+    named = sorted(scored, key=lambda c: (per_class[c]["f1"], per_class[c].get("train_positives", 0), c))[:LABELLED_CLASSES]
+    for name in named:
+        axes.annotate(name, (training_clips(name), per_class[name]["f1"]), fontsize=6, xytext=(3, 2), textcoords="offset points")
     axes.set_xscale("log")
     axes.set_xlabel("training clips with the class (log)")
     axes.set_ylabel("test F1")
     axes.set_ylim(-0.03, 1.03)
     axes.legend(fontsize=8)
-    axes.set_title("Per-class F1 against training count")
+    left_out = len(per_class) - len(scored)
+    note = f"; {left_out} class(es) without a test clip left out" if left_out else ""
+    axes.set_title(f"Per-class F1 against training count ({len(scored)} classes{note})", fontsize=9)
     return _save(figure, path)
 
 
 def plot_training_curves(log_csv: Path, path: Path) -> Path:
     """Training loss (and its BCE and ADD terms, where there are two) and validation loss; validation mAP and macro F1; per epoch."""
-    log = pd.read_csv(log_csv)
-    by_epoch = log.groupby("epoch").last()
+    by_epoch = pd.read_csv(log_csv).groupby("epoch").last()  # one row per epoch, counted from 1
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
     losses = [
         ("train_loss", "train loss"),
@@ -103,14 +130,14 @@ def plot_training_curves(log_csv: Path, path: Path) -> Path:
     for column, label in losses:
         if column in by_epoch:
             series = by_epoch[column].dropna()
-            left.plot(series.index + 1, series.values, "o-", label=label, markersize=3)
+            left.plot(series.index, series.values, "o-", label=label, markersize=3)
     left.set_xlabel("epoch")
     left.set_ylabel("loss")
     left.legend(fontsize=8)
     for column, label in [("val_map", "validation mAP"), ("val_macro_f1", "validation macro F1 at the threshold")]:
         if column in by_epoch:
             series = by_epoch[column].dropna()
-            right.plot(series.index + 1, series.values, "o-", label=label, markersize=3)
+            right.plot(series.index, series.values, "o-", label=label, markersize=3)
     right.set_xlabel("epoch")
     right.set_ylabel("validation score")
     right.set_ylim(0, 1)
@@ -179,7 +206,13 @@ def plot_cooccurrence(labels: np.ndarray, classes: list[str], path: Path) -> Pat
     image = axes.imshow(counts, cmap="viridis", norm=matplotlib.colors.LogNorm(vmin=1, vmax=max(1, counts.max())))
     axes.set_xticks(range(len(classes)), classes, rotation=90, fontsize=max(4, 9 - len(classes) // 15))
     axes.set_yticks(range(len(classes)), classes, fontsize=max(4, 9 - len(classes) // 15))
-    figure.colorbar(image, ax=axes, label="clips with both (log)", shrink=0.6)
+    top = max(1, int(counts.max()))
+    ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000) if t <= top]
+    bar = figure.colorbar(image, ax=axes, shrink=0.6, ticks=ticks if top in ticks else [*ticks, top])
+    bar.ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    bar.ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    bar.ax.tick_params(labelsize=9)
+    bar.set_label("clips with both classes (log scale; blank: none)", fontsize=10)
     axes.set_title("Co-occurrence of classes in the clips")
     return _save(figure, path)
 
