@@ -182,6 +182,18 @@ def test_two_member_mix2_and_bad_settings():
         create_mixer(config("mixup", mixup_alpha=0.0))
 
 
+def test_mix2_with_a_none_member_leaves_that_share_of_steps_unmixed():
+    torch.manual_seed(0)
+    members = {"none": 0.5, "mixup": 0.125, "manifold_mixup": 0.25, "multimix": 0.125}
+    mixer = create_mixer(config("mix2", mix2_members=members))
+    x, y = one_hot_batch(4)
+    outputs = [mixer(Probe(), x, y) for _ in range(2_000)]
+    unmixed = [out for out in outputs if out.method == "none"]
+    assert all(torch.equal(out.embedding, torch.eye(4)) and out.targets is y for out in unmixed)
+    observed = [mixer.counts[name] for name in members]
+    assert chisquare(observed, [1_000, 250, 500, 250]).pvalue > 0.001 and len(unmixed) == observed[0]
+
+
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("batch", [1, 3])
 def test_gradients_reach_the_first_layer_of_the_real_model(method, batch):
