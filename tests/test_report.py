@@ -87,3 +87,42 @@ def test_report_loads_in_headless_chromium_with_no_console_errors(experiment_dir
     assert len(widths) >= 2 and all(width > 0 for width in widths)  # every embedded figure decoded
     shot = matplotlib.image.imread(tmp_path / "table.png")
     assert shot.shape[0] > 40 and len(np.unique(shot.reshape(-1, shot.shape[-1]), axis=0)) > 10  # drawn, not blank
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the plots make, kept open to be read instead of closed after saving."""
+    import mix2.reporting.plots as plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda figure, path: figures.append(figure) or path)
+    return figures
+
+
+def test_per_class_plot_names_the_weakest_classes_and_leaves_out_those_never_heard(drawn, tmp_path):
+    from mix2.reporting.plots import LABELLED_CLASSES, plot_per_class
+
+    names = [f"species_{k:02d}" for k in range(20)]
+    per_class = {
+        name: {"f1": k / 20, "test_positives": 0 if k < 3 else 5, "train_positives": k + 1} for k, name in enumerate(names)
+    }
+    metrics = {"per_class": per_class, "group_classes": {"frequent": names[10:], "common": [], "rare": names[:10]}}
+    plot_per_class(metrics, tmp_path / "p.png")
+    (axes,) = drawn[0].axes
+    assert sum(len(points.get_offsets()) for points in axes.collections) == 17  # the 3 never heard are not drawn as F1 0
+    assert "17 classes; 3 class(es) without a test clip left out" in axes.get_title()
+    labels = [text.get_text() for text in axes.texts]
+    assert labels == names[3 : 3 + LABELLED_CLASSES]  # the lowest F1s among those heard
+
+
+def test_cooccurrence_colour_bar_reads_as_plain_counts(drawn, tmp_path):
+    from mix2.reporting.plots import plot_cooccurrence
+
+    labels = np.zeros((300, 3), dtype=int)
+    labels[:250, 0], labels[:40, 1], labels[:3, 2] = 1, 1, 1
+    plot_cooccurrence(labels, ["a", "b", "c"], tmp_path / "c.png")
+    colour_bar = drawn[0].axes[1]
+    drawn[0].canvas.draw()
+    ticks = [label.get_text() for label in colour_bar.get_yticklabels() if label.get_text()]
+    assert ticks == ["1", "2", "5", "10", "20", "50", "100", "200", "250"]
+    assert colour_bar.get_ylabel().startswith("clips with both classes")
