@@ -47,8 +47,9 @@ from mix2.data.audio import duration_s
 from mix2.data.clips import ClipTable
 from mix2.features.cache import FeatureCache, extract_features
 from mix2.features.logmel import LogMel
+from mix2.inference import InferenceModel, TrainedModel
 from mix2.jobs import _fit
-from mix2.training import Classifier, EpochShuffle, InferenceModel, clip_loader
+from mix2.training import Classifier, EpochShuffle, clip_loader
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "frogs"
 CLASSES = [f"species_{i}" for i in range(42)]
@@ -125,7 +126,8 @@ def time_inference(setup: Setup, steps: int, frames: int) -> tuple[float, float]
     """Best seconds of one inference call of ``setup`` on a batch, and the process's peak memory in GB."""
     torch.manual_seed(0)
     module = setup.module().eval()
-    model = InferenceModel(module, fold=setup.fold) if setup.channels_last else module.model
+    trained = TrainedModel(module.model, module.classes, module.config, thresholds=None)
+    model = InferenceModel(trained, fold=setup.fold) if setup.channels_last else module.model
     x = torch.rand(setup.batch_size, 1, 128, frames)
 
     def call() -> None:

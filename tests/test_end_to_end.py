@@ -11,9 +11,9 @@ from conftest import shared_data
 from mix2 import default_config, evaluate, train
 from mix2.cli import main
 from mix2.config import RunConfig
+from mix2.inference import load_trained_model
 from mix2.jobs import _score_split, read_run_clips
 from mix2.metrics import tune_thresholds
-from mix2.training import load_classifier
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,7 @@ def test_best_is_chosen_on_validation_map_and_last_is_the_final_epoch(chorus_run
 
 
 def test_checkpoint_rebuilds_its_model_and_evaluate_is_repeatable(chorus_run):
-    module = load_classifier(chorus_run / "checkpoints" / "best.ckpt")
+    module = load_trained_model(chorus_run / "checkpoints" / "best.ckpt")
     assert module.classes[0] == "Boana_fictus" and module.config.train.model == "mobilenetv3_large"
     first = json.loads((chorus_run / "metrics.json").read_text())
     assert evaluate(chorus_run, progress=False)["macro_f1"] == pytest.approx(first["macro_f1"])
@@ -70,7 +70,7 @@ def test_checkpoint_rebuilds_its_model_and_evaluate_is_repeatable(chorus_run):
 
 def test_thresholds_are_tuned_on_validation_kept_in_the_checkpoint_and_reported(chorus_run):
     stored = torch.load(chorus_run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["thresholds"]
-    module = load_classifier(chorus_run / "checkpoints" / "best.ckpt")
+    module = load_trained_model(chorus_run / "checkpoints" / "best.ckpt")
     assert list(stored) == module.classes and module.thresholds.tolist() == list(stored.values())
     # They are the F1-maximising scores of the validation clips, recomputed here from scratch.
     table = read_run_clips(chorus_run)

@@ -15,6 +15,7 @@ from mix2.cli import main
 from mix2.data.audio import fit_length, read_audio
 from mix2.data.events import read_raven_table
 from mix2.errors import Mix2Error
+from mix2.inference import load_trained_model
 from mix2.predict import (
     BF16_TOLERANCE,
     PredictState,
@@ -25,7 +26,6 @@ from mix2.predict import (
     recording_windows,
     thresholds_from,
 )
-from mix2.training import load_classifier
 
 CLASSES = FOUR_CLASSES
 
@@ -56,7 +56,7 @@ def test_every_recording_gets_its_windows_in_order(frogs_scores):
 
 
 def test_a_window_scores_as_the_same_clip_scored_alone(checkpoint, frogs_scores):
-    module = load_classifier(checkpoint)
+    module = load_trained_model(checkpoint)
     scorer = WindowScorer(module)
     frogs = shared_data("frogs")
     for name, start_s in [("great_plains_toad.wav", 17.0), ("great_plains_toad.wav", 42.0), ("rfcx_f97ababc1.flac", 30.0),
@@ -207,7 +207,7 @@ def test_checkpoints_load_safely(tmp_path):
         Mix2Error,
         match="evil.ckpt: not a mix2 checkpoint: it holds Python objects beyond tensors and plain data, and mix2 never runs code",
     ):
-        load_classifier(tmp_path / "evil.ckpt")
+        load_trained_model(tmp_path / "evil.ckpt")
     assert not (tmp_path / "pwned").exists()
 
 

@@ -92,7 +92,7 @@ def test_report_loads_in_headless_chromium_with_no_console_errors(experiment_dir
 @pytest.fixture
 def drawn(monkeypatch):
     """The figures the plots make, kept open to be read instead of closed after saving."""
-    import mix2.reporting.plots as plots
+    from mix2.reporting import plots
 
     figures = []
     monkeypatch.setattr(plots, "_save", lambda figure, path: figures.append(figure) or path)

@@ -17,7 +17,8 @@ import torch
 from mix2 import default_config, resume, train, training
 from mix2.cli import main
 from mix2.errors import Mix2Error
-from mix2.training import Classifier, load_checkpoint
+from mix2.inference import load_checkpoint
+from mix2.training import Classifier
 
 pytestmark = pytest.mark.slow
 HELPER = Path(__file__).with_name("interrupted_run.py")

@@ -48,6 +48,7 @@ from mix2.distributed import RUN_DIR_VARIABLE, is_first_process, launcher_ranks
 from mix2.errors import Mix2Error, TrainingInterrupted, input_error
 from mix2.features.cache import FeatureCache, extract_features
 from mix2.files import atomic_path
+from mix2.inference import InferenceModel, TrainedModel, load_checkpoint, load_trained_model, store_thresholds
 from mix2.losses import positive_weights
 from mix2.metrics import class_groups, evaluate_scores, tune_thresholds
 from mix2.reporting.plots import write_run_plots
@@ -56,16 +57,12 @@ from mix2.training import (
     BestCheckpoint,
     Classifier,
     EpochLog,
-    InferenceModel,
     NonFiniteLoss,
     ProgressBar,
     RunData,
     StepTimes,
     check_components,
     clip_loader,
-    load_checkpoint,
-    load_classifier,
-    store_thresholds,
 )
 
 LOG = logging.getLogger("mix2")
@@ -329,18 +326,18 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = Tru
     if not checkpoint_path.is_file():
         raise input_error(checkpoint_path, "no such checkpoint; is this a finished mix2 run folder?")
     table = read_run_clips(run_dir)
-    module = load_classifier(checkpoint_path)
-    if module.classes != table.classes:
+    trained = load_trained_model(checkpoint_path)
+    if trained.classes != table.classes:
         raise input_error(checkpoint_path, "the checkpoint's classes differ from the run's clips.csv")
 
-    if module.thresholds is None:
-        val, val_scores = _score_split(module, table, "val", config, run_dir, progress)
+    if trained.thresholds is None:
+        val, val_scores = _score_split(trained, table, "val", config, run_dir, progress)
         tuned = tune_thresholds(val.labels, val_scores, config.train.threshold)
         store_thresholds(checkpoint_path, dict(zip(table.classes, tuned)))
-        module.thresholds = tuned
-    test, scores = _score_split(module, table, "test", config, run_dir, progress)
+        trained.thresholds = tuned
+    test, scores = _score_split(trained, table, "test", config, run_dir, progress)
 
-    metrics = scored_metrics(table, config, test.labels, scores, module.thresholds)
+    metrics = scored_metrics(table, config, test.labels, scores, trained.thresholds)
     metrics["checkpoint"] = checkpoint
     metrics["kept"] = kept_epoch(checkpoint_path, config.train.epochs)
     predictions = pd.concat([test.clips[["file", "start_s", "end_s"]], pd.DataFrame(scores, columns=table.classes)], axis=1)
@@ -416,7 +413,7 @@ def baseline(run_dir: str | Path, progress: bool = True) -> dict:
 
 
 def _score_split(
-    module: Classifier, table: ClipTable, split: str, config: RunConfig, run_dir: Path, progress: bool
+    trained: TrainedModel, table: ClipTable, split: str, config: RunConfig, run_dir: Path, progress: bool
 ) -> tuple[ClipTable, np.ndarray]:
     """One split of a run's clips and its ``(clips, classes)`` probabilities."""
     clips = table.split(split)
@@ -424,7 +421,7 @@ def _score_split(
         raise input_error(run_dir / "clips.csv", f"no clips in the {split} split")
     feature_paths = _cached_features(clips, config, run_dir, progress, label=f"features of the {split} clips")
     device = pick_device(config.train.accelerator)
-    model = InferenceModel(module).to(device)
+    model = InferenceModel(trained).to(device)
     with torch.inference_mode():
         batches = clip_loader(feature_paths, clips.labels, config.train, config.train.batch_size, top_db=config.features.top_db)
         return clips, torch.cat([torch.sigmoid(model(x.to(device))).cpu() for x, _ in batches]).numpy()

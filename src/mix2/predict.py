@@ -73,7 +73,7 @@ from mix2.data.events import TIME_TOLERANCE_S, window_starts
 from mix2.errors import Mix2Error, input_error
 from mix2.features.logmel import LogMel, normalize_per_clip
 from mix2.files import atomic_path, md5sum
-from mix2.training import Classifier, InferenceModel, load_classifier, resolve_checkpoint
+from mix2.inference import InferenceModel, TrainedModel, load_trained_model, resolve_checkpoint
 
 BLOCK_S = 120.0
 """The most audio read at once from one recording, in seconds (more only where one window is longer)."""
@@ -127,18 +127,18 @@ class WindowScorer:
     """Audio windows ``(batch, samples)`` at the model's rate -> probabilities ``(batch, classes)``.
 
     The log-mel front-end of the checkpoint, features rounded to float16 as in the training
-    cache, per-clip scaling (:func:`~mix2.features.logmel.normalize_per_clip` with the checkpoint's ``top_db``), then the model (:class:`~mix2.training.InferenceModel`):
+    cache, per-clip scaling (:func:`~mix2.features.logmel.normalize_per_clip` with the checkpoint's ``top_db``), then the network (:class:`~mix2.inference.InferenceModel`):
     in fp32 with batch norm folded into its convolutions, or (``precision="bf16"``) under
     autocast to bfloat16, all on ``device`` (default: the GPU where there is one, else the CPU).
     """
 
-    def __init__(self, module: Classifier, precision: str = "fp32", device: torch.device | str | None = None) -> None:
+    def __init__(self, trained: TrainedModel, precision: str = "fp32", device: torch.device | str | None = None) -> None:
         if precision not in PRECISIONS:
             raise Mix2Error(f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}")
         self.device = torch.device(device) if device is not None else pick_device()
-        self.model = InferenceModel(module, fold=precision == "fp32").to(self.device)
-        self.frontend = LogMel(**module.config.features.logmel_settings()).to(self.device)
-        self.top_db = module.config.features.top_db
+        self.model = InferenceModel(trained, fold=precision == "fp32").to(self.device)
+        self.frontend = LogMel(**trained.config.features.logmel_settings()).to(self.device)
+        self.top_db = trained.config.features.top_db
         self.precision = precision
 
     @torch.inference_mode()
@@ -308,18 +308,18 @@ def predict(
     if shard is not None:
         check_shard(shard)
     checkpoint = resolve_checkpoint(checkpoint)
-    module = load_classifier(checkpoint)
+    trained = load_trained_model(checkpoint)
     if isinstance(thresholds, str) and thresholds == "checkpoint":
-        thresholds = module.thresholds if module.thresholds is not None else 0.5
-    per_class = thresholds_from(module.classes, thresholds)
+        thresholds = trained.thresholds if trained.thresholds is not None else 0.5
+    per_class = thresholds_from(trained.classes, thresholds)
     listing = find_recordings(paths)
     recordings = listing if shard is None else [p for p in listing if shard_of(p, shard[1]) == shard[0]]
-    window_s = module.config.data.window_s
-    sample_rate_hz = module.config.features.sample_rate_hz
-    classes_thresholds = dict(zip(module.classes, per_class.tolist()))
+    window_s = trained.config.data.window_s
+    sample_rate_hz = trained.config.features.sample_rate_hz
+    classes_thresholds = dict(zip(trained.classes, per_class.tolist()))
     state = PredictState(Path(out_dir), checkpoint, hop_s, precision, classes_thresholds, shard) if out_dir else None
     done = state.done() if state else {}
-    scorer = WindowScorer(module, precision)
+    scorer = WindowScorer(trained, precision)
 
     parts: dict[int, pd.DataFrame] = {}
     failures: dict[int, str] = dict(state.failures(recordings)) if state else {}
@@ -330,7 +330,7 @@ def predict(
     for index, (windows, scores) in _score_recordings(
         recordings, todo, scorer, window_s, sample_rate_hz, hop_s, batch_size, failures
     ):
-        frame = pd.concat([_window_frame(recordings[index], windows), pd.DataFrame(scores, columns=module.classes)], axis=1)
+        frame = pd.concat([_window_frame(recordings[index], windows), pd.DataFrame(scores, columns=trained.classes)], axis=1)
         audio_s += windows[-1].end_s
         if state:
             done[str(recordings[index])] = state.record(recordings[index], frame)
@@ -341,8 +341,8 @@ def predict(
     elapsed = time.perf_counter() - started
     if state:  # every table is built from the parts on disk, so a resumed run gives the same table
         state.write_failures(recordings, failures)
-        parts = {i: state.read_part(done[str(p)], module.classes) for i, p in enumerate(recordings) if str(p) in done}
-    columns = ["file", "start_s", "end_s", *module.classes]
+        parts = {i: state.read_part(done[str(p)], trained.classes) for i, p in enumerate(recordings) if str(p) in done}
+    columns = ["file", "start_s", "end_s", *trained.classes]
     scores_table = pd.concat([parts[i] for i in sorted(parts)], ignore_index=True) if parts else pd.DataFrame(columns=columns)
     found = detections(scores_table, per_class)
     if state:

@@ -28,18 +28,15 @@ for a CPU training step), optionally under bf16 or fp16 autocast (``train.precis
 loss stays in fp32), and optionally over micro-batches (``train.micro_batch_size``, see
 :mod:`mix2.models.micro_batches`). :class:`StepTimes` writes each epoch's clips per second and
 the share of time spent waiting for data to ``logs/speed.csv``. For inference,
-:class:`InferenceModel` folds batch norm into the convolutions.
+:class:`mix2.inference.InferenceModel` folds batch norm into the convolutions.
 """
 
 from __future__ import annotations
 
-import copy
 import csv
 import functools
 import math
-import pickle
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,14 +55,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from mix2.augment import CircularTimeShift, SpecAugment
 from mix2.config import FeatureConfig, RunConfig, TrainConfig, pick_device
 from mix2.distributed import BatchGroup
-from mix2.errors import Mix2Error, SettingError, input_error
+from mix2.errors import Mix2Error, SettingError
 from mix2.features.logmel import normalize_per_clip
 from mix2.files import atomic_path
 from mix2.losses import create_loss
 from mix2.metrics import mean_average_precision
 from mix2.mixing import Mix2, create_mixer
-from mix2.models import create_model
-from mix2.models.fusion import fold_batch_norm
+from mix2.models import create_model, to_layout
 from mix2.models.micro_batches import MicroBatches, in_micro_batches
 from mix2.registry import LOSSES, MIXERS, MODELS
 
@@ -378,11 +374,6 @@ class ProgressBar(TQDMProgressBar):
         return metrics
 
 
-def to_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """``x`` in channels-last memory layout where ``channels_last``, else as it is."""
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
 def check_components(config: RunConfig) -> None:
     """Refuse, in one line, a model, mixer or loss that the configuration names but cannot build.
 
@@ -554,93 +545,3 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
         return (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-class InferenceModel(nn.Module):
-    """A trained :class:`Classifier`'s model for inference: ``(batch, 1, mels, frames)`` -> ``(batch, classes)`` logits.
-
-    With ``fold`` (default), batch norm is folded into the convolutions
-    (:func:`~mix2.models.fusion.fold_batch_norm`), which leaves fp32 logits unchanged up to
-    float rounding. Under bf16 the folded weights round worse than the separate layers, so bf16
-    inference keeps them apart. The memory layout and the micro-batch size are the module's.
-    """
-
-    def __init__(self, module: Classifier, fold: bool = True) -> None:
-        super().__init__()
-        self.channels_last = module.config.train.channels_last
-        self.micro_batch_size = module.config.train.micro_batch_size
-        self.model = fold_batch_norm(module.model) if fold else copy.deepcopy(module.model).eval()
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return in_micro_batches(self.model, self.micro_batch_size)(to_layout(x, self.channels_last))
-
-
-def load_checkpoint(checkpoint: str | Path) -> dict[str, Any]:
-    """A checkpoint's contents, loaded with ``torch.load(weights_only=True)``: tensors and plain data, never code.
-
-    Anything else (a missing, truncated or tampered file) is a one-line :class:`~mix2.errors.Mix2Error`.
-    """
-    if not Path(checkpoint).is_file():
-        raise input_error(checkpoint, "no such checkpoint file")
-    try:
-        return torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        raise _unloadable(checkpoint, err) from None
-
-
-def load_classifier(checkpoint: str | Path) -> Classifier:
-    """Rebuild a :class:`Classifier` from a checkpoint, loading weights and plain data only.
-
-    ``module.thresholds`` is the checkpoint's tuned per-class thresholds ``(classes,)``, or
-    ``None`` where none were stored.
-    """
-    state = load_checkpoint(checkpoint)
-    try:
-        features = state["hyper_parameters"]["config"]["features"]
-        features.setdefault("top_db", None)  # checkpoints from before top_db was a setting were min-max scaled
-        module = Classifier(**state["hyper_parameters"])
-        module.load_state_dict(state["state_dict"])
-    except (RuntimeError, KeyError, TypeError, ValueError) as err:
-        raise _unloadable(checkpoint, err) from None
-    tuned = state.get("thresholds")
-    module.thresholds = None if tuned is None else np.array([tuned[c] for c in module.classes], dtype=np.float64)
-    return module.eval()
-
-
-def _unloadable(checkpoint: str | Path, err: Exception) -> Mix2Error:
-    """One line on why ``checkpoint`` does not load; never PyTorch's own advice to load it unsafely."""
-    if not zipfile.is_zipfile(checkpoint):
-        problem = "not a mix2 checkpoint: not a file PyTorch saved, or one cut short (pass the .ckpt that mix2 train wrote)"
-    elif isinstance(err, pickle.UnpicklingError):
-        problem = (
-            "not a mix2 checkpoint: it holds Python objects beyond tensors and plain data, and mix2 never runs "
-            "code from a checkpoint (is it from another tool, or modified?)"
-        )
-    else:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        problem = f"not a mix2 checkpoint, or a damaged one ({reason[:160]})"
-    return input_error(checkpoint, problem)
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """The checkpoint file ``path`` names: a ``.ckpt`` file as it is; a run folder or its
-    ``checkpoints/`` folder gives its kept checkpoint, ``best.ckpt``."""
-    path = Path(path)
-    if not path.is_dir():
-        return path
-    for candidate in (path / "checkpoints" / "best.ckpt", path / "best.ckpt"):
-        if candidate.is_file():
-            return candidate
-    raise input_error(
-        path, "a folder without a checkpoint; pass a run folder (its checkpoints/best.ckpt is used) or a .ckpt file"
-    )
-
-
-def store_thresholds(checkpoint: str | Path, thresholds: dict[str, float]) -> None:
-    """Write per-class thresholds (class name -> threshold) into a checkpoint, atomically."""
-    state = load_checkpoint(checkpoint)
-    state["thresholds"] = {name: float(value) for name, value in thresholds.items()}
-    with atomic_path(checkpoint) as partial:
-        torch.save(state, partial)
