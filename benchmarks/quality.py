@@ -36,8 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from mix2.config import apply_recipe, default_config
-from mix2.experiment import Experiment, is_finished, plan_experiment
+from mix2.experiment import Experiment, plan_experiment
 from mix2.jobs import baseline
+from mix2.run_folder import is_finished
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nips4b"
 METHODS = {"timeshift": "no mixing", "mix2": "Mix2", "mix2+add": "Mix2 + ADD"}

@@ -2,6 +2,7 @@
 
 import base64
 import re
+import shutil
 from pathlib import Path
 
 import matplotlib.image
@@ -126,3 +127,29 @@ def test_cooccurrence_colour_bar_reads_as_plain_counts(drawn, tmp_path):
     ticks = [label.get_text() for label in colour_bar.get_yticklabels() if label.get_text()]
     assert ticks == ["1", "2", "5", "10", "20", "50", "100", "200", "250"]
     assert colour_bar.get_ylabel().startswith("clips with both classes")
+
+
+def test_the_report_reads_its_folders_and_writes_nothing_there(experiment_dir, tmp_path, capsys):
+    def snapshot():
+        return {path: path.stat().st_mtime_ns for path in experiment_dir.rglob("*")}
+
+    shutil.rmtree(experiment_dir / "results")  # a report alone never writes an experiment's results
+    before = snapshot()
+    write_report([experiment_dir, experiment_dir / "runs" / "mix2" / "seed0"], tmp_path / "report.html")
+    assert snapshot() == before and capsys.readouterr().out == ""
+    assert "Table I" in (tmp_path / "report.html").read_text()
+
+
+def test_reporting_imports_nothing_that_trains_or_runs_experiments():
+    import ast
+
+    import mix2.reporting
+
+    for module in Path(mix2.reporting.__file__).parent.glob("*.py"):
+        imported = set()
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+        assert not imported & {"mix2.jobs", "mix2.training", "mix2.experiment", "mix2"}, (module.name, imported)

@@ -39,7 +39,7 @@ from mix2.distributed import is_first_process
 from mix2.errors import Mix2Error, SettingError, TrainingInterrupted
 from mix2.experiment import Experiment, aggregate_experiment, plan_experiment, run_experiment
 from mix2.jobs import baseline, evaluate, resume, train
-from mix2.predict import PRECISIONS, merge_predictions, parse_shard, predict
+from mix2.predict import INFERENCE_PRECISIONS, merge_predictions, parse_shard, predict
 from mix2.reporting.html import reportable, write_report
 
 # (flag, config section, field, type, help), by the group --help lists them in
@@ -226,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="0.5",
         help="a number (0.5), 'checkpoint' (per class, tuned on validation at training), or a CSV with class,threshold",
     )
-    predict_parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help="fp32, or bf16 on CPU (fp32)")
+    predict_parser.add_argument(
+        "--precision", choices=list(INFERENCE_PRECISIONS), default="fp32", help="fp32, or bf16 on CPU (fp32)"
+    )
     predict_parser.add_argument("--parquet", action="store_true", help="also write scores.parquet (needs pyarrow)")
     predict_parser.add_argument(
         "--shard", type=_shard, help="I/N: score only shard I of N of the recordings (one job of N; then mix2 merge)"

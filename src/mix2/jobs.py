@@ -1,19 +1,6 @@
-"""The jobs a user runs: :func:`train`, :func:`evaluate` and :func:`baseline`. The command line wraps these.
+"""The jobs a user runs on one run: :func:`train`, :func:`resume`, :func:`evaluate` and :func:`baseline`. The command line wraps these.
 
-A run folder holds:
-
-- ``config.yaml``: the effective configuration;
-- ``clips.csv`` and ``dataset.json``: the clips with their splits and labels, so evaluation
-  reads exactly the clips the run was trained on;
-- ``checkpoints/best.ckpt`` (best validation mAP, or ``train.monitor``) and ``checkpoints/last.ckpt``;
-- ``logs/metrics.csv``: one row per epoch, counted from 1: the training loss and its terms,
-  the validation loss, mAP and macro F1 (``logs/speed.csv``: each epoch's training speed);
-- ``metrics.json``, ``test_predictions.csv`` and ``plots/*.png``: the test results, at the
-  global threshold and at per-class thresholds tuned on validation (stored in the checkpoint);
-  ``metrics.json`` is written last, so a folder that has it holds a finished run;
-- ``failures.csv``: recordings that could not be read and were skipped;
-- ``baseline.json``: the log-mel statistics + logistic regression baseline on the same clips
-  (:func:`baseline`).
+Each writes a run folder (see :mod:`mix2.run_folder` for what it holds).
 
 Example:
     >>> from mix2 import default_config, train, evaluate
@@ -28,7 +15,6 @@ import json
 import logging
 import os
 import shutil
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +27,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from mix2.baseline import band_statistics, fit_baseline
 from mix2.config import MONITORS, PRECISIONS, RunConfig, pick_device
-from mix2.data.clips import CLIP_COLUMNS, SPLITS, ClipTable
+from mix2.data.clips import SPLITS, ClipTable
 from mix2.data.sources import read_source
 from mix2.data.splits import assign_splits
 from mix2.distributed import RUN_DIR_VARIABLE, is_first_process, launcher_ranks
@@ -52,6 +38,7 @@ from mix2.inference import InferenceModel, TrainedModel, load_checkpoint, load_t
 from mix2.losses import positive_weights
 from mix2.metrics import class_groups, evaluate_scores, tune_thresholds
 from mix2.reporting.plots import write_run_plots
+from mix2.run_folder import new_run_dir, read_run_clips, write_clips, write_failures
 from mix2.training import (
     AtomicCheckpointIO,
     BestCheckpoint,
@@ -100,7 +87,7 @@ def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool =
     if run_dir is not None and (run_dir / "clips.csv").is_file():
         raise input_error(run_dir, f"already holds a run; continue it with: mix2 train --resume {run_dir}")
     table = read_source(config.data, cache_root())
-    run_dir = run_dir if run_dir is not None else _new_run_dir(Path(config.out_dir), table.name)
+    run_dir = run_dir if run_dir is not None else new_run_dir(Path(config.out_dir), table.name)
     with _removed_unless_started(run_dir):
         LOG.info("this run goes into %s", run_dir)
         config.to_yaml(run_dir / "config.yaml")
@@ -108,7 +95,7 @@ def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool =
         feature_paths, failures = extract_features(
             table, cache, config.data.window_s, progress, pick_device(config.train.accelerator)
         )
-        _write_failures(run_dir, table.failures + failures)
+        write_failures(run_dir, table.failures + failures)
         usable = np.array([p is not None for p in feature_paths], dtype=bool)
         # Splits are drawn over the readable recordings only, so an unreadable file never empties one.
         table = assign_splits(table.select(usable), config.data.test_fraction, config.data.val_fraction, config.data.split_seed)
@@ -116,7 +103,7 @@ def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool =
         for split in SPLITS:  # all three must exist before hours of training
             if not (table.clips["split"] == split).any():
                 raise input_error(config.data.source, f"no readable clips in the {split} split; the data needs more recordings")
-        _write_clips(run_dir, table)  # the run is resumable from here on
+        write_clips(run_dir, table)  # the run is resumable from here on
         if prepare_only:
             return run_dir
         trained = _fit(config, table, feature_paths, run_dir, progress)
@@ -441,49 +428,4 @@ def _cached_features(
     return feature_paths
 
 
-def _new_run_dir(out_dir: Path, name: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    candidate, suffix = out_dir / f"{name}-{stamp}", 1
-    while candidate.exists():
-        suffix += 1
-        candidate = out_dir / f"{name}-{stamp}-{suffix}"
-    return candidate
-
-
-def _write_clips(run_dir: Path, table: ClipTable) -> None:
-    frame = pd.concat([table.clips[list(CLIP_COLUMNS)], pd.DataFrame(table.labels, columns=table.classes)], axis=1)
-    frame.to_csv(run_dir / "clips.csv", index=False)
-    dataset = {
-        "root": str(table.root.resolve()),
-        "name": table.name,
-        "classes": table.classes,
-        "class_groups": table.class_groups,
-    }
-    (run_dir / "dataset.json").write_text(json.dumps(dataset, indent=2))
-
-
-def read_run_clips(run_dir: str | Path) -> ClipTable:
-    """The clips of a run folder, with their splits and labels, as training saw them."""
-    run_dir = Path(run_dir)
-    dataset_path = run_dir / "dataset.json"
-    if not dataset_path.is_file():
-        raise input_error(dataset_path, "missing; is this a mix2 run folder?")
-    dataset = json.loads(dataset_path.read_text())
-    frame = pd.read_csv(run_dir / "clips.csv", dtype={"file": str, "group": str, "split": str}, keep_default_na=False)
-    return ClipTable(
-        clips=frame[list(CLIP_COLUMNS)],
-        labels=frame[dataset["classes"]].to_numpy(),
-        classes=dataset["classes"],
-        root=dataset["root"],
-        class_groups=dataset["class_groups"],
-        name=dataset["name"],
-    )
-
-
-def _write_failures(run_dir: Path, failures: list[tuple[str, str]]) -> None:
-    pd.DataFrame(failures, columns=["file", "reason"]).to_csv(run_dir / "failures.csv", index=False)
-    if failures:
-        print(f"mix2: skipped {len(failures)} unreadable recording(s), listed in {run_dir / 'failures.csv'}")
-
-
-__all__ = ["baseline", "cache_root", "evaluate", "read_run_clips", "resume", "train"]
+__all__ = ["baseline", "cache_root", "evaluate", "resume", "train"]

@@ -269,3 +269,23 @@ def _read_classes(root: Path, events: pd.DataFrame, events_origin: Path) -> list
     if unknown:
         raise input_error(events_origin, f"unknown label '{unknown[0]}' (not in {listing.name}); {len(unknown)} unknown in all")
     return classes
+
+
+def write_raven_table(path: Path, found: pd.DataFrame, max_frequency_hz: float, begin_file: str) -> None:
+    """A Raven Pro selection table (tab-separated) of one recording's detections; ``begin_file`` names the recording."""
+    table = pd.DataFrame(
+        {
+            "Selection": np.arange(1, len(found) + 1),
+            "View": "Spectrogram 1",
+            "Channel": 1,
+            "Begin Time (s)": found["start_s"].to_numpy(),
+            "End Time (s)": found["end_s"].to_numpy(),
+            "Low Freq (Hz)": 0.0,
+            "High Freq (Hz)": max_frequency_hz,
+            "Begin File": begin_file,
+            "Species": found["species"].to_numpy(),
+            "Score": found["max_score"].round(4).to_numpy(),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, sep="\t", index=False, float_format="%.6g")

@@ -13,6 +13,9 @@ it shows:
 
 An experiment whose first run holds ``baseline.json`` shows the baseline's scores too.
 
+The report only reads: it trains nothing, and writes nothing into the folders it shows (its
+figures are drawn in a temporary folder), so it can be run on an experiment still training.
+
 Example:
     >>> write_report(["runs/experiments/nips4b"], "report.html")  # doctest: +SKIP
 """
@@ -22,16 +25,19 @@ from __future__ import annotations
 import base64
 import html
 import json
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
 from mix2.errors import input_error
-from mix2.experiment import PLAN_FILE, RESULTS, aggregate_experiment, is_finished, plan_experiment
-from mix2.jobs import read_run_clips
+from mix2.experiment_plan import PLAN_FILE
 from mix2.metrics import GROUPS, group_of_class
-from mix2.reporting.plots import plot_cooccurrence
+from mix2.reporting.plots import plot_cooccurrence, plot_polyphony_by_method
+from mix2.reporting.results import collect_results, experiment_tables, stored_plan
 from mix2.reporting.tables import SCORE_COLUMNS, format_mean_std
+from mix2.run_folder import is_finished, read_run_clips
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 78em; padding: 0 1em; color: #222; }
@@ -83,8 +89,9 @@ def _section(folder: Path, number: int) -> str:
 
 
 def _experiment_section(folder: Path) -> str:
-    experiment = plan_experiment(folder)
-    written = aggregate_experiment(folder)
+    experiment = stored_plan(folder)
+    results = collect_results(folder)
+    tables = experiment_tables(folder, results)
     runs = experiment.runs()
     finished = [run for run in runs if is_finished(folder / run.path)]
     variants = f"; variants {', '.join(experiment.variants)}" if experiment.variants else ""
@@ -94,19 +101,24 @@ def _experiment_section(folder: Path) -> str:
     )
     parts = [f'<p class="note">{html.escape(summary)}</p>']
     for name in ("table1", "table1_tuned", "table2"):
-        if name in written:
-            title = written[name].read_text().splitlines()[0]
-            parts.append(f"<h2>{html.escape(title)}</h2>{_table(pd.read_csv(folder / RESULTS / f'{name}.csv', index_col=0))}")
-    parts.append(f"<h2>Figure 3: macro F1 by polyphony</h2>{_image(written['figure3_polyphony'], 'macro F1 by polyphony')}")
-    per_class = pd.read_csv(folder / RESULTS / "per_class.csv", index_col=0)
-    title = html.escape(written["per_class"].read_text().splitlines()[0])
-    parts.append(f'<h2>{title}, by training count</h2><div class="scroll">{_table(per_class)}</div>')
+        if name in tables:
+            title, table = tables[name]
+            parts.append(f"<h2>{html.escape(title)}</h2>{_table(table)}")
+    polyphony = results["polyphony"]
+    polyphony = polyphony[polyphony["variant"] == (experiment.variants or [""])[0]]
+    figure = _drawn(
+        lambda stem: plot_polyphony_by_method(polyphony, experiment.presets, stem, experiment.base.train.threshold),
+        "macro F1 by polyphony",
+    )
+    parts.append(f"<h2>Figure 3: macro F1 by polyphony</h2>{figure}")
+    title, per_class = tables["per_class"]
+    parts.append(f'<h2>{html.escape(title)}, by training count</h2><div class="scroll">{_table(per_class)}</div>')
     first = folder / finished[0].path
     baseline = _baseline_rows(first)
     if baseline is not None:
         title = f"The baseline on the same split (mix2 baseline {first}): macro F1 and mAP (%)"
         parts.append(f"<h2>{html.escape(title)}</h2>{_table(baseline)}")
-    parts.append(_cooccurrence(first, folder / RESULTS / "cooccurrence.png"))
+    parts.append(_cooccurrence(first))
     parts.append("<h2>Configuration of each run</h2>")
     for run in finished:
         config = (folder / run.path / "config.yaml").read_text()
@@ -161,17 +173,24 @@ def _run_section(folder: Path) -> str:
         f"<h2>Macro F1 and mAP (%) on test</h2>{_table(scores)}"
         f"<h2>Figures</h2>{''.join(plots)}"
         f'<h2>Per-class results, by training count</h2><div class="scroll">{_table(per_class)}</div>'
-        f"{_cooccurrence(folder, folder / 'plots' / 'cooccurrence.png')}"
+        f"{_cooccurrence(folder)}"
         f"<h2>Configuration</h2><pre>{html.escape((folder / 'config.yaml').read_text())}</pre>"
     )
 
 
-def _cooccurrence(run_dir: Path, png: Path) -> str:
+def _cooccurrence(run_dir: Path) -> str:
     table = read_run_clips(run_dir)
-    plot_cooccurrence(table.labels, table.classes, png)
-    return (
-        f"<h2>Co-occurrence of classes in the data ({len(table)} clips, all splits)</h2>{_image(png, 'co-occurrence of classes')}"
+    figure = _drawn(
+        lambda stem: plot_cooccurrence(table.labels, table.classes, stem.with_suffix(".png")), "co-occurrence of classes"
     )
+    return f"<h2>Co-occurrence of classes in the data ({len(table)} clips, all splits)</h2>{figure}"
+
+
+def _drawn(draw: Callable[[Path], Path], alt: str) -> str:
+    """A figure embedded in the page: ``draw(stem)`` saves it (a PNG) into a folder of its own, deleted
+    after, so the report writes nothing into the folders it reads."""
+    with tempfile.TemporaryDirectory(prefix="mix2-report-") as scratch:
+        return _image(draw(Path(scratch) / "figure"), alt)
 
 
 def _table(frame: pd.DataFrame) -> str:

@@ -1,0 +1,132 @@
+"""Windows of audio -> probabilities, batches filled across recordings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mix2.config import pick_device
+from mix2.data.audio import (
+    duration_s,
+)
+from mix2.errors import Mix2Error, input_error
+from mix2.features.logmel import LogMel, normalize_per_clip
+from mix2.inference import InferenceModel, TrainedModel
+from mix2.predict.windows import Window, read_windows, recording_windows
+
+INFERENCE_PRECISIONS = ("fp32", "bf16")
+"""The precisions predict runs the network in."""
+
+
+class WindowScorer:
+    """Audio windows ``(batch, samples)`` at the model's rate -> probabilities ``(batch, classes)``.
+
+    The log-mel front-end of the checkpoint, features rounded to float16 as in the training
+    cache, per-clip scaling (:func:`~mix2.features.logmel.normalize_per_clip` with the checkpoint's ``top_db``), then the network (:class:`~mix2.inference.InferenceModel`):
+    in fp32 with batch norm folded into its convolutions, or (``precision="bf16"``) under
+    autocast to bfloat16, all on ``device`` (default: the GPU where there is one, else the CPU).
+    """
+
+    def __init__(self, trained: TrainedModel, precision: str = "fp32", device: torch.device | str | None = None) -> None:
+        if precision not in INFERENCE_PRECISIONS:
+            raise Mix2Error(f"unknown precision '{precision}'; choose one of: {', '.join(INFERENCE_PRECISIONS)}")
+        self.device = torch.device(device) if device is not None else pick_device()
+        self.model = InferenceModel(trained, fold=precision == "fp32").to(self.device)
+        self.frontend = LogMel(**trained.config.features.logmel_settings()).to(self.device)
+        self.top_db = trained.config.features.top_db
+        self.precision = precision
+
+    @torch.inference_mode()
+    def __call__(self, audio: torch.Tensor) -> np.ndarray:
+        features = self.frontend(audio.to(self.device)).to(torch.float16).float()[:, None]
+        features = normalize_per_clip(features, self.top_db)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            logits = self.model(features)
+        return torch.sigmoid(logits.float()).cpu().numpy()
+
+
+def window_frame(path: Path, windows: list[Window]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"file": [str(path)] * len(windows), "start_s": [w.start_s for w in windows], "end_s": [w.end_s for w in windows]}
+    )
+
+
+@dataclass
+class _Recording:
+    """A recording being scored: its windows, the score rows so far, and whether all its windows were read."""
+
+    windows: list[Window]
+    scores: list[np.ndarray] = field(default_factory=list)
+    all_read: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.all_read and len(self.scores) == len(self.windows)
+
+
+def score_recordings(
+    recordings: list[Path],
+    todo: list[int],
+    scorer: WindowScorer,
+    window_s: float,
+    sample_rate_hz: int,
+    hop_s: float,
+    batch_size: int,
+    failures: dict[int, str],
+) -> Iterator[tuple[int, tuple[list[Window], np.ndarray]]]:
+    """Yield ``(recording index, (windows, scores))`` as each recording's last batch is scored.
+
+    Batches are filled across recordings; a recording that fails while being read is dropped,
+    its reason put in ``failures``, and the others go on.
+    """
+    pending: dict[int, _Recording] = {}
+    batch_audio: list[np.ndarray] = []
+    batch_owner: list[int] = []
+
+    def score_batch() -> None:
+        if batch_audio:
+            # Every call sees a full batch (the last one padded with silence), so a window's score
+            # never depends on how many windows shared its batch: a resumed run scores as one.
+            padding = [np.zeros_like(batch_audio[0])] * (batch_size - len(batch_audio))
+            scores = scorer(torch.from_numpy(np.stack(batch_audio + padding)))[: len(batch_audio)]
+            for owner, row in zip(batch_owner, scores):
+                if owner in pending:
+                    pending[owner].scores.append(row)
+            batch_audio.clear()
+            batch_owner.clear()
+
+    def finished() -> Iterator[tuple[int, tuple[list[Window], np.ndarray]]]:
+        for owner in [k for k, recording in pending.items() if recording.done]:
+            recording = pending.pop(owner)
+            yield owner, (recording.windows, np.array(recording.scores).reshape(len(recording.windows), -1))
+
+    for index in todo:
+        path = recordings[index]
+        try:
+            length_s = duration_s(path)
+            if length_s == 0:
+                raise input_error(path, "the audio file holds no samples")
+            windows = [Window(s, e) for s, e in recording_windows(length_s, window_s, hop_s)]
+            pending[index] = _Recording(windows)
+            for clip in read_windows(path, windows, window_s, sample_rate_hz):
+                batch_audio.append(clip)
+                batch_owner.append(index)
+                if len(batch_audio) == batch_size:
+                    score_batch()
+                    yield from finished()
+            pending[index].all_read = True
+        except Mix2Error as err:
+            failures[index] = str(err).removeprefix(f"{path}: ")
+            pending.pop(index, None)
+            keep = [k for k, owner in enumerate(batch_owner) if owner != index]
+            batch_audio[:] = [batch_audio[k] for k in keep]
+            batch_owner[:] = [batch_owner[k] for k in keep]
+            continue
+        yield from finished()  # a recording whose windows are all scored already
+    score_batch()
+    yield from finished()

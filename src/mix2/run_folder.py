@@ -1,0 +1,85 @@
+"""The run folder: what a run writes, and how it is read back.
+
+A run folder holds:
+
+- ``config.yaml``: the effective configuration;
+- ``clips.csv`` and ``dataset.json``: the clips with their splits and labels, so evaluation
+  reads exactly the clips the run was trained on (:func:`write_clips`, :func:`read_run_clips`);
+- ``checkpoints/best.ckpt`` (best validation mAP, or ``train.monitor``) and ``checkpoints/last.ckpt``;
+- ``logs/metrics.csv``: one row per epoch, counted from 1: the training loss and its terms,
+  the validation loss, mAP and macro F1 (``logs/speed.csv``: each epoch's training speed);
+- ``metrics.json``, ``test_predictions.csv`` and ``plots/*.png``: the test results, at the
+  global threshold and at per-class thresholds tuned on validation (stored in the checkpoint);
+  ``metrics.json`` is written last, once training has finished, so a folder that has it holds
+  a finished run (:func:`is_finished`);
+- ``failures.csv``: recordings that could not be read and were skipped (:func:`write_failures`);
+- ``baseline.json``: the log-mel statistics + logistic regression baseline on the same clips.
+
+Example:
+    >>> is_finished(Path("runs/chorus-20261121-193000"))  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from mix2.data.clips import CLIP_COLUMNS, ClipTable
+from mix2.errors import input_error
+
+
+def new_run_dir(out_dir: Path, name: str) -> Path:
+    """A new folder name under ``out_dir``: ``<name>-<date>-<time>``, suffixed where that exists."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate, suffix = out_dir / f"{name}-{stamp}", 1
+    while candidate.exists():
+        suffix += 1
+        candidate = out_dir / f"{name}-{stamp}-{suffix}"
+    return candidate
+
+
+def write_clips(run_dir: Path, table: ClipTable) -> None:
+    """``clips.csv`` (each clip with its split and labels) and ``dataset.json`` (classes, groups, data root)."""
+    frame = pd.concat([table.clips[list(CLIP_COLUMNS)], pd.DataFrame(table.labels, columns=table.classes)], axis=1)
+    frame.to_csv(run_dir / "clips.csv", index=False)
+    dataset = {
+        "root": str(table.root.resolve()),
+        "name": table.name,
+        "classes": table.classes,
+        "class_groups": table.class_groups,
+    }
+    (run_dir / "dataset.json").write_text(json.dumps(dataset, indent=2))
+
+
+def read_run_clips(run_dir: str | Path) -> ClipTable:
+    """The clips of a run folder, with their splits and labels, as training saw them."""
+    run_dir = Path(run_dir)
+    dataset_path = run_dir / "dataset.json"
+    if not dataset_path.is_file():
+        raise input_error(dataset_path, "missing; is this a mix2 run folder?")
+    dataset = json.loads(dataset_path.read_text())
+    frame = pd.read_csv(run_dir / "clips.csv", dtype={"file": str, "group": str, "split": str}, keep_default_na=False)
+    return ClipTable(
+        clips=frame[list(CLIP_COLUMNS)],
+        labels=frame[dataset["classes"]].to_numpy(),
+        classes=dataset["classes"],
+        root=dataset["root"],
+        class_groups=dataset["class_groups"],
+        name=dataset["name"],
+    )
+
+
+def write_failures(run_dir: Path, failures: list[tuple[str, str]]) -> None:
+    """``failures.csv``: each unreadable recording with its reason (the run went on without them)."""
+    pd.DataFrame(failures, columns=["file", "reason"]).to_csv(run_dir / "failures.csv", index=False)
+    if failures:
+        print(f"mix2: skipped {len(failures)} unreadable recording(s), listed in {run_dir / 'failures.csv'}")
+
+
+def is_finished(run_dir: Path) -> bool:
+    """A run folder is finished once its ``metrics.json`` exists (it is written last)."""
+    return (run_dir / "metrics.json").is_file()
