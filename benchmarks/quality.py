@@ -37,7 +37,7 @@ import numpy as np
 
 from mix2.config import apply_recipe, default_config
 from mix2.experiment import Experiment, plan_experiment
-from mix2.jobs import baseline
+from mix2.run import baseline
 from mix2.run_folder import is_finished
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nips4b"

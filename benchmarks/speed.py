@@ -48,7 +48,7 @@ from mix2.data.clips import ClipTable
 from mix2.features.cache import FeatureCache, extract_features
 from mix2.features.logmel import LogMel
 from mix2.inference import InferenceModel, TrainedModel
-from mix2.jobs import _fit
+from mix2.run import _fit
 from mix2.training import Classifier, EpochShuffle, clip_loader
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "frogs"

@@ -5,7 +5,7 @@ import soundfile as sf
 
 from conftest import shared_data
 from mix2.config import DataConfig
-from mix2.data.anuraset import FREQUENT, NO_OVERLAP_SPECIES, SPECIES, read_anuraset
+from mix2.data.anuraset import ANURASET_SPECIES, FREQUENT, NO_OVERLAP_SPECIES, read_anuraset
 from mix2.data.sources import read_source
 from mix2.errors import Mix2Error
 
@@ -28,8 +28,8 @@ def anuraset_folder(tmp_path_factory):
 def test_reads_42_species_by_name_with_published_splits(anuraset_folder):
     metadata = pd.read_csv(shared_data("anuraset_sample") / "metadata_sample.csv")
     table = read_anuraset(anuraset_folder)
-    assert table.classes == SPECIES and len(table) == len(metadata) == 343
-    np.testing.assert_array_equal(table.labels, metadata[SPECIES].to_numpy())
+    assert table.classes == ANURASET_SPECIES and len(table) == len(metadata) == 343
+    np.testing.assert_array_equal(table.labels, metadata[ANURASET_SPECIES].to_numpy())
     assert table.clips["split"].tolist() == metadata["subset"].tolist()
     assert table.clips["group"].tolist() == metadata["fname"].tolist()
     assert table.clips["file"][0] == f"audio/{metadata['site'][0]}/{metadata['sample_name'][0]}"

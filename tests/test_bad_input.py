@@ -18,7 +18,7 @@ import soundfile as sf
 from conftest import write_tone
 from mix2 import default_config, train
 from mix2.config import FeatureConfig
-from mix2.data.anuraset import METADATA_COLUMNS, SPECIES, read_anuraset
+from mix2.data.anuraset import ANURASET_SPECIES, METADATA_COLUMNS, read_anuraset
 from mix2.data.audio import NOT_UTF8, read_audio
 from mix2.data.events import read_events_folder
 from mix2.data.multihot import read_multihot
@@ -294,8 +294,8 @@ def write_anuraset(tmp_path: Path, rows: list[dict]) -> Path:
         if ".." not in row["site"]:
             write_tone(root / "audio" / row["site"] / f"{row['sample_name']}.wav", 3.0)
     (root / "audio").mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame([{**dict.fromkeys(SPECIES, 0), **row} for row in rows])
-    frame[METADATA_COLUMNS + SPECIES].to_csv(root / "metadata.csv", index=False)
+    frame = pd.DataFrame([{**dict.fromkeys(ANURASET_SPECIES, 0), **row} for row in rows])
+    frame[METADATA_COLUMNS + ANURASET_SPECIES].to_csv(root / "metadata.csv", index=False)
     return root
 
 

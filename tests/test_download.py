@@ -12,7 +12,7 @@ import pytest
 
 from conftest import write_tone
 from mix2.cli import main
-from mix2.data.anuraset import SPECIES, read_anuraset
+from mix2.data.anuraset import ANURASET_SPECIES, read_anuraset
 from mix2.data.download import MARKER, download
 from mix2.errors import Mix2Error
 
@@ -23,7 +23,7 @@ def anuraset_zip(tmp_path) -> bytes:
     for k, (site, subset) in enumerate([("INCT4", "train"), ("INCT4", "test"), ("INCT17", "train"), ("INCT17", "test")]):
         name = f"{site}_20191231_203000_{k}_{k + 3}.wav"
         write_tone(tmp_path / "audio" / site / name, 3.0, 22_050, 500 + 100 * k)
-        labels = {s: int(i == k) for i, s in enumerate(SPECIES)}
+        labels = {s: int(i == k) for i, s in enumerate(ANURASET_SPECIES)}
         rows.append({"sample_name": name, "fname": f"{site}_20191231_203000", "min_t": k, "max_t": k + 3,
                      "site": site, "date": "2019-12-31 20:30:00", "subset": subset, "species_number": 1, **labels})  # fmt: skip
     buffer = io.BytesIO()

@@ -12,8 +12,8 @@ from mix2 import default_config, evaluate, train
 from mix2.cli import main
 from mix2.config import RunConfig
 from mix2.inference import load_trained_model
-from mix2.jobs import _score_split
 from mix2.metrics import tune_thresholds
+from mix2.run import _score_split
 from mix2.run_folder import read_run_clips
 
 pytestmark = pytest.mark.slow

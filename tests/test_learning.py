@@ -10,7 +10,7 @@ from mix2.baseline import band_statistics, fit_baseline
 from mix2.cli import build_parser, config_from_args
 from mix2.config import RECIPES, apply_preset, apply_recipe, default_config
 from mix2.errors import Mix2Error
-from mix2.jobs import kept_by
+from mix2.run import kept_by
 from mix2.training import BestCheckpoint, Classifier
 
 

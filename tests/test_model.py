@@ -57,3 +57,16 @@ def test_batch_norm_momentum_is_configurable():
 
     assert momenta(create_model("mobilenetv3_large", num_classes=2)) == {0.01}
     assert momenta(create_model("mobilenetv3_large", num_classes=2, bn_momentum=0.1)) == {0.1}
+
+
+def test_every_registered_model_keeps_the_staged_interface_mixers_rely_on():
+    from mix2.models import StagedModel
+    from mix2.registry import MODELS
+
+    for name in MODELS.names():
+        model = create_model(name, num_classes=3, bn_momentum=0.1)
+        assert isinstance(model, StagedModel), name
+        assert model.stages[0] == "input" and model.stages[-2:] == ("embedding", "logits"), name
+        logits, embedding = model.forward_with_embedding(torch.rand(2, 1, 64, 64))
+        assert logits.shape == (2, 3) and embedding.ndim == 2, name
+    assert not isinstance(torch.nn.Linear(2, 2), StagedModel)

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import shared_data
 from mix2 import default_config, train
-from mix2 import jobs as jobs_module
+from mix2 import run as run_module
 from mix2.cli import FLAGS, main
 from mix2.errors import input_error
 from mix2.predict import predict
@@ -42,7 +42,7 @@ def test_bad_settings_are_one_line_before_any_work_and_leave_nothing(argv, messa
     def no_work(*args, **kwargs):
         raise AssertionError("data was read before the settings were checked")
 
-    monkeypatch.setattr(jobs_module, "read_source", no_work)
+    monkeypatch.setattr(run_module, "read_source", no_work)
     assert main(["train", *argv, "--out", str(tmp_path / "runs"), "--quiet"]) == 2
     assert capsys.readouterr().err == f"mix2: error: {message}\n"
     assert not (tmp_path / "runs").exists()
@@ -73,17 +73,17 @@ def test_a_run_that_fails_to_start_is_removed(tmp_path, monkeypatch):
     def unreadable(*args, **kwargs):
         raise input_error("somewhere.wav", "unreadable audio")
 
-    monkeypatch.setattr(jobs_module, "extract_features", unreadable)
+    monkeypatch.setattr(run_module, "extract_features", unreadable)
     config = default_config("chorus")
     config.data.chorus_recordings = 6
     run_dir = tmp_path / "runs" / "failed"
-    with pytest.raises(jobs_module.Mix2Error) as raised:
+    with pytest.raises(run_module.Mix2Error) as raised:
         train(config, run_dir=run_dir, progress=False)
     assert str(raised.value) == f"somewhere.wav: unreadable audio (the run had not started: {run_dir} was removed)"
     assert not run_dir.exists() and (tmp_path / "runs").is_dir()
     kept = tmp_path / "mine"  # a folder the user made is never removed
     kept.mkdir()
-    with pytest.raises(jobs_module.Mix2Error):
+    with pytest.raises(run_module.Mix2Error):
         train(config, run_dir=kept, progress=False)
     assert kept.is_dir()
 

@@ -12,9 +12,9 @@ import pytest
 from mix2 import default_config
 from mix2.errors import Mix2Error
 from mix2.experiment import Experiment, run_experiment
-from mix2.jobs import baseline
 from mix2.reporting.html import write_report
 from mix2.reporting.plots import cooccurrence
+from mix2.run import baseline
 
 CHROMIUM = Path("/usr/bin/chromium")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -152,4 +152,4 @@ def test_reporting_imports_nothing_that_trains_or_runs_experiments():
                 imported.add(node.module)
             elif isinstance(node, ast.Import):
                 imported.update(alias.name for alias in node.names)
-        assert not imported & {"mix2.jobs", "mix2.training", "mix2.experiment", "mix2"}, (module.name, imported)
+        assert not imported & {"mix2.run", "mix2.training", "mix2.experiment", "mix2"}, (module.name, imported)

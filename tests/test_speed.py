@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import shared_data
-from mix2 import jobs, train
+from mix2 import run, train
 from mix2.config import LossConfig, MixingConfig, TrainConfig
 from mix2.errors import Mix2Error
 from mix2.features.logmel import LogMel
@@ -151,14 +151,14 @@ def test_bf16_micro_batched_mix2_run_never_recomputes_features_and_logs_its_spee
     frontend_calls, during_fit = [], {}
     forward = LogMel.forward
     monkeypatch.setattr(LogMel, "forward", lambda self, waveform: frontend_calls.append(len(waveform)) or forward(self, waveform))
-    fit = jobs._fit
+    fit = run._fit
 
     def counting_fit(*args, **kwargs):
         before = len(frontend_calls)
         fit(*args, **kwargs)
         during_fit["frontend_calls"] = len(frontend_calls) - before
 
-    monkeypatch.setattr(jobs, "_fit", counting_fit)
+    monkeypatch.setattr(run, "_fit", counting_fit)
     config = tiny_chorus_config(tmp_path)
     config.train.epochs, config.train.precision, config.train.micro_batch_size = 3, "bf16", 4
     config.mixing.method, config.loss.name = "mix2", "bce+add"

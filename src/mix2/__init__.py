@@ -14,8 +14,8 @@ from mix2.config import RunConfig, default_config
 from mix2.data.download import download
 from mix2.errors import Mix2Error
 from mix2.experiment import Experiment, aggregate_experiment, run_experiment
-from mix2.jobs import evaluate, resume, train
 from mix2.reporting.html import write_report
+from mix2.run import evaluate, resume, train
 
 __all__ = [
     "Experiment",

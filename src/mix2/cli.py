@@ -1,4 +1,4 @@
-"""The ``mix2`` command: one verb per job, a thin parser over :mod:`mix2.jobs`.
+"""The ``mix2`` command: one verb per job, a thin parser over :mod:`mix2.run`.
 
     mix2 train                        # a short run on the built-in synthetic chorus
     mix2 train --data PATH            # AnuraSet folder, events folder or multi-hot CSV
@@ -38,9 +38,9 @@ from mix2.data.download import DATASETS, ZENODO_API, download
 from mix2.distributed import is_first_process
 from mix2.errors import Mix2Error, SettingError, TrainingInterrupted
 from mix2.experiment import Experiment, aggregate_experiment, plan_experiment, run_experiment
-from mix2.jobs import baseline, evaluate, resume, train
 from mix2.predict import INFERENCE_PRECISIONS, merge_predictions, parse_shard, predict
 from mix2.reporting.html import reportable, write_report
+from mix2.run import baseline, evaluate, resume, train
 
 # (flag, config section, field, type, help), by the group --help lists them in
 DATA, TRAINING, MIXING, HARDWARE, OUTPUT = "data", "model and training", "mixing and loss", "hardware", "output"

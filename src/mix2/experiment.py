@@ -3,7 +3,7 @@
 The folder's layout and the plan are in :mod:`mix2.experiment_plan`. :func:`plan_experiment`
 checks every run's settings and stores the plan; :func:`run_experiment` trains the unfinished
 runs (a finished run is never retrained, an interrupted one is resumed from its last
-checkpoint: see :func:`mix2.jobs.resume`); :func:`aggregate_experiment` writes the tables and
+checkpoint: see :func:`mix2.run.resume`); :func:`aggregate_experiment` writes the tables and
 figures of the finished runs (:mod:`mix2.reporting.results`) into ``results/``.
 
 Example:
@@ -21,10 +21,10 @@ from pathlib import Path
 
 from mix2.errors import Mix2Error, input_error
 from mix2.experiment_plan import PLAN_FILE, RESULTS, Experiment, PlannedRun, read_plan, write_plan
-from mix2.jobs import check_config, resume, train
 from mix2.reporting.plots import plot_polyphony_by_method
 from mix2.reporting.results import collect_results, experiment_tables, stored_plan, unfinished_runs
 from mix2.reporting.tables import to_markdown
+from mix2.run import check_config, resume, train
 from mix2.run_folder import is_finished
 
 

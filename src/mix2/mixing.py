@@ -45,10 +45,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from mix2.config import MixingConfig
 from mix2.distributed import ONE_PROCESS, BatchGroup
+from mix2.models import StagedModel
 from mix2.registry import MIXERS
 
 
@@ -130,7 +130,9 @@ class Mixer:
         """A mix for a batch of ``batch_size``, or ``None`` for no mixing."""
         return None
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, targets: torch.Tensor, group: BatchGroup = ONE_PROCESS) -> MixedOutput:
+    def __call__(
+        self, model: StagedModel, x: torch.Tensor, targets: torch.Tensor, group: BatchGroup = ONE_PROCESS
+    ) -> MixedOutput:
         """Run ``model`` on ``x`` ``(batch, 1, mels, frames)`` with this step's mix applied.
 
         With several processes in ``group``, ``x`` and ``targets`` are this process's share of
@@ -223,7 +225,9 @@ class Mix2(Mixer):
     def reset_counts(self) -> None:
         self.counts = dict.fromkeys(self.names, 0)
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, targets: torch.Tensor, group: BatchGroup = ONE_PROCESS) -> MixedOutput:
+    def __call__(
+        self, model: StagedModel, x: torch.Tensor, targets: torch.Tensor, group: BatchGroup = ONE_PROCESS
+    ) -> MixedOutput:
         return self.members[self.choose()](model, x, targets, group)
 
 
@@ -249,9 +253,10 @@ def multimix(config: MixingConfig) -> Mixer:
 
 @MIXERS.register("mix2")
 def mix2(config: MixingConfig) -> Mixer:
-    unknown = set(config.mix2_members) - {"none", "mixup", "manifold_mixup", "multimix"}
+    allowed = [name for name in MIXERS.names() if name != "mix2"]  # any registered mixer but Mix2 itself
+    unknown = set(config.mix2_members) - set(allowed)
     if unknown:
-        raise ValueError(f"mix2 members must be none, mixup, manifold_mixup or multimix, got {sorted(unknown)}")
+        raise ValueError(f"mix2 members must be among {', '.join(allowed)}, got {sorted(unknown)}")
     members = {name: MIXERS.create(name, config=config) for name in config.mix2_members}
     return Mix2(members, config.mix2_members)
 

@@ -1,4 +1,4 @@
-"""Name -> factory registries for models, mixers and losses (timm's decorator-plus-factory idea).
+"""Name -> factory registries for data formats, models, mixers and losses (timm's decorator-plus-factory idea).
 
 A component registers itself under a name; runs store the name, and a checkpoint rebuilds its
 model from the name and the keyword arguments saved beside the weights.
@@ -51,7 +51,12 @@ class Registry:
         """The registered names, sorted."""
         return sorted(self._factories)
 
+    def entries(self) -> list[tuple[str, Any]]:
+        """``(name, what was registered)``, in the order of registration."""
+        return list(self._factories.items())
 
+
+DATA_FORMATS = Registry("data format")
 MODELS = Registry("model")
 LOSSES = Registry("loss")
 MIXERS = Registry("mixer")

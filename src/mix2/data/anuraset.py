@@ -32,9 +32,10 @@ from mix2.data.clips import (
     require_nonempty,
     without_missing_audio,
 )
+from mix2.data.formats import DATA_FORMATS, DataFormat
 from mix2.errors import Mix2Error, input_error
 
-SPECIES = [
+ANURASET_SPECIES = [
     "SPHSUR", "BOABIS", "SCIPER", "DENNAH", "LEPLAT", "RHIICT", "BOALEP", "BOAFAB", "PHYCUV",
     "DENMIN", "ELABIC", "BOAPRA", "DENCRU", "BOALUN", "BOAALB", "PHYMAR", "PITAZU", "PHYSAU",
     "LEPFUS", "DENNAN", "PHYALB", "LEPLAB", "SCIFUS", "BOARAN", "SCIFUV", "AMEPIC", "LEPPOD",
@@ -68,11 +69,11 @@ def read_anuraset(root: str | Path, variant: str = "anuraset") -> ClipTable:
     root = Path(root)
     metadata_path = root / "metadata.csv"
     metadata = read_csv(metadata_path, dtype={"sample_name": str, "fname": str, "site": str, "subset": str})
-    require_columns(metadata, METADATA_COLUMNS + SPECIES, metadata_path)
+    require_columns(metadata, METADATA_COLUMNS + ANURASET_SPECIES, metadata_path)
     subsets = set(metadata["subset"].unique())
     if not subsets <= {"train", "test"}:
         raise input_error(metadata_path, f"'subset' must be train or test, found {sorted(subsets - {'train', 'test'})}")
-    labels = check_binary(metadata[SPECIES].to_numpy(), metadata_path, "species columns")
+    labels = check_binary(metadata[ANURASET_SPECIES].to_numpy(), metadata_path, "species columns")
 
     files = [
         relative_audio_path(root, f"audio/{site}/{_with_extension(name)}", metadata_path)
@@ -90,7 +91,7 @@ def read_anuraset(root: str | Path, variant: str = "anuraset") -> ClipTable:
     table = ClipTable(
         clips=clips,
         labels=labels,
-        classes=list(SPECIES),
+        classes=list(ANURASET_SPECIES),
         root=root,
         class_groups={"frequent": FREQUENT, "common": COMMON},
         name=variant,
@@ -105,3 +106,10 @@ def read_anuraset(root: str | Path, variant: str = "anuraset") -> ClipTable:
 
 def _with_extension(sample_name: str) -> str:
     return sample_name if Path(sample_name).suffix else f"{sample_name}.wav"
+
+
+DATA_FORMATS.register("anuraset")(
+    DataFormat(
+        "an AnuraSet folder (metadata.csv and audio/)", is_anuraset_folder, lambda path, data: read_anuraset(path, data.variant)
+    )
+)

@@ -42,7 +42,7 @@ class Species:
     bouts_per_recording: float
 
 
-SPECIES = (
+INVENTED_SPECIES = (
     Species("Boana_fictus", 1_800, 12, 0.8, 300, 0.87),
     Species("Dendropsophus_falsus", 4_200, 45, 0.4, -600, 0.35),
     Species("Leptodactylus_imago", 600, 0, 0.25, 350, 0.21),
@@ -97,7 +97,7 @@ def synthesize_recording(
     n = int(duration_s * sample_rate_hz)
     audio = background_noise(n, rng, sample_rate_hz) * rng.uniform(0.01, 0.04)
     events = []
-    for species in SPECIES:
+    for species in INVENTED_SPECIES:
         for _ in range(rng.poisson(species.bouts_per_recording)):
             bout = synthesize_bout(species, rng, sample_rate_hz)
             start = int(rng.uniform(0, n - len(bout)))
@@ -128,7 +128,7 @@ def write_chorus(folder: str | Path, seed: int = 0, n_recordings: int = 60) -> P
         recordings.append((file, RECORDING_S))
         events.append(recording_events.assign(file=file))
     pd.DataFrame(recordings, columns=["file", "duration_s"]).to_csv(staging / "recordings.csv", index=False)
-    pd.DataFrame({"label": [s.name for s in SPECIES]}).to_csv(staging / "classes.csv", index=False)
+    pd.DataFrame({"label": [s.name for s in INVENTED_SPECIES]}).to_csv(staging / "classes.csv", index=False)
     annotations = pd.concat(events, ignore_index=True)[["file", "start_s", "end_s", "label"]]
     annotations.round(4).to_csv(staging / "annotations.csv", index=False)
     try:

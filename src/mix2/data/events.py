@@ -38,6 +38,7 @@ from mix2.data.clips import (
     require_columns,
     require_nonempty,
 )
+from mix2.data.formats import DATA_FORMATS, DataFormat
 from mix2.errors import Mix2Error, input_error
 
 RAVEN_SUFFIX = ".selections.txt"
@@ -289,3 +290,12 @@ def write_raven_table(path: Path, found: pd.DataFrame, max_frequency_hz: float, 
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, sep="\t", index=False, float_format="%.6g")
+
+
+DATA_FORMATS.register("events")(
+    DataFormat(
+        "an events folder (annotations.csv, recordings.csv or Raven *.selections.txt)",
+        is_events_folder,
+        lambda path, data: read_events_folder(path, data.window_s, data.hop_s, data.min_overlap_s),
+    )
+)

@@ -27,6 +27,7 @@ from mix2.data.clips import (
     require_nonempty,
     without_missing_audio,
 )
+from mix2.data.formats import DATA_FORMATS, DataFormat
 from mix2.errors import input_error
 
 OPENSOUNDSCAPE_NAMES = {"start_time": "start_s", "end_time": "end_s"}
@@ -66,3 +67,12 @@ def read_multihot(path: str | Path) -> ClipTable:
     )
     table = ClipTable(clips=clips, labels=labels, classes=classes, root=root, name=path.stem)
     return require_nonempty(without_missing_audio(drop_duplicate_clips(table, path)), path)
+
+
+DATA_FORMATS.register("multihot")(
+    DataFormat(
+        "a multi-hot .csv table",
+        lambda path: path.is_file() and path.suffix.lower() == ".csv",
+        lambda path, data: read_multihot(path),
+    )
+)

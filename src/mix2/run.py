@@ -1,4 +1,4 @@
-"""The jobs a user runs on one run: :func:`train`, :func:`resume`, :func:`evaluate` and :func:`baseline`. The command line wraps these.
+"""The jobs of one run: :func:`train`, :func:`resume`, :func:`evaluate` and :func:`baseline`. The command line wraps these.
 
 Each writes a run folder (see :mod:`mix2.run_folder` for what it holds).
 
@@ -53,7 +53,7 @@ from mix2.training import (
 )
 
 LOG = logging.getLogger("mix2")
-"""Where the jobs say what they do (the run folder they write); silent unless the caller configures it, as the CLI does."""
+"""Where a run says what it does (the run folder they write); silent unless the caller configures it, as the CLI does."""
 
 
 def cache_root() -> Path:
