@@ -11,7 +11,7 @@ import torch
 
 from mix2 import default_config
 from mix2.data.audio import fit_length, read_audio
-from mix2.features.logmel import LogMel, normalize_per_clip
+from mix2.features.frontend import FrontEnd
 from mix2.training import Classifier
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -53,8 +53,7 @@ def checkpoint(tmp_path_factory):
     module = Classifier(default_config("data").to_dict(), FOUR_CLASSES)
     soundscape = shared_data("frogs") / "rfcx_f97ababc1.flac"
     clips = np.stack([fit_length(read_audio(soundscape, 16_000, s, 3.0), 48_000) for s in range(0, 57, 3)])
-    frontend = LogMel(**module.config.features.logmel_settings())
-    features = normalize_per_clip(frontend(torch.from_numpy(clips)).half().float()[:, None])
+    features = FrontEnd(module.config.features)(torch.from_numpy(clips))
     for layer in module.modules():
         if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
             layer.momentum = None  # a plain average over the calibration batch

@@ -13,9 +13,11 @@ import torch
 from conftest import FOUR_CLASSES, shared_data, write_tone
 from mix2.cli import main
 from mix2.data.audio import fit_length, read_audio
+from mix2.data.clips import ClipTable
 from mix2.data.events import read_raven_table
 from mix2.errors import Mix2Error
-from mix2.inference import load_trained_model
+from mix2.features.cache import FeatureCache, extract_features
+from mix2.inference import InferenceModel, load_trained_model
 from mix2.predict import (
     PredictState,
     WindowScorer,
@@ -25,8 +27,11 @@ from mix2.predict import (
     recording_windows,
     thresholds_from,
 )
+from mix2.training import CachedClips
 
 CLASSES = FOUR_CLASSES
+CACHE_TOLERANCE = 5e-5
+"""How far a window's score in predict may lie from the same clip's score through the feature cache: float rounding."""
 BF16_TOLERANCE = 0.05
 """The largest difference between a bf16 and an fp32 score accepted (the README's promise)."""
 
@@ -277,3 +282,32 @@ def test_merge_refuses_missing_repeated_unfinished_or_foreign_shards(sharded_fro
         merge_predictions([shard[0], unfinished, shard[2]], tmp_path / "out")
     with pytest.raises(SystemExit):
         main(["predict", str(checkpoint), str(shard[0]), "--shard", "4/3"])
+
+
+def cached_and_predicted(checkpoint, frogs_scores, tmp_path, clips):
+    """Each clip's scores through evaluation's path (the cache: a recording's span decoded and resampled once, the
+    clips cut from it, then CachedClips) and through predict's (each window read and resampled alone)."""
+    trained = load_trained_model(checkpoint)
+    frogs = shared_data("frogs")
+    frame = pd.DataFrame({"file": [f for f, _ in clips], "start_s": [s for _, s in clips], "end_s": [s + 3 for _, s in clips]})
+    table = ClipTable(frame.assign(group=frame["file"], split="test"), np.zeros((len(clips), len(CLASSES))), CLASSES, frogs)
+    paths, failures = extract_features(table, FeatureCache(tmp_path, trained.config.features), 3.0, progress=False)
+    assert not failures
+    inputs = torch.stack([CachedClips(paths, table.labels, trained.config.features.top_db)[i][0] for i in range(len(clips))])
+    with torch.inference_mode():
+        cached = torch.sigmoid(InferenceModel(trained)(inputs)).numpy()
+    rows = [frogs_scores[(frogs_scores["file"] == str(frogs / f)) & (frogs_scores["start_s"] == s)] for f, s in clips]
+    return cached, np.stack([row[CLASSES].to_numpy()[0] for row in rows])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known: the cache resamples a recording's whole span at once and cuts its clips from it, while predict "
+    "resamples each window alone; most clips agree to 1e-5, but some (the last of a span, some of a 48 kHz "
+    "recording) lie up to 2e-3 apart. One window reader for both fixes it (issue 18)",
+)
+def test_a_window_scores_as_the_same_clip_read_through_the_feature_cache(checkpoint, frogs_scores, tmp_path):
+    starts = {"great_plains_toad.wav": (0.0, 17.0, 18.0, 30.0, 41.0), "rfcx_f97ababc1.flac": (30.0, 45.0, 57.0)}
+    clips = [(name, start_s) for name, file_starts in starts.items() for start_s in file_starts]
+    cached, predicted = cached_and_predicted(checkpoint, frogs_scores, tmp_path, clips)
+    np.testing.assert_allclose(predicted, cached, atol=CACHE_TOLERANCE)

@@ -56,7 +56,7 @@ from mix2.augment import CircularTimeShift, SpecAugment
 from mix2.config import FeatureConfig, RunConfig, TrainConfig, pick_device
 from mix2.distributed import BatchGroup
 from mix2.errors import Mix2Error, SettingError
-from mix2.features.logmel import normalize_per_clip
+from mix2.features.frontend import model_input
 from mix2.files import atomic_path
 from mix2.losses import create_loss
 from mix2.metrics import mean_average_precision
@@ -70,7 +70,7 @@ class CachedClips(Dataset):
     """Clips read from the feature cache: item ``i`` is ``(features (1, mels, frames), labels (classes,))``.
 
     Features are scaled per clip, floored ``top_db`` under its loudest bin (see
-    :func:`~mix2.features.logmel.normalize_per_clip`).
+    :func:`~mix2.features.frontend.model_input`).
     """
 
     def __init__(self, feature_paths: list[Path], labels: np.ndarray, top_db: float | None = FeatureConfig.top_db) -> None:
@@ -84,8 +84,7 @@ class CachedClips(Dataset):
         return len(self.feature_paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        features = torch.from_numpy(np.load(self.feature_paths[index]).astype(np.float32))[None]
-        return normalize_per_clip(features[None], self.top_db)[0], self.labels[index]
+        return model_input(torch.from_numpy(np.load(self.feature_paths[index]))[None], self.top_db)[0], self.labels[index]
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:

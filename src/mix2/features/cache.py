@@ -28,7 +28,7 @@ from mix2.config import FeatureConfig
 from mix2.data.audio import ends_before, fit_length, read_audio
 from mix2.data.clips import ClipTable
 from mix2.errors import Mix2Error, input_error
-from mix2.features.logmel import LogMel
+from mix2.features.frontend import FrontEnd
 
 EXTRACTION_BATCH = 32
 
@@ -90,7 +90,7 @@ def extract_features(
     not be read) and the failures as ``(file, reason)``. A run goes on past unreadable files;
     they are listed. ``label`` names the progress bar (over audio files).
     """
-    frontend = LogMel(**cache.features.logmel_settings()).to(device)
+    frontend = FrontEnd(cache.features, device)
     paths: list[Path | None] = [None] * len(table)
     failures: list[tuple[str, str]] = []
     by_file = table.clips.groupby("file", sort=False).indices
@@ -112,7 +112,7 @@ def extract_features(
     return paths, failures
 
 
-def _compute(audio_path: Path, todo: list[tuple[float, Path]], clip_s: float, frontend: LogMel, sample_rate_hz: int) -> None:
+def _compute(audio_path: Path, todo: list[tuple[float, Path]], clip_s: float, frontend: FrontEnd, sample_rate_hz: int) -> None:
     """Decode the span of ``audio_path`` that the clips in ``todo`` cover, once, and cache each clip."""
     first_s = min(start_s for start_s, _ in todo)
     last_s = max(start_s for start_s, _ in todo) + clip_s
@@ -124,8 +124,6 @@ def _compute(audio_path: Path, todo: list[tuple[float, Path]], clip_s: float, fr
     length = round(clip_s * sample_rate_hz)
     windows = [fit_length(samples[round((start_s - first_s) * sample_rate_hz) :], length) for start_s, _ in todo]
     for begin in range(0, len(todo), EXTRACTION_BATCH):
-        chunk = torch.from_numpy(np.stack(windows[begin : begin + EXTRACTION_BATCH])).to(frontend.window.device)
-        with torch.no_grad():
-            features = frontend(chunk).cpu().numpy()
+        features = frontend.stored(torch.from_numpy(np.stack(windows[begin : begin + EXTRACTION_BATCH]))).cpu().numpy()
         for (_, path), clip_features in zip(todo[begin : begin + EXTRACTION_BATCH], features):
             FeatureCache.write(path, clip_features)

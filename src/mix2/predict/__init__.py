@@ -12,9 +12,11 @@ the tail: its audio is zero-padded to the window length, as training pads short 
 
 Each window's audio is decoded with soundfile's partial reads, at most 2 minutes at a time,
 so memory stays bounded on hours-long recordings; it is mixed to mono and resampled with soxr
-window by window, exactly as ``read_audio(file, start_s, window_s)`` reads a clip alone. The
-log-mel features are rounded to float16 as in the training cache, so a window scores exactly as
-the same clip does in evaluation.
+window by window, exactly as ``read_audio(file, start_s, window_s)`` reads a clip alone, and
+goes through the same front-end as training's cache (:class:`~mix2.features.frontend.FrontEnd`).
+Evaluation's cache resamples a recording's whole span at once instead, so some of its clips
+(the last of a span) score up to 2e-3 away from predict's window (a known difference, to be
+removed with one window reader for both).
 
 With ``out_dir`` the results are written there, and a re-run goes on where the last one stopped:
 

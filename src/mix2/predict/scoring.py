@@ -15,7 +15,7 @@ from mix2.data.audio import (
     duration_s,
 )
 from mix2.errors import Mix2Error, input_error
-from mix2.features.logmel import LogMel, normalize_per_clip
+from mix2.features.frontend import FrontEnd
 from mix2.inference import InferenceModel, TrainedModel
 from mix2.predict.windows import Window, read_windows, recording_windows
 
@@ -26,8 +26,9 @@ INFERENCE_PRECISIONS = ("fp32", "bf16")
 class WindowScorer:
     """Audio windows ``(batch, samples)`` at the model's rate -> probabilities ``(batch, classes)``.
 
-    The log-mel front-end of the checkpoint, features rounded to float16 as in the training
-    cache, per-clip scaling (:func:`~mix2.features.logmel.normalize_per_clip` with the checkpoint's ``top_db``), then the network (:class:`~mix2.inference.InferenceModel`):
+    The checkpoint's front-end (:class:`~mix2.features.frontend.FrontEnd`: the log-mel rounded
+    to float16 as the training cache stores it, then scaled per clip), then the network
+    (:class:`~mix2.inference.InferenceModel`):
     in fp32 with batch norm folded into its convolutions, or (``precision="bf16"``) under
     autocast to bfloat16, all on ``device`` (default: the GPU where there is one, else the CPU).
     """
@@ -37,14 +38,12 @@ class WindowScorer:
             raise Mix2Error(f"unknown precision '{precision}'; choose one of: {', '.join(INFERENCE_PRECISIONS)}")
         self.device = torch.device(device) if device is not None else pick_device()
         self.model = InferenceModel(trained, fold=precision == "fp32").to(self.device)
-        self.frontend = LogMel(**trained.config.features.logmel_settings()).to(self.device)
-        self.top_db = trained.config.features.top_db
+        self.frontend = FrontEnd(trained.config.features, self.device)
         self.precision = precision
 
     @torch.inference_mode()
     def __call__(self, audio: torch.Tensor) -> np.ndarray:
-        features = self.frontend(audio.to(self.device)).to(torch.float16).float()[:, None]
-        features = normalize_per_clip(features, self.top_db)
+        features = self.frontend(audio)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             logits = self.model(features)
         return torch.sigmoid(logits.float()).cpu().numpy()
