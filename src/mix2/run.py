@@ -53,7 +53,7 @@ from mix2.training import (
 )
 
 LOG = logging.getLogger("mix2")
-"""Where a run says what it does (the run folder they write); silent unless the caller configures it, as the CLI does."""
+"""Where a run says what it does (the folder it writes into); silent unless the caller configures it, as the CLI does."""
 
 
 def cache_root() -> Path:
