@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from mix2.errors import Mix2Error, input_error
-from mix2.experiment_plan import PLAN_FILE, RESULTS, Experiment, PlannedRun, read_plan, write_plan
+from mix2.experiment_plan import PLAN_FILE, RESULTS, Experiment, PlannedRun, read_plan, stored_plan, write_plan
 from mix2.reporting.plots import plot_polyphony_by_method
-from mix2.reporting.results import collect_results, experiment_tables, stored_plan, unfinished_runs
+from mix2.reporting.results import collect_results, experiment_tables, unfinished_runs
 from mix2.reporting.tables import to_markdown
 from mix2.run import check_config, resume, train
 from mix2.run_folder import is_finished

@@ -106,6 +106,14 @@ def read_plan(out_dir: str | Path) -> Experiment | None:
     return Experiment.from_dict(yaml.safe_load(plan_path.read_text()), str(plan_path))
 
 
+def stored_plan(out_dir: str | Path) -> Experiment:
+    """The plan in ``out_dir``, or a one-line error where there is none."""
+    experiment = read_plan(out_dir)
+    if experiment is None:
+        raise input_error(Path(out_dir) / PLAN_FILE, "no experiment planned here; give --data and --presets to start one")
+    return experiment
+
+
 def write_plan(out_dir: str | Path, experiment: Experiment) -> None:
     """Store ``experiment`` in ``out_dir`` with one command per run in ``commands.txt``."""
     out_dir = Path(out_dir)

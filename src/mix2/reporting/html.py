@@ -32,10 +32,10 @@ from pathlib import Path
 import pandas as pd
 
 from mix2.errors import input_error
-from mix2.experiment_plan import PLAN_FILE
+from mix2.experiment_plan import PLAN_FILE, stored_plan
 from mix2.metrics import GROUPS, group_of_class
 from mix2.reporting.plots import plot_cooccurrence, plot_polyphony_by_method
-from mix2.reporting.results import collect_results, experiment_tables, stored_plan
+from mix2.reporting.results import collect_results, experiment_tables
 from mix2.reporting.tables import SCORE_COLUMNS, format_mean_std
 from mix2.run_folder import is_finished, read_run_clips
 

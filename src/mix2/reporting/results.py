@@ -17,18 +17,10 @@ from pathlib import Path
 import pandas as pd
 
 from mix2.errors import input_error
-from mix2.experiment_plan import Experiment, read_plan
+from mix2.experiment_plan import stored_plan
 from mix2.metrics import group_of_class
 from mix2.reporting.tables import per_class_table, summary_table
 from mix2.run_folder import is_finished
-
-
-def stored_plan(out_dir: str | Path) -> Experiment:
-    """The plan in ``out_dir``, or a one-line error where there is none."""
-    experiment = read_plan(out_dir)
-    if experiment is None:
-        raise input_error(Path(out_dir) / "experiment.yaml", "no experiment planned here; give --data and --presets to start one")
-    return experiment
 
 
 def collect_results(out_dir: str | Path) -> dict[str, pd.DataFrame]:
