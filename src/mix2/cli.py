@@ -39,6 +39,7 @@ from mix2.distributed import is_first_process
 from mix2.errors import Mix2Error, SettingError, TrainingInterrupted
 from mix2.experiment import Experiment, aggregate_experiment, plan_experiment, run_experiment
 from mix2.predict import INFERENCE_PRECISIONS, merge_predictions, parse_shard, predict
+from mix2.registry import LOSSES, MIXERS
 from mix2.reporting.html import reportable, write_report
 from mix2.run import baseline, evaluate, resume, train
 
@@ -65,8 +66,8 @@ TRAIN_OPTIONS = {
         ("--threshold", "train", "threshold", float, "decision threshold on probabilities, in (0, 1) (0.5)"),
     ],
     MIXING: [
-        ("--mixing", "mixing", "method", str, "mixer: none, mixup, manifold_mixup, multimix or mix2 (none)"),
-        ("--loss", "loss", "name", str, "loss: bce, or bce+add for BCE plus the ADD term on the embedding (bce)"),
+        ("--mixing", "mixing", "method", str, f"mixer: {', '.join(MIXERS.names())} (none)"),
+        ("--loss", "loss", "name", str, f"loss: {', '.join(LOSSES.names())}; bce+add adds the ADD term on the embedding (bce)"),
         ("--pos-weight", "loss", "pos_weight", str, "BCE weight of each class's positives: none, sqrt, balanced (none)"),
         ("--add-weight", "loss", "add_weight", float, "weight of the ADD term against BCE, with --loss bce+add (0.1)"),
     ],
