@@ -69,10 +69,15 @@ def load_checkpoint(checkpoint: str | Path) -> dict[str, Any]:
 
 def load_trained_model(checkpoint: str | Path) -> TrainedModel:
     """Rebuild the network a checkpoint holds, with its classes, configuration and tuned thresholds."""
-    state = load_checkpoint(checkpoint)
+    return trained_model(load_checkpoint(checkpoint), checkpoint)
+
+
+def trained_model(state: dict[str, Any], checkpoint: str | Path) -> TrainedModel:
+    """The :class:`TrainedModel` in a checkpoint's loaded ``state`` (:func:`load_checkpoint`); ``checkpoint`` names it in errors."""
     try:
-        settings = state["hyper_parameters"]["config"]
-        settings["features"].setdefault("top_db", None)  # checkpoints from before top_db was a setting were min-max scaled
+        settings = dict(state["hyper_parameters"]["config"])  # ``state`` is left as loaded: it may be saved again
+        # checkpoints from before top_db was a setting were min-max scaled
+        settings["features"] = {"top_db": None, **settings["features"]}
         config = RunConfig.from_dict(settings)
         classes = list(state["hyper_parameters"]["classes"])
         network = create_model(config.train.model, num_classes=len(classes), bn_momentum=config.train.bn_momentum)
@@ -120,9 +125,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
     )
 
 
-def store_thresholds(checkpoint: str | Path, thresholds: dict[str, float]) -> None:
-    """Write per-class thresholds (class name -> threshold) into a checkpoint, atomically."""
-    state = load_checkpoint(checkpoint)
+def store_thresholds(checkpoint: str | Path, state: dict[str, Any], thresholds: dict[str, float]) -> None:
+    """Write per-class thresholds (class name -> threshold) into a checkpoint whose loaded ``state`` is given, atomically."""
     state["thresholds"] = {name: float(value) for name, value in thresholds.items()}
     with atomic_path(checkpoint) as partial:
         torch.save(state, partial)

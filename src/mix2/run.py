@@ -34,7 +34,7 @@ from mix2.distributed import RUN_DIR_VARIABLE, is_first_process, launcher_ranks
 from mix2.errors import Mix2Error, TrainingInterrupted, input_error
 from mix2.features.cache import FeatureCache, extract_features
 from mix2.files import atomic_path
-from mix2.inference import InferenceModel, TrainedModel, load_checkpoint, load_trained_model, store_thresholds
+from mix2.inference import InferenceModel, TrainedModel, load_checkpoint, store_thresholds, trained_model
 from mix2.losses import positive_weights
 from mix2.metrics import class_groups, evaluate_scores, tune_thresholds
 from mix2.reporting.plots import write_run_plots
@@ -313,20 +313,21 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = Tru
     if not checkpoint_path.is_file():
         raise input_error(checkpoint_path, "no such checkpoint; is this a finished mix2 run folder?")
     table = read_run_clips(run_dir)
-    trained = load_trained_model(checkpoint_path)
+    state = load_checkpoint(checkpoint_path)  # read once: the network, the thresholds stored in it, why it was kept
+    trained = trained_model(state, checkpoint_path)
     if trained.classes != table.classes:
         raise input_error(checkpoint_path, "the checkpoint's classes differ from the run's clips.csv")
 
     if trained.thresholds is None:
         val, val_scores = _score_split(trained, table, "val", config, run_dir, progress)
         tuned = tune_thresholds(val.labels, val_scores, config.train.threshold)
-        store_thresholds(checkpoint_path, dict(zip(table.classes, tuned)))
+        store_thresholds(checkpoint_path, state, dict(zip(table.classes, tuned)))
         trained.thresholds = tuned
     test, scores = _score_split(trained, table, "test", config, run_dir, progress)
 
     metrics = scored_metrics(table, config, test.labels, scores, trained.thresholds)
     metrics["checkpoint"] = checkpoint
-    metrics["kept"] = kept_epoch(checkpoint_path, config.train.epochs)
+    metrics["kept"] = kept_epoch(state, checkpoint_path, config.train.epochs)
     predictions = pd.concat([test.clips[["file", "start_s", "end_s"]], pd.DataFrame(scores, columns=table.classes)], axis=1)
     predictions.to_csv(run_dir / "test_predictions.csv", index=False, float_format="%.6f")
     write_run_plots(metrics, run_dir / "logs" / "metrics.csv", run_dir / "plots")
@@ -360,10 +361,9 @@ def scored_metrics(table: ClipTable, config: RunConfig, labels: np.ndarray, scor
     return metrics
 
 
-def kept_epoch(checkpoint_path: Path, epochs: int) -> dict:
-    """Which epoch a checkpoint holds and why it was kept: ``epoch`` (counted from 1), ``epochs``, and for
-    ``best.ckpt`` the ``monitor`` that chose it with its ``value``."""
-    state = load_checkpoint(checkpoint_path)
+def kept_epoch(state: dict, checkpoint_path: Path, epochs: int) -> dict:
+    """Which epoch a checkpoint (its loaded ``state``) holds and why it was kept: ``epoch`` (counted from 1),
+    ``epochs``, and for ``best.ckpt`` the ``monitor`` that chose it with its ``value``."""
     kept = {"epoch": int(state["epoch"]) + 1, "epochs": epochs, "monitor": None, "value": None}
     for callback in state.get("callbacks", {}).values():
         if callback.get("monitor") and Path(str(callback.get("best_model_path", ""))).name == checkpoint_path.name:

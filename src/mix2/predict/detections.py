@@ -23,7 +23,7 @@ def thresholds_from(classes: list[str], thresholds: float | str | Path | dict[st
     """
     if isinstance(thresholds, np.ndarray):  # as tuned and stored in a checkpoint
         return thresholds.astype(np.float64)
-    source = str(thresholds) if isinstance(thresholds, (int, float, str, Path)) else "thresholds"
+    given = f"thresholds '{thresholds}'" if isinstance(thresholds, (int, float, str, Path)) else "thresholds"
     if isinstance(thresholds, (int, float)):
         values = np.full(len(classes), float(thresholds))
     else:
@@ -43,8 +43,7 @@ def thresholds_from(classes: list[str], thresholds: float | str | Path | dict[st
     outside = [(c, v) for c, v in zip(classes, values) if not 0 < v < 1]
     if outside:
         name, value = outside[0]
-        where = f"thresholds '{source}'" if source != "thresholds" else "thresholds"
-        raise Mix2Error(f"{where}: each threshold must lie between 0 and 1, got {value} for '{name}'")
+        raise Mix2Error(f"{given}: each threshold must lie between 0 and 1, got {value} for '{name}'")
     return values
 
 
