@@ -24,7 +24,7 @@ def test_features_are_computed_once_then_read(tmp_path, monkeypatch):
     assert features.dtype == np.float16 and features.shape == (128, 376)
 
     decoded = []
-    monkeypatch.setattr(cache_module, "read_audio", lambda *a, **k: decoded.append(a) or None)
+    monkeypatch.setattr(cache_module, "read_windows", lambda *a, **k: decoded.append(a) or None)
     again, _ = extract_features(table, cache, clip_s=3.0, progress=False)
     assert again == paths and decoded == []
 

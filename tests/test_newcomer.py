@@ -97,7 +97,7 @@ def finished_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_the_python_api_is_quiet_and_the_bar_shows_no_logger_version(tmp_path, capfd):
+def test_the_python_api_is_quiet_and_the_bar_counts_epochs_from_1_without_a_logger_version(tmp_path, capfd):
     config = default_config("chorus")
     config.data.chorus_recordings = 6
     config.train.epochs, config.train.batch_size = 1, 8
@@ -108,6 +108,7 @@ def test_the_python_api_is_quiet_and_the_bar_shows_no_logger_version(tmp_path, c
     for banner in ("GPU available", "TPU available", "litlogger", "v_num"):
         assert banner not in printed, banner
     assert "features of the test clips" in printed  # the bars after training say what they are for
+    assert "Epoch 1/1" in printed and "Epoch 0" not in printed  # as every message counts epochs
 
 
 @pytest.mark.slow

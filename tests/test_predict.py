@@ -218,12 +218,12 @@ def test_checkpoints_load_safely(tmp_path):
 
 
 def test_audio_is_read_in_bounded_blocks_with_the_same_scores(checkpoint, frogs_scores, monkeypatch):
-    import mix2.predict.windows
+    import mix2.data.audio
 
     soundscape = shared_data("frogs") / "rfcx_f97ababc1.flac"
     reads, original = [], sf.SoundFile.read
     monkeypatch.setattr(sf.SoundFile, "read", lambda self, frames=-1, **kw: reads.append(frames) or original(self, frames, **kw))
-    monkeypatch.setattr(mix2.predict.windows, "BLOCK_S", 5.0)
+    monkeypatch.setattr(mix2.data.audio, "BLOCK_S", 5.0)
     small_blocks = predict(checkpoint, [soundscape], progress=False)
     rate = sf.info(str(soundscape)).samplerate
     assert len(reads) >= 60 / 5 and 0 < max(reads) <= 5 * rate  # never more than 5 s of the 60 s at once
@@ -300,12 +300,6 @@ def cached_and_predicted(checkpoint, frogs_scores, tmp_path, clips):
     return cached, np.stack([row[CLASSES].to_numpy()[0] for row in rows])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: the cache resamples a recording's whole span at once and cuts its clips from it, while predict "
-    "resamples each window alone; most clips agree to 1e-5, but some (the last of a span, some of a 48 kHz "
-    "recording) lie up to 2e-3 apart. One window reader for both fixes it (issue 18)",
-)
 def test_a_window_scores_as_the_same_clip_read_through_the_feature_cache(checkpoint, frogs_scores, tmp_path):
     starts = {"great_plains_toad.wav": (0.0, 17.0, 18.0, 30.0, 41.0), "rfcx_f97ababc1.flac": (30.0, 45.0, 57.0)}
     clips = [(name, start_s) for name, file_starts in starts.items() for start_s in file_starts]

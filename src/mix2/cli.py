@@ -39,7 +39,7 @@ from mix2.distributed import is_first_process
 from mix2.errors import Mix2Error, SettingError, TrainingInterrupted
 from mix2.experiment import Experiment, aggregate_experiment, plan_experiment, run_experiment
 from mix2.predict import INFERENCE_PRECISIONS, merge_predictions, parse_shard, predict
-from mix2.registry import LOSSES, MIXERS
+from mix2.registry import LOSSES, MIXERS, MODELS
 from mix2.reporting.html import reportable, write_report
 from mix2.run import baseline, evaluate, resume, train
 
@@ -55,6 +55,7 @@ TRAIN_OPTIONS = {
         ("--top-db", "features", "top_db", float, "each clip's input floor, in dB under its loudest bin (80)"),
     ],
     TRAINING: [
+        ("--model", "train", "model", str, f"network: {', '.join(MODELS.names())} (mobilenetv3_large, the paper's)"),
         ("--epochs", "train", "epochs", int, "epochs (paper: 100; small-data: 40; chorus demo: 24)"),
         ("--batch-size", "train", "batch_size", int, "batch size (paper: 128; small-data: 32)"),
         ("--lr", "train", "lr", float, "AdamW peak learning rate (paper: 1e-2; small-data: 3e-3)"),

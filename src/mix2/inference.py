@@ -29,7 +29,7 @@ from torch import nn
 from mix2.config import RunConfig
 from mix2.errors import Mix2Error, input_error
 from mix2.files import atomic_path
-from mix2.models import create_model, to_layout
+from mix2.models import network_for, to_layout
 from mix2.models.fusion import fold_batch_norm
 from mix2.models.micro_batches import in_micro_batches
 
@@ -80,7 +80,7 @@ def trained_model(state: dict[str, Any], checkpoint: str | Path) -> TrainedModel
         settings["features"] = {"top_db": None, **settings["features"]}
         config = RunConfig.from_dict(settings)
         classes = list(state["hyper_parameters"]["classes"])
-        network = create_model(config.train.model, num_classes=len(classes), bn_momentum=config.train.bn_momentum)
+        network = network_for(config, len(classes))
         weights = {k[len(NETWORK_PREFIX) :]: v for k, v in state["state_dict"].items() if k.startswith(NETWORK_PREFIX)}
         network.load_state_dict(weights)
     except (RuntimeError, KeyError, TypeError, ValueError, Mix2Error) as err:

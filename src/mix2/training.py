@@ -61,7 +61,7 @@ from mix2.files import atomic_path
 from mix2.losses import create_loss
 from mix2.metrics import mean_average_precision
 from mix2.mixing import Mix2, create_mixer
-from mix2.models import create_model, to_layout
+from mix2.models import network_for, to_layout
 from mix2.models.micro_batches import MicroBatches, in_micro_batches
 from mix2.registry import LOSSES, MIXERS, MODELS
 
@@ -365,7 +365,14 @@ def _plain(value: float) -> int | float:
 
 
 class ProgressBar(TQDMProgressBar):
-    """Lightning's progress bar without the logger's version (``v_num``), which means nothing to a user."""
+    """Lightning's progress bar, its epochs counted from 1 of the run's total as every message counts
+    them, without the logger's version (``v_num``), which means nothing to a user."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        """Lightning's, with its description (``Epoch 0`` first) written once, counted from 1."""
+        total = self.total_train_batches
+        self.train_progress_bar.reset(total=None if math.isinf(total) else int(total))
+        self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, int | str | float | dict[str, float]]:
         metrics = super().get_metrics(trainer, pl_module)
@@ -384,7 +391,7 @@ def check_components(config: RunConfig) -> None:
         if value not in registry.names():
             raise SettingError(section, name, f"must be one of: {', '.join(registry.names())}, got {value!r}")
     builds = (
-        ("train", lambda: create_model(config.train.model, num_classes=2, bn_momentum=config.train.bn_momentum)),
+        ("train", lambda: network_for(config, num_classes=2)),
         ("mixing", lambda: create_mixer(config.mixing)),
         ("loss", lambda: create_loss(config.loss)),
     )
@@ -409,7 +416,7 @@ class Classifier(L.LightningModule):
         self.save_hyperparameters()
         self.config = RunConfig.from_dict(config)
         self.classes = list(classes)
-        self.model = create_model(self.config.train.model, num_classes=len(classes), bn_momentum=self.config.train.bn_momentum)
+        self.model = network_for(self.config, len(classes))
         if self.config.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.loss = create_loss(self.config.loss, None if pos_weight is None else torch.tensor(pos_weight))

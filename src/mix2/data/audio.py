@@ -1,5 +1,9 @@
 """Decode, mix to mono, resample and fit audio to a window (soundfile and soxr).
 
+:func:`read_windows` is the one reader of fixed-length windows: the feature cache (training and
+evaluation) and ``mix2 predict`` both take their clips from it, so a window gives the same
+samples, and the same scores, whichever path reads it.
+
 Example:
     >>> import numpy as np, soundfile as sf, tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "tone.wav")
@@ -11,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +28,8 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 MAX_ABS_SAMPLE = 1e6
 """Samples beyond this are not audio (full scale is 1.0; float files in 16-bit units reach 32768)."""
 NOT_UTF8 = "the file name is not valid UTF-8; rename the file to read it"
+BLOCK_S = 120.0
+"""The most audio :func:`read_windows` decodes at once from one recording, in seconds (more only where one window is longer)."""
 
 
 def read_audio(
@@ -53,6 +60,59 @@ def read_audio(
     if total_frames == 0:
         raise input_error(path, "the audio file holds no samples")
     return resample_checked(samples.mean(axis=1), native_hz, sample_rate_hz, path)
+
+
+def read_windows(path: str | Path, starts_s: Sequence[float], window_s: float, sample_rate_hz: int) -> Iterator[np.ndarray]:
+    """The mono audio of each window, ``window_s`` long from each of ``starts_s`` (ascending), at
+    ``sample_rate_hz``: ``(round(window_s * sample_rate_hz),)`` each, zero-padded past the end.
+
+    The file is decoded a block of at most :data:`BLOCK_S` seconds at a time, so memory stays
+    bounded whatever the recording's length; each window is cut at the file's own rate and then
+    resampled alone, so its samples do not depend on the other windows read with it. A window
+    that starts where the audio has ended (a truncated file, or wrong times) is an error naming
+    the file, as is a file that cannot be decoded or holds no samples.
+
+    Example:
+        >>> import numpy as np, soundfile as sf, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "tone.wav")
+        >>> sf.write(path, np.ones(44_100 * 4), 44_100)
+        >>> [clip.shape for clip in read_windows(path, [0.0, 2.0], window_s=3.0, sample_rate_hz=16_000)]
+        [(48000,), (48000,)]
+    """
+    if not Path(path).is_file():
+        raise input_error(path, "no such audio file")
+    length = round(window_s * sample_rate_hz)
+    try:
+        with sf.SoundFile(str(path)) as audio:
+            if audio.frames == 0:
+                raise input_error(path, "the audio file holds no samples")
+            native_hz = audio.samplerate
+            span = round(window_s * native_hz)
+            for block in _blocks(starts_s, window_s):
+                first = round(block[0] * native_hz)
+                audio.seek(min(first, audio.frames))
+                samples = audio.read(round(block[-1] * native_hz) + span - first, dtype="float32", always_2d=True)
+                mono = samples.mean(axis=1)
+                for start_s in block:
+                    offset = round(start_s * native_hz) - first
+                    if offset >= mono.size:  # the header promised more audio than the file holds
+                        raise ends_before(path, start_s, (first + mono.size) / native_hz)
+                    clip = resample_checked(mono[offset : offset + span], native_hz, sample_rate_hz, path)
+                    yield fit_length(clip, length)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise unreadable_audio(path, err) from None
+
+
+def _blocks(starts_s: Sequence[float], window_s: float) -> Iterator[list[float]]:
+    """Consecutive runs of window starts whose audio spans at most :data:`BLOCK_S` (at least one window each)."""
+    block: list[float] = []
+    for start_s in starts_s:
+        if block and start_s + window_s - block[0] > BLOCK_S:
+            yield block
+            block = []
+        block.append(start_s)
+    if block:
+        yield block
 
 
 def resample_checked(mono: np.ndarray, native_hz: int, sample_rate_hz: int, path: str | Path) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The on-disk feature cache: log-mel features computed once, then read as float16.
 
 A clip's entry is keyed by its audio file (resolved path, size and modification time), its
-window, and the front-end settings, so changing any of them computes fresh features and later
+window, the front-end settings and the reader (:data:`READER`), so changing any of them computes fresh features and later
 epochs and later runs never decode the audio again. Entries are written to a temporary file
 and renamed, so several processes may fill and read one cache, and a killed run never leaves a
 broken entry. A filled cache is only read: many processes (the GPUs of one run, the jobs of a
@@ -25,12 +25,14 @@ import torch
 from tqdm.auto import tqdm
 
 from mix2.config import FeatureConfig
-from mix2.data.audio import ends_before, fit_length, read_audio
+from mix2.data.audio import read_windows
 from mix2.data.clips import ClipTable
 from mix2.errors import Mix2Error, input_error
 from mix2.features.frontend import FrontEnd
 
 EXTRACTION_BATCH = 32
+READER = "read_windows"
+"""How the cached clips were read, part of the cache's key: features cut another way are not reused."""
 
 
 class UnwritableCache(Mix2Error):
@@ -42,7 +44,7 @@ class FeatureCache:
 
     def __init__(self, root: str | Path, features: FeatureConfig) -> None:
         self.features = features
-        settings = json.dumps(features.logmel_settings(), sort_keys=True)
+        settings = json.dumps({**features.logmel_settings(), "reader": READER}, sort_keys=True)
         self.folder = Path(root) / hashlib.sha256(settings.encode()).hexdigest()[:16]
 
     def path(self, audio: Path, start_s: float, clip_s: float) -> Path:
@@ -113,17 +115,12 @@ def extract_features(
 
 
 def _compute(audio_path: Path, todo: list[tuple[float, Path]], clip_s: float, frontend: FrontEnd, sample_rate_hz: int) -> None:
-    """Decode the span of ``audio_path`` that the clips in ``todo`` cover, once, and cache each clip."""
-    first_s = min(start_s for start_s, _ in todo)
-    last_s = max(start_s for start_s, _ in todo) + clip_s
-    samples = read_audio(audio_path, sample_rate_hz, start_s=first_s, duration_s=last_s - first_s)
-    audio_end_s = first_s + samples.size / sample_rate_hz
-    late = [start_s for start_s, _ in todo if start_s >= audio_end_s]
-    if late:
-        raise ends_before(audio_path, min(late), audio_end_s)
-    length = round(clip_s * sample_rate_hz)
-    windows = [fit_length(samples[round((start_s - first_s) * sample_rate_hz) :], length) for start_s, _ in todo]
+    """Read the clips in ``todo`` from ``audio_path`` through :func:`read_windows` (as predict does) and cache each."""
+    todo = sorted(todo, key=lambda clip: clip[0])
+    clips = read_windows(audio_path, [start_s for start_s, _ in todo], clip_s, sample_rate_hz)
     for begin in range(0, len(todo), EXTRACTION_BATCH):
-        features = frontend.stored(torch.from_numpy(np.stack(windows[begin : begin + EXTRACTION_BATCH]))).cpu().numpy()
-        for (_, path), clip_features in zip(todo[begin : begin + EXTRACTION_BATCH], features):
+        batch = todo[begin : begin + EXTRACTION_BATCH]
+        audio = np.stack([next(clips) for _ in batch])
+        features = frontend.stored(torch.from_numpy(audio)).cpu().numpy()
+        for (_, path), clip_features in zip(batch, features):
             FeatureCache.write(path, clip_features)

@@ -1,7 +1,7 @@
 """Models, built by name through :data:`mix2.registry.MODELS`.
 
-A model is registered with ``@MODELS.register("name")`` on a factory that takes ``num_classes``
-and ``bn_momentum``, and it keeps the :class:`StagedModel` interface, which the mixers, the
+A model is registered with ``@MODELS.register("name")`` on a factory that takes ``num_classes``,
+``n_mels`` (the input's height) and ``bn_momentum``, and it keeps the :class:`StagedModel` interface, which the mixers, the
 micro-batches, the ADD loss and inference rely on. A new model is one file in this folder,
 imported below.
 
@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from mix2.config import RunConfig
 from mix2.models import mobilenetv3  # noqa: F401  (registers the models)
 from mix2.registry import MODELS
 
@@ -45,6 +46,13 @@ class StagedModel(Protocol):
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build the model registered as ``name`` (see ``MODELS.names()``)."""
     return MODELS.create(name, **kwargs)
+
+
+def network_for(config: RunConfig, num_classes: int) -> nn.Module:
+    """The network ``config.train.model`` names, for ``num_classes`` classes and the configuration's input and batch norm."""
+    return create_model(
+        config.train.model, num_classes=num_classes, n_mels=config.features.n_mels, bn_momentum=config.train.bn_momentum
+    )
 
 
 def to_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:

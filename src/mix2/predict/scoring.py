@@ -11,13 +11,11 @@ import pandas as pd
 import torch
 
 from mix2.config import pick_device
-from mix2.data.audio import (
-    duration_s,
-)
+from mix2.data.audio import duration_s, read_windows
 from mix2.errors import Mix2Error, input_error
 from mix2.features.frontend import FrontEnd
 from mix2.inference import InferenceModel, TrainedModel
-from mix2.predict.windows import Window, read_windows, recording_windows
+from mix2.predict.windows import Window, recording_windows
 
 INFERENCE_PRECISIONS = ("fp32", "bf16")
 """The precisions predict runs the network in."""
@@ -112,7 +110,7 @@ def score_recordings(
                 raise input_error(path, "the audio file holds no samples")
             windows = [Window(s, e) for s, e in recording_windows(length_s, window_s, hop_s)]
             pending[index] = _Recording(windows)
-            for clip in read_windows(path, windows, window_s, sample_rate_hz):
+            for clip in read_windows(path, [window.start_s for window in windows], window_s, sample_rate_hz):
                 batch_audio.append(clip)
                 batch_owner.append(index)
                 if len(batch_audio) == batch_size:
