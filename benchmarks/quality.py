@@ -20,6 +20,7 @@ process with one thread trains about as fast as with two.
 
     python benchmarks/quality.py                     # NIPS4B, 3 seeds: about 70 minutes on 2 CPU cores
     python benchmarks/quality.py --quick             # 1 seed, 4 epochs: the whole path in about 5 minutes
+    python benchmarks/quality.py --epochs 100 --methods mix2  # the paper's epochs, no mixing and Mix2 only
     python benchmarks/quality.py --json quality.json # also save every figure
 """
 
@@ -37,6 +38,7 @@ import numpy as np
 
 from mix2.config import apply_recipe, default_config
 from mix2.experiment import Experiment, plan_experiment
+from mix2.registry import MODELS
 from mix2.run import baseline
 from mix2.run_folder import is_finished
 
@@ -55,11 +57,13 @@ COLUMNS = {
 """The printed numbers and how each is read from ``metrics.json``; groups are at tuned thresholds unless marked."""
 
 
-def plan(out_dir: Path, data: Path, seeds: list[int], epochs: int | None) -> Experiment:
+def plan(out_dir: Path, data: Path, seeds: list[int], epochs: int | None, methods: list[str], model: str | None) -> Experiment:
     config = apply_recipe(default_config(str(data)), "small-data")
     if epochs is not None:
         config.train.epochs = epochs
-    return plan_experiment(out_dir, Experiment(config, list(METHODS), seeds))
+    if model is not None:
+        config.train.model = model
+    return plan_experiment(out_dir, Experiment(config, methods, seeds))
 
 
 def train_all(out_dir: Path, experiment: Experiment, jobs: int) -> dict[str, float]:
@@ -96,16 +100,17 @@ def mean_std(values: list[float]) -> str:
 def summarise(out_dir: Path, experiment: Experiment) -> dict:
     """Every run's numbers, the baseline's, and the paired differences to no mixing."""
     runs = {(run.preset, run.seed): json.loads((out_dir / run.path / "metrics.json").read_text()) for run in experiment.runs()}
+    methods = experiment.presets
     first = out_dir / experiment.runs()[0].path
     reference = baseline(first, progress=False)  # every run shares the split, so one fit serves all
     table = {
-        name: {method: [read(runs[method, s]) for s in experiment.seeds] for method in METHODS} for name, read in COLUMNS.items()
+        name: {method: [read(runs[method, s]) for s in experiment.seeds] for method in methods} for name, read in COLUMNS.items()
     }
     differences = {
         method: {
             name: [read(runs[method, s]) - read(runs[REFERENCE, s]) for s in experiment.seeds] for name, read in COLUMNS.items()
         }
-        for method in METHODS
+        for method in methods
         if method != REFERENCE
     }
     return {
@@ -131,8 +136,8 @@ def print_summary(summary: dict) -> None:
         + " | ".join(f"{100 * summary['baseline'][n]:.1f}" for n in names)
         + " |"
     )
-    for method, label in METHODS.items():
-        print(f"| {label} | " + " | ".join(mean_std(summary["methods"][n][method]) for n in names) + " |")
+    for method in summary["methods"][names[0]]:
+        print(f"| {METHODS[method]} | " + " | ".join(mean_std(summary["methods"][n][method]) for n in names) + " |")
     print("\nDifference to no mixing, paired by seed (points; each seed, then mean ± std):\n")
     print("| method | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
@@ -146,13 +151,24 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="an events folder (default: ../shared/data/nips4b)")
     parser.add_argument("--out", type=Path, help="the experiment folder (default: runs/benchmarks/quality[-quick])")
     parser.add_argument("--quick", action="store_true", help="one seed, 4 epochs: checks the whole path in minutes")
+    parser.add_argument("--epochs", type=int, help="epochs of every run (the small-data recipe's 40; the paper's 100)")
+    parser.add_argument("--model", choices=MODELS.names(), help="the network (the small-data recipe's)")
+    parser.add_argument(
+        "--methods", nargs="+", choices=list(METHODS), default=list(METHODS), help="which to train (all; timeshift always)"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="training runs at a time, one thread each (2)")
     parser.add_argument("--json", type=Path, help="save every figure here")
     args = parser.parse_args()
     if not args.data.exists():
         raise SystemExit(f"{args.data}: no such data; the quality benchmark needs ../shared/data/nips4b beside the repository")
-    out_dir = args.out or Path("runs/benchmarks") / ("quality-quick" if args.quick else "quality")
-    experiment = plan(out_dir, args.data, [0] if args.quick else [0, 1, 2], 4 if args.quick else None)
+    if args.epochs is not None and args.epochs < 1:
+        raise SystemExit(f"--epochs must be 1 or more, got {args.epochs}")
+    epochs = 4 if args.quick else args.epochs
+    methods = [REFERENCE] + [method for method in METHODS if method in args.methods and method != REFERENCE]
+    name = "quality-quick" if args.quick else "quality" + (f"-{epochs}-epochs" if epochs else "")
+    name += f"-{args.model}" if args.model else ""
+    out_dir = args.out or Path("runs/benchmarks") / (name + ("" if methods == list(METHODS) else "-" + "-".join(methods[1:])))
+    experiment = plan(out_dir, args.data, [0] if args.quick else [0, 1, 2], epochs, methods, args.model)
     seconds = train_all(out_dir, experiment, args.jobs)
     summary = summarise(out_dir, experiment)
     summary["wall_s_this_session"] = seconds
