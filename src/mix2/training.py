@@ -369,7 +369,7 @@ class ProgressBar(TQDMProgressBar):
     them, without the logger's version (``v_num``), which means nothing to a user."""
 
     def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
-        """Lightning's, with its description (``Epoch 0`` first) written once, counted from 1."""
+        """As Lightning's, but the description is written once, counted from 1 (Lightning's shows ``Epoch 0`` first)."""
         total = self.total_train_batches
         self.train_progress_bar.reset(total=None if math.isinf(total) else int(total))
         self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")

@@ -1,9 +1,10 @@
 """Models, built by name through :data:`mix2.registry.MODELS`.
 
 A model is registered with ``@MODELS.register("name")`` on a factory that takes ``num_classes``,
-``n_mels`` (the input's height) and ``bn_momentum``, and it keeps the :class:`StagedModel` interface, which the mixers, the
-micro-batches, the ADD loss and inference rely on. A new model is one file in this folder,
-imported below.
+``n_mels`` (the input's height) and ``bn_momentum``, and it keeps the :class:`StagedModel`
+interface, which the mixers, the micro-batches, the ADD loss and inference rely on. A new model
+is one file in this folder, imported below; :func:`network_for` builds the one a configuration
+names, for training and for inference alike.
 
 Example:
     >>> from mix2.models import create_model
