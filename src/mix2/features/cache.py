@@ -2,9 +2,9 @@
 
 A clip's entry is keyed by its audio file (resolved path, size and modification time), its
 window, the front-end settings and the reader (:data:`READER`), so changing any of them
-computes fresh features, and later epochs and later runs never decode the audio again. Entries are written to a temporary file
-and renamed, so several processes may fill and read one cache, and a killed run never leaves a
-broken entry. A filled cache is only read: many processes (the GPUs of one run, the jobs of a
+computes fresh features, and later epochs and later runs never decode the audio again. Entries
+are written to a temporary file and renamed, so several processes may fill and read one cache,
+and a killed run never leaves a broken entry. A filled cache is only read: many processes (the GPUs of one run, the jobs of a
 cluster) may share it, on a read-only file system too.
 
 Example:

@@ -10,13 +10,11 @@ last full window ends before the recording does, one more window starts a hop la
 the tail: its audio is zero-padded to the window length, as training pads short clips, and its
 ``end_s`` is the recording's end. A recording shorter than one window gives one padded window.
 
-Each window's audio is decoded with soundfile's partial reads, at most 2 minutes at a time,
-so memory stays bounded on hours-long recordings; it is mixed to mono and resampled with soxr
-window by window, exactly as ``read_audio(file, start_s, window_s)`` reads a clip alone, and
-goes through the same front-end as training's cache (:class:`~mix2.features.frontend.FrontEnd`).
-Evaluation's cache resamples a recording's whole span at once instead, so some of its clips
-(the last of a span) score up to 2e-3 away from predict's window (a known difference, to be
-removed with one window reader for both).
+Each window's audio is read by :func:`~mix2.data.audio.read_windows`, the reader the training
+cache uses too: soundfile's partial reads, at most 2 minutes at a time, so memory stays bounded
+on hours-long recordings, then each window mixed to mono and resampled with soxr alone. It goes
+through the same front-end as the cache (:class:`~mix2.features.frontend.FrontEnd`), so a
+window scores as the same clip scores in evaluation.
 
 With ``out_dir`` the results are written there, and a re-run goes on where the last one stopped:
 

@@ -8,10 +8,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mix2.data.audio import (
-    NOT_UTF8,
-    is_utf8,
-)
+from mix2.data.audio import NOT_UTF8, is_utf8
 from mix2.errors import Mix2Error
 from mix2.inference import load_trained_model, resolve_checkpoint
 from mix2.predict.detections import detections, thresholds_from
