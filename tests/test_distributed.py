@@ -14,7 +14,7 @@ import torch
 import ddp_steps
 import mix2.features.cache
 from mix2 import resume, train
-from mix2.config import MixingConfig, RunConfig, TrainConfig
+from mix2.config import MixingConfig, MultiMixSettings, RunConfig, TrainConfig
 from mix2.distributed import ONE_PROCESS, RUN_DIR_VARIABLE, BatchGroup, is_first_process
 from mix2.errors import Mix2Error
 from mix2.features.cache import FeatureCache
@@ -86,8 +86,10 @@ def test_settings_a_shared_batch_cannot_run_are_refused_in_one_line():
     with pytest.raises(Mix2Error, match="SyncBatchNorm does not run on a CPU"):
         TrainConfig(sync_batchnorm=True, accelerator="cpu").check()
     TrainConfig(sync_batchnorm=True, accelerator="cpu").check(here=False)  # prepared here, trained on GPUs elsewhere
-    config = RunConfig(train=TrainConfig(batch_size=16, devices=2), mixing=MixingConfig(method="mix2", multimix_examples=5))
-    with pytest.raises(Mix2Error, match="multimix_examples"):
+    config = RunConfig(
+        train=TrainConfig(batch_size=16, devices=2), mixing=MixingConfig(method="mix2", multimix=MultiMixSettings(examples=5))
+    )
+    with pytest.raises(Mix2Error, match="mixing.multimix.examples"):
         config.check()
 
 

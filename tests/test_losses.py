@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mix2.config import LossConfig, MixingConfig
+from mix2.config import AddSettings, LossConfig, MixingConfig
 from mix2.losses import AddWeights, add_hard, add_soft, create_loss, positive_weights, weighted_mean_std
 from mix2.mixing import create_mixer
 from mix2.models import create_model
@@ -88,11 +88,11 @@ def test_bce_plus_add_is_bce_plus_exactly_the_configured_add_terms():
     torch.manual_seed(0)
     logits, one_hot = torch.randn(4, 2, dtype=torch.float64), torch.nn.functional.one_hot(CLASSES, 2).double()
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, one_hot)
-    hard = create_loss(LossConfig(name="bce+add", add_form="hard", add_lambda_mu=1, add_lambda_sigma_p=2,
-                                  add_lambda_mu_n=3, add_lambda_sigma_n=4, add_weight=0.5))  # fmt: skip
+    hard = create_loss(LossConfig(name="bce+add", add=AddSettings(form="hard", lambda_mu=1, lambda_sigma_p=2,
+                                                                  lambda_mu_n=3, lambda_sigma_n=4, weight=0.5)))  # fmt: skip
     expected = bce + 0.5 * (MU_P + 2 * SIGMA_P + 3 * MU_N + 4 * SIGMA_N)
     assert hard(logits, one_hot, Z).item() == pytest.approx(expected.item(), abs=1e-9)
-    soft = create_loss(LossConfig(name="bce+add", add_lambda_mu=2, add_lambda_sigma_p=3, add_weight=1.0))
+    soft = create_loss(LossConfig(name="bce+add", add=AddSettings(lambda_mu=2, lambda_sigma_p=3, weight=1.0)))
     loss_mu = (0.4**2 + 1.0**2 + 0.0**2 + 1.0**2 + 0.8**2 + 0.6**2) / 6
     terms = soft.terms(logits, one_hot, Z)
     assert terms["bce"].item() == pytest.approx(bce.item(), abs=1e-12)
@@ -128,6 +128,6 @@ def test_bce_plus_add_with_mixed_targets_trains():
 
 def test_hard_form_refuses_mixed_targets():
     with pytest.raises(ValueError, match="one class per clip"):
-        create_loss(LossConfig(name="bce+add", add_form="hard"))(
+        create_loss(LossConfig(name="bce+add", add=AddSettings(form="hard")))(
             torch.zeros(2, 2), torch.tensor([[0.5, 0.5], [1, 0]]), torch.randn(2, 4)
         )

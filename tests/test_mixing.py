@@ -5,7 +5,7 @@ import torch
 from scipy.stats import chisquare, kstest
 from torch import nn
 
-from mix2.config import MixingConfig
+from mix2.config import RunConfig
 from mix2.mixing import Mix2, create_mixer, pair_weights
 from mix2.models import create_model
 
@@ -32,8 +32,9 @@ def one_hot_batch(batch):
     return torch.eye(batch).view(batch, 1, 1, batch), torch.eye(batch)
 
 
-def config(method, **kwargs):
-    return MixingConfig(method=method, **kwargs)
+def config(method, **settings):
+    """The mixing settings with ``method``, and each mixer's settings under its name (``mixup={"alpha": 0.5}``)."""
+    return RunConfig.from_dict({"mixing": {"method": method, **settings}}).mixing
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -41,7 +42,7 @@ def config(method, **kwargs):
 def test_targets_carry_exactly_the_weights_of_the_inputs(method, batch):
     torch.manual_seed(batch)
     x, y = one_hot_batch(batch)
-    out = create_mixer(config(method, manifold_stages=["block1", "embedding"]))(Probe(), x, y)
+    out = create_mixer(config(method, manifold_mixup={"stages": ["block1", "embedding"]}))(Probe(), x, y)
     weights = out.embedding  # row i: how much of each example went into mixed example i
     torch.testing.assert_close(out.targets, weights)
     assert (weights >= 0).all()
@@ -96,7 +97,7 @@ class StageRecorder(Probe):
 def test_manifold_mixup_mixes_only_at_its_configured_stages(stages):
     torch.manual_seed(0)
     model = StageRecorder()
-    mixer = create_mixer(config("manifold_mixup", manifold_stages=stages))
+    mixer = create_mixer(config("manifold_mixup", manifold_mixup={"stages": stages}))
     for _ in range(60):
         mixer(model, *one_hot_batch(4))
     assert set(model.stops) == set(stages)
@@ -104,7 +105,7 @@ def test_manifold_mixup_mixes_only_at_its_configured_stages(stages):
 
 def test_mix2_runs_the_member_it_draws_with_the_configured_probabilities():
     torch.manual_seed(0)
-    mixer = create_mixer(config("mix2", manifold_stages=["block1"]))
+    mixer = create_mixer(config("mix2", manifold_mixup={"stages": ["block1"]}))
     model = StageRecorder()
     methods = [mixer(model, *one_hot_batch(4)).method for _ in range(2_000)]
     observed = [methods.count(n) for n in ("mixup", "manifold_mixup", "multimix")]
@@ -116,7 +117,7 @@ def test_mix2_runs_the_member_it_draws_with_the_configured_probabilities():
 
 def mixup_lambdas(alpha, draws=400, batch=8):
     """Lambdas of the rows whose partner is another example, from ``draws`` mixes."""
-    mixer = create_mixer(config("mixup", mixup_alpha=alpha))
+    mixer = create_mixer(config("mixup", mixup={"alpha": alpha}))
     lambdas = []
     for _ in range(draws):
         weights = mixer.draw(batch).weights
@@ -138,7 +139,7 @@ def test_mixup_lambdas_follow_beta_alpha_alpha(alpha):
 def test_multimix_weights_follow_dirichlet_alpha(alpha):
     torch.manual_seed(0)
     batch = 5
-    mixer = create_mixer(config("multimix", multimix_alpha=alpha, multimix_examples=200))
+    mixer = create_mixer(config("multimix", multimix={"alpha": alpha, "examples": 200}))
     weights = torch.cat([mixer.draw(batch).weights for _ in range(10)])
     # Each weight of a Dirichlet(alpha, ..., alpha) over `batch` examples is Beta(alpha, (batch - 1) alpha).
     assert kstest(weights[:, 0].tolist(), "beta", args=(alpha, (batch - 1) * alpha)).pvalue > 0.001
@@ -155,7 +156,7 @@ def test_pair_weights_by_hand():
 def test_multimix_makes_n_dirichlet_mixes_of_the_whole_batch():
     torch.manual_seed(0)
     x, y = one_hot_batch(6)
-    weights = create_mixer(config("multimix", multimix_examples=40))(Probe(), x, y).embedding
+    weights = create_mixer(config("multimix", multimix={"examples": 40}))(Probe(), x, y).embedding
     assert weights.shape == (40, 6)
     assert (weights >= 0).all() and torch.allclose(weights.sum(dim=1), torch.ones(40))
     assert ((weights > 1e-3).sum(dim=1) > 2).any()  # beyond pairs
@@ -174,18 +175,18 @@ def test_mix2_choice_frequencies_match_the_configured_probabilities():
 
 
 def test_two_member_mix2_and_bad_settings():
-    mixer = create_mixer(config("mix2", mix2_members={"mixup": 0.5, "multimix": 0.5}))
+    mixer = create_mixer(config("mix2", mix2={"members": {"mixup": 0.5, "multimix": 0.5}}))
     assert isinstance(mixer, Mix2) and mixer.names == ["mixup", "multimix"]
     with pytest.raises(ValueError, match="mix2 members"):
-        create_mixer(config("mix2", mix2_members={"cutmix": 1.0}))
+        create_mixer(config("mix2", mix2={"members": {"cutmix": 1.0}}))
     with pytest.raises(ValueError, match="alpha must be positive"):
-        create_mixer(config("mixup", mixup_alpha=0.0))
+        create_mixer(config("mixup", mixup={"alpha": 0.0}))
 
 
 def test_mix2_with_a_none_member_leaves_that_share_of_steps_unmixed():
     torch.manual_seed(0)
     members = {"none": 0.5, "mixup": 0.125, "manifold_mixup": 0.25, "multimix": 0.125}
-    mixer = create_mixer(config("mix2", mix2_members=members))
+    mixer = create_mixer(config("mix2", mix2={"members": members}))
     x, y = one_hot_batch(4)
     outputs = [mixer(Probe(), x, y) for _ in range(2_000)]
     unmixed = [out for out in outputs if out.method == "none"]
@@ -200,7 +201,7 @@ def test_gradients_reach_the_first_layer_of_the_real_model(method, batch):
     torch.manual_seed(0)
     model = create_model("mobilenetv3_large", num_classes=4, bn_momentum=0.1).train()
     x, y = torch.rand(batch, 1, 32, 48), torch.randint(0, 2, (batch, 4)).float()
-    out = create_mixer(config(method, manifold_stages=["block3", "embedding"]))(model, x, y)
+    out = create_mixer(config(method, manifold_mixup={"stages": ["block3", "embedding"]}))(model, x, y)
     nn.functional.binary_cross_entropy_with_logits(out.logits, out.targets).backward()
     assert out.logits.shape == out.targets.shape and out.embedding.shape[1] == 960
     assert model.stem[0].weight.grad is not None and model.stem[0].weight.grad.abs().sum() > 0

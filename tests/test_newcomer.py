@@ -5,6 +5,7 @@ is not a finished run."""
 import json
 import logging
 import shutil
+from operator import attrgetter
 
 import pandas as pd
 import pytest
@@ -35,6 +36,7 @@ FROG = "great_plains_toad.wav"
             "--mixing (mixing.method) must be one of: manifold_mixup, mix2, mixup, multimix, none, got 'mixupp'",
         ),
         (["--loss", "focal"], "--loss (loss.name) must be one of: bce, bce+add, got 'focal'"),
+        (["--add-weight", "-1"], "--add-weight (loss.add.weight) must be 0 or more, got -1.0"),
         (["--accelerator", "tpu"], "--accelerator (train.accelerator) must be one of: auto, cpu, gpu, cuda, got 'tpu'"),
     ],
 )
@@ -59,7 +61,7 @@ def test_a_gpu_asked_for_on_a_machine_without_one_is_one_line(tmp_path, capsys, 
 def test_every_flag_names_a_real_setting():
     config = default_config("chorus")
     for section, field in FLAGS:
-        assert hasattr(getattr(config, section), field), (section, field)
+        assert hasattr(attrgetter(section)(config), field), (section, field)
 
 
 def test_an_experiment_checks_every_run_before_planning(tmp_path, capsys):

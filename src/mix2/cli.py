@@ -27,6 +27,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from operator import attrgetter
 from pathlib import Path
 
 import pandas as pd
@@ -43,7 +44,7 @@ from mix2.registry import LOSSES, MIXERS, MODELS
 from mix2.reporting.html import reportable, write_report
 from mix2.run import baseline, evaluate, resume, train
 
-# (flag, config section, field, type, help), by the group --help lists them in
+# (flag, config section (dotted where grouped: loss.add), field, type, help), by the group --help lists them in
 DATA, TRAINING, MIXING, HARDWARE, OUTPUT = "data", "model and training", "mixing and loss", "hardware", "output"
 TRAIN_OPTIONS = {
     DATA: [
@@ -70,7 +71,7 @@ TRAIN_OPTIONS = {
         ("--mixing", "mixing", "method", str, f"mixer: {', '.join(MIXERS.names())} (none)"),
         ("--loss", "loss", "name", str, f"loss: {', '.join(LOSSES.names())}; bce+add adds the ADD term on the embedding (bce)"),
         ("--pos-weight", "loss", "pos_weight", str, "BCE weight of each class's positives: none, sqrt, balanced (none)"),
-        ("--add-weight", "loss", "add_weight", float, "weight of the ADD term against BCE, with --loss bce+add (0.1)"),
+        ("--add-weight", "loss.add", "weight", float, "weight of the ADD term against BCE, with --loss bce+add (0.1)"),
     ],
     HARDWARE: [
         ("--accelerator", "train", "accelerator", str, "Lightning accelerator: auto, cpu, gpu (auto)"),
@@ -271,7 +272,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     for flag, section, field, _, _ in ALL_OPTIONS:
         value = getattr(args, flag[2:].replace("-", "_"), None)
         if value is not None:
-            setattr(getattr(config, section), field, value)
+            setattr(attrgetter(section)(config), field, value)
     if getattr(args, "out", None):
         config.out_dir = args.out
     if getattr(args, "no_specaugment", False):

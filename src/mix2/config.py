@@ -111,36 +111,78 @@ MIX2_PROBABILITIES = {"mixup": 0.25, "manifold_mixup": 0.5, "multimix": 0.25}
 
 
 @dataclass
+class MixupSettings:
+    """``mixup``: each example's weight is drawn from Beta(``alpha``, ``alpha``)."""
+
+    alpha: float = 1.0
+
+
+@dataclass
+class ManifoldMixupSettings:
+    """``manifold_mixup``: Mixup at a stage drawn each step from ``stages`` (the 960-d embedding, as the paper's code)."""
+
+    alpha: float = 1.0
+    stages: list[str] = field(default_factory=lambda: ["embedding"])
+
+
+@dataclass
+class MultiMixSettings:
+    """``multimix``: ``examples`` mixes of the whole batch (``None``: the batch size), weights from Dirichlet(``alpha``)."""
+
+    alpha: float = 0.2
+    examples: int | None = None
+
+
+@dataclass
+class Mix2Settings:
+    """``mix2``: its members, each drawn at a step with its probability (a ``none`` member leaves steps unmixed)."""
+
+    members: dict[str, float] = field(default_factory=lambda: dict(MIX2_PROBABILITIES))
+
+
+@dataclass
 class MixingConfig:
-    """Which mixing regulariser runs at each training step (see :mod:`mix2.mixing`)."""
+    """Which mixing regulariser runs at each training step (``method``), and each mixer's settings under its name.
+
+    Only the settings of the mixer that runs (and of Mix2's members) are read; see :mod:`mix2.mixing`.
+    """
 
     method: str = "none"
-    mixup_alpha: float = 1.0
-    manifold_stages: list[str] = field(default_factory=lambda: ["embedding"])
-    multimix_alpha: float = 0.2
-    multimix_examples: int | None = None
-    mix2_members: dict[str, float] = field(default_factory=lambda: dict(MIX2_PROBABILITIES))
+    mixup: MixupSettings = field(default_factory=MixupSettings)
+    manifold_mixup: ManifoldMixupSettings = field(default_factory=ManifoldMixupSettings)
+    multimix: MultiMixSettings = field(default_factory=MultiMixSettings)
+    mix2: Mix2Settings = field(default_factory=Mix2Settings)
+
+
+@dataclass
+class AddSettings:
+    """The ADD term of ``bce+add`` (see :mod:`mix2.losses`): its ``form`` (``soft`` or ``hard``), four lambdas, and ``weight``.
+
+    ``weight`` multiplies the whole ADD term against BCE, on top of the lambdas: 0.1, measured on
+    NIPS4B's validation split (Mix2 + ADD, small-data recipe: best validation mAP 0.355 at 0.1
+    against 0.252 at 1, where ADD was as large as BCE all run).
+    """
+
+    weight: float = 0.1
+    form: str = "soft"
+    lambda_mu: float = 1.0
+    lambda_sigma_p: float = 1.0
+    lambda_mu_n: float = 1.0
+    lambda_sigma_n: float = 1.0
 
 
 @dataclass
 class LossConfig:
-    """The loss: ``bce``, or ``bce+add`` with the ADD term's form and weights (see :mod:`mix2.losses`).
+    """The loss: ``bce``, or ``bce+add`` with the ADD term's settings under ``add``.
 
     ``pos_weight`` weighs each class's positive examples in BCE by its training counts:
     ``none``, ``sqrt`` (the square root of negatives over positives) or ``balanced`` (negatives
-    over positives). ``add_weight`` multiplies the whole ADD term against BCE, on top of its
-    four lambdas: 0.1, measured on NIPS4B's validation split (Mix2 + ADD, small-data recipe:
-    best validation mAP 0.355 at 0.1 against 0.252 at 1, where ADD was as large as BCE all run).
+    over positives).
     """
 
     name: str = "bce"
     pos_weight: str = "none"
-    add_weight: float = 0.1
-    add_form: str = "soft"
-    add_lambda_mu: float = 1.0
-    add_lambda_sigma_p: float = 1.0
-    add_lambda_mu_n: float = 1.0
-    add_lambda_sigma_n: float = 1.0
+    add: AddSettings = field(default_factory=AddSettings)
 
 
 @dataclass
@@ -347,15 +389,16 @@ class RunConfig:
             augment(name, _is_int(getattr(self.augment, name)) and getattr(self.augment, name) >= 0, "must be 0 or more")
         loss = _requirer("loss", self.loss)
         loss("pos_weight", self.loss.pos_weight in POS_WEIGHTS, f"must be one of: {', '.join(POS_WEIGHTS)}")
-        loss("add_weight", _is_number(self.loss.add_weight) and self.loss.add_weight >= 0, "must be 0 or more")
-        examples = self.mixing.multimix_examples
+        add = _requirer("loss.add", self.loss.add)
+        add("weight", _is_number(self.loss.add.weight) and self.loss.add.weight >= 0, "must be 0 or more")
+        examples = self.mixing.multimix.examples
         uses_multimix = self.mixing.method == "multimix" or (
-            self.mixing.method == "mix2" and "multimix" in self.mixing.mix2_members
+            self.mixing.method == "mix2" and "multimix" in self.mixing.mix2.members
         )
         if uses_multimix and examples is not None and examples % self.train.processes:
             raise SettingError(
-                "mixing",
-                "multimix_examples",
+                "mixing.multimix",
+                "examples",
                 f"({examples}) must be a multiple of the {self.train.processes} processes that share a batch",
             )
 
@@ -365,8 +408,13 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], origin: str = "configuration") -> RunConfig:
-        """Build from a nested dict; unknown keys are an error naming ``origin``."""
-        return _build(cls, values, origin)
+        """Build from a nested dict; unknown keys are an error naming ``origin``.
+
+        Settings under their former flat names (:data:`FORMER_NAMES`, in configurations, run
+        folders, experiment plans and checkpoints written before mixers and losses grouped their
+        settings) are read under their grouped names.
+        """
+        return _build(cls, _upgrade(values, origin), origin)
 
     def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
@@ -380,6 +428,43 @@ class RunConfig:
         except yaml.YAMLError as err:
             raise input_error(path, f"not valid YAML ({str(err).splitlines()[0]})") from None
         return cls.from_dict(values or {}, origin=str(path))
+
+
+FORMER_NAMES: dict[tuple[str, str], list[tuple[str, ...]]] = {
+    ("mixing", "mixup_alpha"): [("mixup", "alpha"), ("manifold_mixup", "alpha")],  # the two shared one alpha
+    ("mixing", "manifold_stages"): [("manifold_mixup", "stages")],
+    ("mixing", "multimix_alpha"): [("multimix", "alpha")],
+    ("mixing", "multimix_examples"): [("multimix", "examples")],
+    ("mixing", "mix2_members"): [("mix2", "members")],
+    ("loss", "add_weight"): [("add", "weight")],
+    ("loss", "add_form"): [("add", "form")],
+    **{("loss", f"add_lambda_{name}"): [("add", f"lambda_{name}")] for name in ("mu", "sigma_p", "mu_n", "sigma_n")},
+}
+"""``(section, former flat name)`` -> where its value goes now, within the section."""
+
+
+def _upgrade(values: Any, origin: str) -> Any:
+    """``values`` with settings under their :data:`FORMER_NAMES` moved to their grouped names (a new dict; ``values`` is kept)."""
+    if not isinstance(values, dict):
+        return values
+    upgraded = dict(values)
+    for (section_name, former), targets in FORMER_NAMES.items():
+        section = upgraded.get(section_name)
+        if not isinstance(section, dict) or former not in section:
+            continue
+        section = upgraded[section_name] = dict(section)
+        value = section.pop(former)
+        for group_name, name in targets:
+            group = section.get(group_name, {})
+            if not isinstance(group, dict):
+                continue  # _build names the group that is not a mapping
+            group = section[group_name] = dict(group)
+            if name in group:
+                raise Mix2Error(
+                    f"{origin}: {section_name}.{former} is the former name of {section_name}.{group_name}.{name}; give only one"
+                )
+            group[name] = value
+    return upgraded
 
 
 def _build(cls: type, values: Any, origin: str, section: str = "") -> Any:
@@ -446,7 +531,7 @@ def apply_preset(config: RunConfig, name: str) -> RunConfig:
     config.augment.time_shift = preset.get("time_shift", True)
     config.mixing.method = "mix2" if members else preset["method"]
     if members:
-        config.mixing.mix2_members = dict(members)
+        config.mixing.mix2.members = dict(members)
     config.train.epochs = preset.get("epochs", config.train.epochs)
     config.loss.name = preset.get("loss", config.loss.name)
     return config

@@ -5,9 +5,9 @@ the embedding is there for losses that shape it.
 
 - ``bce``: binary cross-entropy with logits, optionally weighing each class's positives by its
   training counts (``pos_weight``, see :func:`positive_weights`).
-- ``bce+add``: BCE plus ``add_weight`` times the angular distance distribution loss (ADD;
+- ``bce+add``: BCE plus ``add.weight`` times the angular distance distribution loss (ADD;
   Almudevar et al.) on the L2-normalised 960-d embedding, in its soft-label form (default) or
-  its hard-label form.
+  its hard-label form; its settings are ``loss.add`` (:class:`~mix2.config.AddSettings`).
 
 Each loss's value is the sum of its named :meth:`~BinaryCrossEntropy.terms` (``bce``, ``add``),
 which training logs one by one, so a user sees whether one term swamps the other.
@@ -208,8 +208,9 @@ def bce(config: LossConfig, pos_weight: Tensor | None = None) -> BinaryCrossEntr
 
 @LOSSES.register("bce+add")
 def bce_add(config: LossConfig, pos_weight: Tensor | None = None) -> BceWithAdd:
-    weights = AddWeights(config.add_lambda_mu, config.add_lambda_sigma_p, config.add_lambda_mu_n, config.add_lambda_sigma_n)
-    return BceWithAdd(config.add_form, weights, config.add_weight, pos_weight)
+    add = config.add
+    weights = AddWeights(add.lambda_mu, add.lambda_sigma_p, add.lambda_mu_n, add.lambda_sigma_n)
+    return BceWithAdd(add.form, weights, add.weight, pos_weight)
 
 
 def create_loss(config: LossConfig | str, pos_weight: Tensor | None = None) -> BinaryCrossEntropy:

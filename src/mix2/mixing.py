@@ -6,12 +6,15 @@ that stage, replaces the hidden batch ``h`` by ``W @ h``, runs the rest of the m
 the targets with the same matrix, ``W @ y``. The loss is then taken against the mixed targets.
 Inputs and targets are mixed in one call, so no caller can mix one without the other.
 
+Each mixer's settings sit under its name in :class:`~mix2.config.MixingConfig`
+(``mixing.mixup.alpha``, ``mixing.multimix.examples``, ...).
+
 - ``none``: no mixing.
 - ``mixup`` (Zhang et al., 2018): in input space; each example ``i`` draws its own
   ``lambda_i ~ Beta(alpha, alpha)`` (alpha 1.0) and its partner from a random permutation:
   ``W = diag(lambda) + diag(1 - lambda) P``.
 - ``manifold_mixup`` (Verma et al., 2019): the same, at a stage drawn each step from
-  ``manifold_stages`` (default: the 960-d pooled embedding only, as the paper's code does;
+  its ``stages`` (default: the 960-d pooled embedding only, as the paper's code does;
   Verma et al.'s own choice among early blocks is e.g. ``["input", "block3", "block6"]``).
 - ``multimix`` (Venkataramanan et al., 2023): from the whole batch's embeddings, ``n`` mixed
   examples (default: the batch size), each with weights over all examples drawn from
@@ -238,27 +241,27 @@ def no_mixing(config: MixingConfig) -> Mixer:
 
 @MIXERS.register("mixup")
 def mixup(config: MixingConfig) -> Mixer:
-    return Mixup(config.mixup_alpha, ("input",), name="mixup")
+    return Mixup(config.mixup.alpha, ("input",), name="mixup")
 
 
 @MIXERS.register("manifold_mixup")
 def manifold_mixup(config: MixingConfig) -> Mixer:
-    return Mixup(config.mixup_alpha, tuple(config.manifold_stages), name="manifold_mixup")
+    return Mixup(config.manifold_mixup.alpha, tuple(config.manifold_mixup.stages), name="manifold_mixup")
 
 
 @MIXERS.register("multimix")
 def multimix(config: MixingConfig) -> Mixer:
-    return MultiMix(config.multimix_alpha, config.multimix_examples)
+    return MultiMix(config.multimix.alpha, config.multimix.examples)
 
 
 @MIXERS.register("mix2")
 def mix2(config: MixingConfig) -> Mixer:
     allowed = [name for name in MIXERS.names() if name != "mix2"]  # any registered mixer but Mix2 itself
-    unknown = set(config.mix2_members) - set(allowed)
+    unknown = set(config.mix2.members) - set(allowed)
     if unknown:
         raise ValueError(f"mix2 members must be among {', '.join(allowed)}, got {sorted(unknown)}")
-    members = {name: MIXERS.create(name, config=config) for name in config.mix2_members}
-    return Mix2(members, config.mix2_members)
+    members = {name: MIXERS.create(name, config=config) for name in config.mix2.members}
+    return Mix2(members, config.mix2.members)
 
 
 def create_mixer(config: MixingConfig) -> Mixer:
