@@ -2,16 +2,20 @@
 
 from types import SimpleNamespace
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from mix2.baseline import band_statistics, fit_baseline
 from mix2.cli import build_parser, config_from_args
 from mix2.config import RECIPES, apply_preset, apply_recipe, default_config
 from mix2.errors import Mix2Error
 from mix2.run import kept_by
-from mix2.training import BestCheckpoint, Classifier
+from mix2.training import BestCheckpoint, Classifier, WeightEma, ema_decay
 
 
 def optimiser_of(config, steps_per_epoch: int):
@@ -77,6 +81,7 @@ def test_the_demonstration_uses_the_small_data_recipe():
         ("schedule", "linear", "train.schedule must be one of: warmup_cosine, cosine_per_epoch, got 'linear'"),
         ("monitor", "val_f1", "train.monitor must be one of: val_map, val_loss, val_macro_f1, got 'val_f1'"),
         ("warmup_epochs", -1.0, "train.warmup_epochs must be 0 or more, got -1.0"),
+        ("ema_half_life_epochs", 0.0, "train.ema_half_life_epochs must be a positive number of epochs or null, got 0.0"),
     ],
 )
 def test_bad_training_settings_are_refused_in_one_line(setting, value, message):
@@ -136,3 +141,47 @@ def test_baseline_learns_a_band_and_scores_classes_it_cannot_learn_as_their_shar
     scores = model.predict_proba(band_statistics(features[1::2]))
     assert scores.shape == (30, 3) and scores[:15, 0].min() > scores[15:, 0].max()
     assert (scores[:, 1] == 0).all() and (scores[:, 2] == 1).all()
+
+
+class Scaled(L.LightningModule):
+    """``w * batch_norm(x)`` fitted to ``y`` by plain SGD: one weight and one batch-norm statistic to follow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(1, affine=False)
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch, batch_index):
+        x, y = batch
+        return ((self.w * self.norm(x) - y) ** 2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.2)
+
+
+class Trajectory(Callback):
+    """The weight and the running mean after every optimiser step, and before the first."""
+
+    def on_train_start(self, trainer, module):
+        self.states = [(module.w.item(), module.norm.running_mean.item())]
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_index):
+        self.states.append((module.w.item(), module.norm.running_mean.item()))
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.* is deprecated")  # Lightning 2.6 on torch 2.13; harmless
+def test_the_weight_average_is_the_moving_average_of_every_step_with_its_half_life_in_epochs():
+    torch.manual_seed(0)
+    x = torch.randn(12, 1) * 3 + 5
+    batches = DataLoader(TensorDataset(x, 2 * (x - 5) / 3), batch_size=4)  # 3 steps an epoch
+    trajectory, module = Trajectory(), Scaled()
+    trainer = L.Trainer(max_epochs=2, callbacks=[trajectory, WeightEma(half_life_epochs=0.5)], logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(module, batches)
+    decay = ema_decay(0.5, steps_per_epoch=3)
+    assert decay == pytest.approx(0.5 ** (1 / 1.5))
+    average = np.array(trajectory.states[1])  # the average starts at the first step's weights, not at initialisation
+    for state in trajectory.states[2:]:
+        average = decay * average + (1 - decay) * np.array(state)
+    assert len(trajectory.states) == 7 and trajectory.states[-1][0] != pytest.approx(average[0], abs=1e-3)
+    assert (module.w.item(), module.norm.running_mean.item()) == pytest.approx(tuple(average), abs=1e-6)

@@ -16,6 +16,7 @@ import torch
 
 from mix2 import default_config, resume, train, training
 from mix2.cli import main
+from mix2.config import RunConfig
 from mix2.errors import Mix2Error
 from mix2.inference import load_checkpoint
 from mix2.training import Classifier
@@ -66,6 +67,21 @@ def test_killed_mid_epoch_resumes_to_the_same_run(tiny, tmp_path):
     assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 1 and not (run_dir / "metrics.json").exists()
     assert main(["train", "--resume", str(run_dir), "--quiet"]) == 0
     assert_same_run(run_dir, straight)
+
+
+def test_a_run_with_a_weight_average_resumes_to_the_same_run(tiny, tmp_path):
+    _, config, _ = tiny
+    config = RunConfig.from_dict(config.to_dict())
+    config.train.ema_half_life_epochs = 0.5
+    config.to_yaml(tmp_path / "ema.yaml")
+    straight = train(config, run_dir=tmp_path / "straight", progress=False)
+    killed = interrupted(tmp_path / "ema.yaml", tmp_path / "killed", "kill", 2 * STEPS_PER_EPOCH + 1)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert main(["train", "--resume", str(tmp_path / "killed"), "--quiet"]) == 0
+    assert_same_run(tmp_path / "killed", straight)
+    state = load_checkpoint(straight / "checkpoints" / "last.ckpt")  # the average is what is kept; the trained weights travel
+    averaged, trained = state["state_dict"], state["current_model_state"]
+    assert averaged.keys() == trained.keys() and not all(torch.equal(averaged[k], trained[k]) for k in averaged)
 
 
 def test_a_kill_while_saving_leaves_the_previous_checkpoint(tiny, tmp_path):

@@ -64,6 +64,13 @@ TRAIN_OPTIONS = {
         ("--schedule", "train", "schedule", str, "lr schedule: warmup_cosine (per step) or cosine_per_epoch (the paper's)"),
         ("--warmup-epochs", "train", "warmup_epochs", float, "epochs of linear warm-up in warmup_cosine (5; small-data: 2)"),
         ("--monitor", "train", "monitor", str, "what chooses best.ckpt: val_map, val_loss or val_macro_f1 (val_map)"),
+        (
+            "--ema-half-life-epochs",
+            "train",
+            "ema_half_life_epochs",
+            float,
+            "validate, checkpoint and keep a moving average of the weights, halving every this many epochs (off)",
+        ),
         ("--seed", "train", "seed", int, "training seed: initialisation, data order, augmentation and mixing (0)"),
         ("--threshold", "train", "threshold", float, "decision threshold on probabilities, in (0, 1) (0.5)"),
     ],

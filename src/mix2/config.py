@@ -211,6 +211,10 @@ class TrainConfig:
     or ``val_macro_f1`` (at ``threshold``). Where the validation split has no positive at all,
     ``val_map`` falls back to ``val_loss``.
 
+    ``ema_half_life_epochs`` validates, checkpoints and keeps an exponential moving average of the
+    weights (and batch-norm statistics) whose weights halve every that many epochs (see
+    :class:`mix2.training.WeightEma`); ``None`` (default) uses the weights as trained.
+
     ``devices`` (per node) and ``num_nodes`` train data-parallel through Lightning's ``strategy``
     (``auto`` or ``ddp``). ``batch_size`` is the global batch, split evenly over the
     ``devices * num_nodes`` processes, and the mixers and the ADD loss act on the whole global
@@ -227,6 +231,7 @@ class TrainConfig:
     schedule: str = "warmup_cosine"
     warmup_epochs: float = 5.0
     monitor: str = "val_map"
+    ema_half_life_epochs: float | None = None
     seed: int = 0
     threshold: float = 0.5
     num_workers: int = 0
@@ -264,6 +269,10 @@ class TrainConfig:
         require("lr", _is_number(self.lr) and self.lr > 0, "must be a positive number")
         require("weight_decay", _is_number(self.weight_decay) and self.weight_decay >= 0, "must be 0 or more")
         require("warmup_epochs", _is_number(self.warmup_epochs) and self.warmup_epochs >= 0, "must be 0 or more")
+        ema = self.ema_half_life_epochs
+        require(
+            "ema_half_life_epochs", ema is None or (_is_number(ema) and ema > 0), "must be a positive number of epochs or null"
+        )
         require("bn_momentum", _is_number(self.bn_momentum) and 0 < self.bn_momentum <= 1, "must be in (0, 1]")
         require("seed", _is_int(self.seed) and 0 <= self.seed < 2**32, "must be a whole number from 0 to 2**32 - 1")
         require("threshold", _is_number(self.threshold) and 0 < self.threshold < 1, "must be a probability between 0 and 1")

@@ -48,6 +48,7 @@ from mix2.training import (
     ProgressBar,
     RunData,
     StepTimes,
+    WeightEma,
     check_components,
     clip_loader,
 )
@@ -239,7 +240,13 @@ def _fit(
         use_distributed_sampler=False,  # RunData shares the batches out itself
         precision=PRECISIONS[config.train.precision],
         deterministic="warn" if config.train.deterministic else False,
-        callbacks=[best, last, StepTimes(run_dir / "logs" / "speed.csv"), *([ProgressBar()] if progress else [])],
+        callbacks=[
+            best,
+            last,
+            StepTimes(run_dir / "logs" / "speed.csv"),
+            *([WeightEma(config.train.ema_half_life_epochs)] if config.train.ema_half_life_epochs else []),
+            *([ProgressBar()] if progress else []),
+        ],
         plugins=[AtomicCheckpointIO()],
         logger=logger,
         enable_progress_bar=progress,
