@@ -3,7 +3,8 @@
 The naive loop is what a first script does: for each window, read its audio alone, compute its
 log-mel, and call the model on that one clip, in fp32 with the default memory layout. It is
 compared with ``mix2.predict`` (block reads, batches of 64 filled across recordings,
-channels_last; batch norm folded in fp32) in fp32 and in bf16. Figures are printed as ratios against the naive loop and as
+channels_last; batch norm folded in fp32) in fp32 with every inference engine installed
+(PyTorch, ONNX Runtime, OpenVINO), and in bf16 (PyTorch). Figures are printed as ratios against the naive loop and as
 hours of audio per minute; the model is MobileNetV3-Large with random weights (speed does not
 depend on the weights).
 
@@ -23,25 +24,27 @@ import torch
 
 from mix2 import default_config
 from mix2.data.audio import duration_s, fit_length, read_audio
+from mix2.engines import engine_names, installed
+from mix2.inference import load_trained_model
 from mix2.predict import WindowScorer, find_recordings, predict, recording_windows
 from mix2.training import Classifier
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "frogs"
 
 
-def random_checkpoint(folder: Path, channels_last: bool) -> tuple[Path, Classifier]:
+def random_checkpoint(folder: Path, channels_last: bool) -> Path:
     torch.manual_seed(0)
     config = default_config("data")
     config.train.channels_last = channels_last
     module = Classifier(config.to_dict(), [f"species_{i}" for i in range(42)]).eval()
     path = folder / f"model-{'cl' if channels_last else 'default'}.ckpt"
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
-    return path, module
+    return path
 
 
-def naive_loop(module: Classifier, recordings: list[Path]) -> int:
-    """One window at a time: read it alone, its log-mel, the model on a batch of one."""
-    scorer, windows = WindowScorer(module), 0
+def naive_loop(checkpoint: Path, recordings: list[Path]) -> int:
+    """One window at a time: read it alone, its log-mel, PyTorch's model on a batch of one."""
+    scorer, windows = WindowScorer(load_trained_model(checkpoint), checkpoint, engine="torch"), 0
     for path in recordings:
         for start_s, _ in recording_windows(duration_s(path), 3.0, 1.0):
             clip = fit_length(read_audio(path, 16_000, start_s, 3.0), 48_000)
@@ -61,13 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     recordings = find_recordings(args.paths)
     audio_h = sum(duration_s(p) for p in recordings) / 3600
     with tempfile.TemporaryDirectory() as tmp:
-        _, naive_module = random_checkpoint(Path(tmp), channels_last=False)
-        fast_checkpoint, _ = random_checkpoint(Path(tmp), channels_last=True)
+        naive_checkpoint = random_checkpoint(Path(tmp), channels_last=False)
+        fast = random_checkpoint(Path(tmp), channels_last=True)
         methods = {
-            "naive loop (fp32, default layout, 1 window per call)": lambda: naive_loop(naive_module, recordings),
-            "mix2 predict, fp32": lambda: len(predict(fast_checkpoint, recordings, progress=False)),
-            "mix2 predict, bf16": lambda: len(predict(fast_checkpoint, recordings, precision="bf16", progress=False)),
+            "naive loop (fp32, torch, default layout, 1 window per call)": lambda: naive_loop(naive_checkpoint, recordings)
         }
+        for engine in [name for name in engine_names() if name != "auto" and installed(name)]:
+            methods[f"mix2 predict, fp32, {engine}"] = lambda e=engine: len(predict(fast, recordings, engine=e, progress=False))
+        methods["mix2 predict, bf16, torch"] = lambda: len(predict(fast, recordings, precision="bf16", progress=False))
         timings = {}
         for name, run in methods.items():
             run()  # warm-up: first-call allocations and kernel selection

@@ -8,8 +8,10 @@ the configurations take turns over ``--rounds`` rounds; the best step of each is
   shift, the mixer, BCE, backward, AdamW), MobileNetV3-Large at 1 x 128 x 376. The baseline is
   PyTorch's default: the default memory layout in fp32. mix2's path is channels-last; bf16
   autocast and micro-batches are the options.
-- **Inference**: the model on a batch of cached features. The baseline is the default layout in
-  fp32; mix2's path is channels-last with batch norm folded into the convolutions.
+- **Inference**: the model on a batch of cached features. The baseline is PyTorch's default
+  layout in fp32; then channels-last, batch norm folded into the convolutions, in PyTorch and in
+  every inference engine installed (ONNX Runtime, OpenVINO; see :mod:`mix2.engines`), and bf16.
+  mix2's path (``mix2:``) is the engine ``--engine auto`` takes here.
 - **Front-end**: decode, resample and log-mel of real recordings (``../shared/data/frogs``),
   written to a feature cache, as ``mix2 train`` does once per clip.
 - **Cache read**: clips per second read back from that cache through the training loader.
@@ -45,9 +47,11 @@ import torch
 from mix2 import default_config
 from mix2.data.audio import duration_s
 from mix2.data.clips import ClipTable
+from mix2.engines import installed, load_engine, resolve_engine
 from mix2.features.cache import FeatureCache, extract_features
 from mix2.features.logmel import LogMel
-from mix2.inference import InferenceModel, TrainedModel
+from mix2.inference import InferenceModel, TrainedModel, load_trained_model
+from mix2.registry import ENGINES
 from mix2.run import _fit
 from mix2.training import Classifier, EpochShuffle, clip_loader
 
@@ -66,6 +70,7 @@ class Setup:
     batch_size: int = 32
     micro_batch_size: int | None = None
     fold: bool = False
+    engine: str = "torch"
 
     def module(self) -> Classifier:
         config = default_config("data")
@@ -90,11 +95,18 @@ def training_setups(batch: int, micro: int) -> list[Setup]:
 
 
 def inference_setups(batch: int) -> list[Setup]:
+    """PyTorch's paths, then every exported engine installed; ``mix2:`` marks the engine ``auto`` takes here."""
+    default = resolve_engine("auto", torch.device("cpu"))
+    folded = [("torch", "PyTorch, channels-last, batch norm folded, fp32")]
+    folded += [(name, f"{name}, batch norm folded, fp32") for name in ENGINES.names() if name != "torch" and installed(name)]
     return [
-        Setup("default layout, fp32 (baseline)", channels_last=False, batch_size=batch),
-        Setup("channels-last, fp32", channels_last=True, batch_size=batch),
-        Setup("mix2: channels-last, batch norm folded, fp32", channels_last=True, batch_size=batch, fold=True),
-        Setup("channels-last, bf16 autocast", channels_last=True, precision="bf16", batch_size=batch),
+        Setup("PyTorch, default layout, fp32 (baseline)", channels_last=False, batch_size=batch),
+        Setup("PyTorch, channels-last, fp32", channels_last=True, batch_size=batch),
+        *[
+            Setup(f"{'mix2: ' if name == default else ''}{label}", True, batch_size=batch, fold=True, engine=name)
+            for name, label in folded
+        ],
+        Setup("PyTorch, channels-last, bf16 autocast", channels_last=True, precision="bf16", batch_size=batch),
     ]
 
 
@@ -129,12 +141,21 @@ def time_inference(setup: Setup, steps: int, frames: int) -> tuple[float, float]
     trained = TrainedModel(module.model, module.classes, module.config, thresholds=None)
     model = InferenceModel(trained, fold=setup.fold) if setup.channels_last else module.model
     x = torch.rand(setup.batch_size, 1, 128, frames)
+    with tempfile.TemporaryDirectory() as folder:
+        if setup.engine != "torch":  # exported from a checkpoint, as mix2 predict does
+            checkpoint = Path(folder) / "model.ckpt"
+            torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, checkpoint)
+            trained = load_trained_model(checkpoint)
+            trained.config.data.window_s = (
+                (frames - 1) * trained.config.features.hop_length / trained.config.features.sample_rate_hz
+            )
+            model = load_engine(trained, checkpoint, setup.engine)
 
-    def call() -> None:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=setup.precision == "bf16"):
-            model(x)
+        def call() -> None:
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=setup.precision == "bf16"):
+                model(x)
 
-    return _best_of(call, steps), _peak_rss_gb()
+        return _best_of(call, steps), _peak_rss_gb()
 
 
 def _best_of(run, repeats: int) -> float:

@@ -63,7 +63,7 @@ def test_every_recording_gets_its_windows_in_order(frogs_scores):
 
 def test_a_window_scores_as_the_same_clip_scored_alone(checkpoint, frogs_scores):
     module = load_trained_model(checkpoint)
-    scorer = WindowScorer(module)
+    scorer = WindowScorer(module, checkpoint)
     frogs = shared_data("frogs")
     for name, start_s in [("great_plains_toad.wav", 17.0), ("great_plains_toad.wav", 42.0), ("rfcx_f97ababc1.flac", 30.0),
                           ("se_us/hyla-cinerea.mp3", 2.0), ("Physalaemus_cuvieri.wav", 0.0)]:  # fmt: skip

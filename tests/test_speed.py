@@ -12,6 +12,7 @@ import torch
 from conftest import shared_data
 from mix2 import run, train
 from mix2.config import LossConfig, MixingConfig, TrainConfig
+from mix2.engines import installed, resolve_engine
 from mix2.errors import Mix2Error
 from mix2.features.logmel import LogMel
 from mix2.losses import create_loss
@@ -194,6 +195,11 @@ def test_the_speed_benchmark_measures_every_path_and_epoch_sizes(tmp_path, capsy
     assert all(row["clips_per_s"] > 0 and 0.1 < row["peak_rss_gb"] < 20 for row in training)
     micro = speed.Setup("micro", channels_last=True, precision="bf16", batch_size=4, micro_batch_size=2, fold=True)
     assert speed.time_training(micro, steps=1, frames=32)[0] > 0 and speed.time_inference(micro, steps=1, frames=32)[0] > 0
+    for engine in [name for name in ("onnxruntime", "openvino") if installed(name)]:  # exported at the benchmark's input
+        assert speed.time_inference(speed.Setup(engine, True, batch_size=2, fold=True, engine=engine), 1, frames=32)[0] > 0
+    assert [setup.engine for setup in speed.inference_setups(2) if setup.name.startswith("mix2:")] == [
+        resolve_engine("auto", torch.device("cpu"))
+    ]
     print(speed._table("Training", training))
     assert "| ours | 2 |" in capsys.readouterr().out
 

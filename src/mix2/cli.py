@@ -37,6 +37,7 @@ from mix2.config import CHORUS, PRESETS, RECIPES, TABLE_ONE, RunConfig, apply_pr
 from mix2.data.anuraset import VARIANTS
 from mix2.data.download import DATASETS, ZENODO_API, download
 from mix2.distributed import is_first_process
+from mix2.engines import engine_names
 from mix2.errors import Mix2Error, SettingError, TrainingInterrupted
 from mix2.experiment import Experiment, aggregate_experiment, plan_experiment, run_experiment
 from mix2.predict import INFERENCE_PRECISIONS, merge_predictions, parse_shard, predict
@@ -239,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict_parser.add_argument(
         "--precision", choices=list(INFERENCE_PRECISIONS), default="fp32", help="fp32, or bf16 on CPU (fp32)"
     )
+    predict_parser.add_argument(
+        "--engine",
+        choices=engine_names(),
+        default="auto",
+        help="what runs the network: auto (openvino, then onnxruntime, then torch: the first installed), or one of them (auto)",
+    )
     predict_parser.add_argument("--parquet", action="store_true", help="also write scores.parquet (needs pyarrow)")
     predict_parser.add_argument(
         "--shard", type=_shard, help="I/N: score only shard I of N of the recordings (one job of N; then mix2 merge)"
@@ -434,6 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 batch_size=args.batch_size,
                 thresholds=_number_or_text(args.thresholds),
                 precision=args.precision,
+                engine=args.engine,
                 parquet=args.parquet,
                 progress=not args.quiet,
                 shard=args.shard,

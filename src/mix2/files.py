@@ -1,4 +1,4 @@
-"""Files written whole or not at all, and file checksums.
+"""Files written whole or not at all, file checksums, and where mix2 caches.
 
 Example:
     >>> import tempfile, pathlib
@@ -33,6 +33,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     with partial.open("rb+") as handle:
         os.fsync(handle.fileno())
     partial.replace(path)
+
+
+def cache_root() -> Path:
+    """Where features, the synthetic chorus and exported networks are cached: ``$MIX2_CACHE_DIR`` or ``~/.cache/mix2``."""
+    return Path(os.environ.get("MIX2_CACHE_DIR", Path.home() / ".cache" / "mix2"))
 
 
 def md5sum(path: str | Path) -> str:

@@ -90,6 +90,17 @@ def trained_model(state: dict[str, Any], checkpoint: str | Path) -> TrainedModel
     return TrainedModel(network.eval(), classes, config, thresholds)
 
 
+def input_shape(config: RunConfig) -> tuple[int, int]:
+    """``(mels, frames)`` of one window of ``config``'s runs: the network's input is ``(batch, 1, mels, frames)``.
+
+    Example:
+        >>> input_shape(RunConfig())
+        (128, 376)
+    """
+    features = config.features
+    return features.n_mels, 1 + round(config.data.window_s * features.sample_rate_hz) // features.hop_length
+
+
 class InferenceModel(nn.Module):
     """A trained network for inference: ``(batch, 1, mels, frames)`` -> ``(batch, classes)`` logits.
 

@@ -1,4 +1,4 @@
-"""Name -> factory registries for data formats, models, mixers and losses (timm's decorator-plus-factory idea).
+"""Name -> factory registries for data formats, models, mixers, losses and inference engines (timm's decorator-plus-factory idea).
 
 A component registers itself under a name; runs store the name, and a checkpoint rebuilds its
 model from the name and the keyword arguments saved beside the weights.
@@ -60,3 +60,4 @@ DATA_FORMATS = Registry("data format")
 MODELS = Registry("model")
 LOSSES = Registry("loss")
 MIXERS = Registry("mixer")
+ENGINES = Registry("inference engine")

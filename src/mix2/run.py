@@ -31,10 +31,11 @@ from mix2.data.clips import SPLITS, ClipTable
 from mix2.data.sources import read_source
 from mix2.data.splits import assign_splits
 from mix2.distributed import RUN_DIR_VARIABLE, is_first_process, launcher_ranks
+from mix2.engines import Engine, load_engine
 from mix2.errors import Mix2Error, TrainingInterrupted, input_error
 from mix2.features.cache import FeatureCache, extract_features
-from mix2.files import atomic_path
-from mix2.inference import InferenceModel, TrainedModel, load_checkpoint, store_thresholds, trained_model
+from mix2.files import atomic_path, cache_root
+from mix2.inference import load_checkpoint, store_thresholds, trained_model
 from mix2.losses import positive_weights
 from mix2.metrics import class_groups, evaluate_scores, tune_thresholds
 from mix2.reporting.plots import write_run_plots
@@ -55,11 +56,6 @@ from mix2.training import (
 
 LOG = logging.getLogger("mix2")
 """Where a run says what it does (the folder it writes into); silent unless the caller configures it, as the CLI does."""
-
-
-def cache_root() -> Path:
-    """Where features and the synthetic chorus are cached: ``$MIX2_CACHE_DIR`` or ``~/.cache/mix2``."""
-    return Path(os.environ.get("MIX2_CACHE_DIR", Path.home() / ".cache" / "mix2"))
 
 
 def check_config(config: RunConfig, here: bool = True) -> None:
@@ -325,15 +321,17 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = Tru
     if trained.classes != table.classes:
         raise input_error(checkpoint_path, "the checkpoint's classes differ from the run's clips.csv")
 
+    engine = load_engine(trained, checkpoint_path, "auto", pick_device(config.train.accelerator))
     if trained.thresholds is None:
-        val, val_scores = _score_split(trained, table, "val", config, run_dir, progress)
+        val, val_scores = _score_split(engine, table, "val", config, run_dir, progress)
         tuned = tune_thresholds(val.labels, val_scores, config.train.threshold)
         store_thresholds(checkpoint_path, state, dict(zip(table.classes, tuned)))
         trained.thresholds = tuned
-    test, scores = _score_split(trained, table, "test", config, run_dir, progress)
+    test, scores = _score_split(engine, table, "test", config, run_dir, progress)
 
     metrics = scored_metrics(table, config, test.labels, scores, trained.thresholds)
     metrics["checkpoint"] = checkpoint
+    metrics["engine"] = engine.name
     metrics["kept"] = kept_epoch(state, checkpoint_path, config.train.epochs)
     predictions = pd.concat([test.clips[["file", "start_s", "end_s"]], pd.DataFrame(scores, columns=table.classes)], axis=1)
     predictions.to_csv(run_dir / "test_predictions.csv", index=False, float_format="%.6f")
@@ -407,18 +405,15 @@ def baseline(run_dir: str | Path, progress: bool = True) -> dict:
 
 
 def _score_split(
-    trained: TrainedModel, table: ClipTable, split: str, config: RunConfig, run_dir: Path, progress: bool
+    engine: Engine, table: ClipTable, split: str, config: RunConfig, run_dir: Path, progress: bool
 ) -> tuple[ClipTable, np.ndarray]:
-    """One split of a run's clips and its ``(clips, classes)`` probabilities."""
+    """One split of a run's clips and its ``(clips, classes)`` probabilities, the network run by ``engine``."""
     clips = table.split(split)
     if len(clips) == 0:
         raise input_error(run_dir / "clips.csv", f"no clips in the {split} split")
     feature_paths = _cached_features(clips, config, run_dir, progress, label=f"features of the {split} clips")
-    device = pick_device(config.train.accelerator)
-    model = InferenceModel(trained).to(device)
-    with torch.inference_mode():
-        batches = clip_loader(feature_paths, clips.labels, config.train, config.train.batch_size, top_db=config.features.top_db)
-        return clips, torch.cat([torch.sigmoid(model(x.to(device))).cpu() for x, _ in batches]).numpy()
+    batches = clip_loader(feature_paths, clips.labels, config.train, config.train.batch_size, top_db=config.features.top_db)
+    return clips, torch.cat([torch.sigmoid(engine(x)) for x, _ in batches]).numpy()
 
 
 def _cached_features(
@@ -435,4 +430,4 @@ def _cached_features(
     return feature_paths
 
 
-__all__ = ["baseline", "cache_root", "evaluate", "resume", "train"]
+__all__ = ["baseline", "evaluate", "resume", "train"]

@@ -25,8 +25,8 @@ With ``out_dir`` the results are written there, and a re-run goes on where the l
 - ``failures.csv``: recordings that could not be read, with the reason; they are skipped;
 - ``parts/`` and ``done.jsonl``: one score file per finished recording, recorded atomically;
   recordings already listed in ``done.jsonl`` are not scored again;
-- ``predict.json``: the settings (the checkpoint's digest, the hop, the precision, the shard
-  and the per-class thresholds), so that a re-run with other settings is refused, and once
+- ``predict.json``: the settings (the checkpoint's digest, the hop, the precision, the engine
+  that ran the network, the shard and the per-class thresholds), so that a re-run with other settings is refused, and once
   the job has finished, what it covered (the listing's digest).
 
 Large archives split over ``N`` independent jobs (a cluster's array job): ``shard=(i, n)``
@@ -46,11 +46,12 @@ resumable output folder, Raven tables), :mod:`~mix2.predict.shards` and :mod:`~m
 :mod:`~mix2.predict.job` (:func:`predict`, which runs them).
 """
 
+from mix2.engines import INFERENCE_PRECISIONS
 from mix2.predict.detections import THRESHOLD_FORMS, detections, thresholds_from
 from mix2.predict.job import predict
 from mix2.predict.merge import merge_predictions
 from mix2.predict.output import PredictState
-from mix2.predict.scoring import INFERENCE_PRECISIONS, WindowScorer
+from mix2.predict.scoring import WindowScorer
 from mix2.predict.shards import parse_shard, shard_of
 from mix2.predict.windows import find_recordings, recording_windows
 

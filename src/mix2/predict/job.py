@@ -26,6 +26,7 @@ def predict(
     batch_size: int = 64,
     thresholds: float | str | Path | dict[str, float] = 0.5,
     precision: str = "fp32",
+    engine: str = "auto",
     parquet: bool = False,
     progress: bool = True,
     shard: tuple[int, int] | None = None,
@@ -45,6 +46,10 @@ def predict(
             none), a dict, or a CSV file with ``class`` and ``threshold`` columns.
         precision: ``"fp32"``, or ``"bf16"`` (CPU autocast; scores within
             0.05 of fp32, tested).
+        engine: what runs the network (:mod:`mix2.engines`): ``"auto"`` (OpenVINO, then ONNX
+            Runtime, then PyTorch: the first installed), ``"torch"``, ``"onnxruntime"`` or
+            ``"openvino"``; the one that ran is stored in the output folder, and a resumed run
+            must use it again.
         parquet: also write ``scores.parquet`` (needs pyarrow).
         progress: show a progress bar.
 
@@ -65,9 +70,13 @@ def predict(
     window_s = trained.config.data.window_s
     sample_rate_hz = trained.config.features.sample_rate_hz
     classes_thresholds = dict(zip(trained.classes, per_class.tolist()))
-    state = PredictState(Path(out_dir), checkpoint, hop_s, precision, classes_thresholds, shard) if out_dir else None
+    scorer = WindowScorer(trained, checkpoint, precision, engine)
+    state = (
+        PredictState(Path(out_dir), checkpoint, hop_s, precision, scorer.engine.name, classes_thresholds, shard)
+        if out_dir
+        else None
+    )
     done = state.done() if state else {}
-    scorer = WindowScorer(trained, precision)
 
     parts: dict[int, pd.DataFrame] = {}
     failures: dict[int, str] = dict(state.failures(recordings)) if state else {}

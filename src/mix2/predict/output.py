@@ -27,6 +27,7 @@ class PredictState:
         checkpoint: str | Path,
         hop_s: float,
         precision: str,
+        engine: str,
         thresholds: dict[str, float],
         shard: tuple[int, int] | None = None,
     ) -> None:
@@ -38,16 +39,18 @@ class PredictState:
             "checkpoint_md5": md5sum(checkpoint),
             "hop_s": hop_s,
             "precision": precision,
+            "engine": engine,
             "shard": shard_text,
             "thresholds": thresholds,
         }
         settings_path = folder / "predict.json"
         if settings_path.is_file():
-            stored = json.loads(settings_path.read_text())
+            stored = {"engine": "torch", **json.loads(settings_path.read_text())}  # folders from before engines: torch
             if {k: stored.get(k) for k in settings} != settings:
                 changed = ", ".join(k for k in settings if stored.get(k) != settings[k])
+                again = f"; to go on, pass --engine {stored['engine']}" if stored["engine"] != engine else ""
                 raise input_error(
-                    settings_path, f"this folder holds a prediction with other settings ({changed}); use a new folder"
+                    settings_path, f"this folder holds a prediction with other settings ({changed}); use a new folder{again}"
                 )
         else:
             write_text(settings_path, json.dumps({**settings, "checkpoint": str(checkpoint)}, indent=2))

@@ -12,39 +12,38 @@ import torch
 
 from mix2.config import pick_device
 from mix2.data.audio import duration_s, read_windows
+from mix2.engines import load_engine
 from mix2.errors import Mix2Error, input_error
 from mix2.features.frontend import FrontEnd
-from mix2.inference import InferenceModel, TrainedModel
+from mix2.inference import TrainedModel
 from mix2.predict.windows import Window, recording_windows
-
-INFERENCE_PRECISIONS = ("fp32", "bf16")
-"""The precisions predict runs the network in."""
 
 
 class WindowScorer:
     """Audio windows ``(batch, samples)`` at the model's rate -> probabilities ``(batch, classes)``.
 
     The checkpoint's front-end (:class:`~mix2.features.frontend.FrontEnd`: the log-mel rounded
-    to float16 as the training cache stores it, then scaled per clip), then the network
-    (:class:`~mix2.inference.InferenceModel`):
-    in fp32 with batch norm folded into its convolutions, or (``precision="bf16"``) under
-    autocast to bfloat16, all on ``device`` (default: the GPU where there is one, else the CPU).
+    to float16 as the training cache stores it, then scaled per clip) on ``device`` (default:
+    the GPU where there is one, else the CPU), then the network behind an inference ``engine``
+    (:func:`~mix2.engines.load_engine`: ``auto``, ``torch``, ``onnxruntime`` or ``openvino``),
+    in fp32 with batch norm folded, or (``precision="bf16"``, PyTorch only) under autocast to bfloat16.
     """
 
-    def __init__(self, trained: TrainedModel, precision: str = "fp32", device: torch.device | str | None = None) -> None:
-        if precision not in INFERENCE_PRECISIONS:
-            raise Mix2Error(f"unknown precision '{precision}'; choose one of: {', '.join(INFERENCE_PRECISIONS)}")
-        self.device = torch.device(device) if device is not None else pick_device()
-        self.model = InferenceModel(trained, fold=precision == "fp32").to(self.device)
-        self.frontend = FrontEnd(trained.config.features, self.device)
-        self.precision = precision
+    def __init__(
+        self,
+        trained: TrainedModel,
+        checkpoint: str | Path,
+        precision: str = "fp32",
+        engine: str = "auto",
+        device: torch.device | str | None = None,
+    ) -> None:
+        device = torch.device(device) if device is not None else pick_device()
+        self.engine = load_engine(trained, checkpoint, engine, device, precision)
+        self.frontend = FrontEnd(trained.config.features, device)
 
     @torch.inference_mode()
     def __call__(self, audio: torch.Tensor) -> np.ndarray:
-        features = self.frontend(audio)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            logits = self.model(features)
-        return torch.sigmoid(logits.float()).cpu().numpy()
+        return torch.sigmoid(self.engine(self.frontend(audio))).numpy()
 
 
 def window_frame(path: Path, windows: list[Window]) -> pd.DataFrame:
