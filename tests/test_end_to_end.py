@@ -11,6 +11,7 @@ from conftest import shared_data
 from mix2 import default_config, evaluate, train
 from mix2.cli import main
 from mix2.config import RunConfig
+from mix2.engines import load_engine
 from mix2.inference import load_trained_model
 from mix2.metrics import tune_thresholds
 from mix2.run import _score_split
@@ -75,7 +76,8 @@ def test_thresholds_are_tuned_on_validation_kept_in_the_checkpoint_and_reported(
     assert list(stored) == module.classes and module.thresholds.tolist() == list(stored.values())
     # They are the F1-maximising scores of the validation clips, recomputed here from scratch.
     table = read_run_clips(chorus_run)
-    val, scores = _score_split(module, table, "val", RunConfig.from_yaml(chorus_run / "config.yaml"), chorus_run, False)
+    engine = load_engine(module, chorus_run / "checkpoints" / "best.ckpt", "auto")  # as evaluation scores
+    val, scores = _score_split(engine, table, "val", RunConfig.from_yaml(chorus_run / "config.yaml"), chorus_run, False)
     assert module.thresholds == pytest.approx(tune_thresholds(val.labels, scores))
     clips = pd.read_csv(chorus_run / "clips.csv")
     metrics = json.loads((chorus_run / "metrics.json").read_text())
