@@ -3,6 +3,8 @@
 import json
 import logging
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,3 +127,16 @@ def test_a_folder_from_before_engines_resumes_with_torch(checkpoint, tmp_path):
     settings_path.write_text(json.dumps(settings))
     again = predict(checkpoint, [recording], tmp_path / "out", engine="torch", progress=False)
     assert again.equals(first)
+
+
+def test_the_agreement_benchmark_measures_every_path_against_the_exact_one(checkpoint, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import predict_agreement  # benchmarks/predict_agreement.py
+
+    recording = shared_data("frogs") / "great_plains_toad.wav"
+    assert predict_agreement.main([str(checkpoint), "--data", str(recording)]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [row[1] for row in rows] == [f"{name}, exact windows" for name in EXPORTED] + [
+        "default: auto engine, windows cut from blocks"
+    ]
+    assert all(row[-1].endswith(f"of {43 * 4} |") for row in rows)  # 43 windows x 4 classes

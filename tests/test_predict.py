@@ -12,11 +12,13 @@ import torch
 
 from conftest import FOUR_CLASSES, shared_data, write_tone
 from mix2.cli import main
-from mix2.data.audio import fit_length, read_audio
+from mix2.config import FeatureConfig
+from mix2.data.audio import fit_length, read_audio, read_blocks, read_windows
 from mix2.data.clips import ClipTable
 from mix2.data.events import read_raven_table
 from mix2.errors import Mix2Error
 from mix2.features.cache import FeatureCache, extract_features
+from mix2.features.frontend import FrontEnd
 from mix2.inference import InferenceModel, load_trained_model
 from mix2.predict import (
     PredictState,
@@ -38,7 +40,8 @@ BF16_TOLERANCE = 0.05
 
 @pytest.fixture(scope="module")
 def frogs_scores(checkpoint):
-    return predict(checkpoint, [shared_data("frogs")], progress=False)
+    """Every frog window's scores, each window transformed alone as in evaluation."""
+    return predict(checkpoint, [shared_data("frogs")], exact_windows=True, progress=False)
 
 
 def test_window_times_are_exact_and_the_tail_is_covered_by_a_padded_window():
@@ -120,7 +123,7 @@ def test_resuming_after_a_kill_gives_the_same_tables(checkpoint, tmp_path, monke
     assert len(again) == 17 - 5 and not set(again) & set(recorded)  # only the recordings not done before
     for name in ["scores.csv", "detections.csv", "failures.csv"]:
         assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
-    with pytest.raises(Mix2Error, match="predict.json: this folder holds a prediction with other settings \\(hop_s\\)"):
+    with pytest.raises(Mix2Error, match="predict.json: this folder holds a prediction with other settings \\(hop_s, windows\\)"):
         predict(checkpoint, [frogs], tmp_path / "resumed", hop_s=0.5, progress=False)
 
 
@@ -224,7 +227,7 @@ def test_audio_is_read_in_bounded_blocks_with_the_same_scores(checkpoint, frogs_
     reads, original = [], sf.SoundFile.read
     monkeypatch.setattr(sf.SoundFile, "read", lambda self, frames=-1, **kw: reads.append(frames) or original(self, frames, **kw))
     monkeypatch.setattr(mix2.data.audio, "BLOCK_S", 5.0)
-    small_blocks = predict(checkpoint, [soundscape], progress=False)
+    small_blocks = predict(checkpoint, [soundscape], exact_windows=True, progress=False)
     rate = sf.info(str(soundscape)).samplerate
     assert len(reads) >= 60 / 5 and 0 < max(reads) <= 5 * rate  # never more than 5 s of the 60 s at once
     whole = frogs_scores[frogs_scores["file"] == str(soundscape)].reset_index(drop=True)
@@ -305,3 +308,47 @@ def test_a_window_scores_as_the_same_clip_read_through_the_feature_cache(checkpo
     clips = [(name, start_s) for name, file_starts in starts.items() for start_s in file_starts]
     cached, predicted = cached_and_predicted(checkpoint, frogs_scores, tmp_path, clips)
     np.testing.assert_allclose(predicted, cached, atol=CACHE_TOLERANCE)
+
+
+def test_windows_cut_from_a_block_are_the_windows_transformed_alone():
+    front_end = FrontEnd(FeatureConfig())
+    torch.manual_seed(0)
+    audio = torch.randn(16_000 * 9) * torch.linspace(0.01, 1.0, 16_000 * 9)  # loud ends: any leak past an edge shows
+    audio[-16_000:] = 0  # and a tail window's zero padding, as read_blocks pads past a recording's end
+    offsets = [0, 16_000, 32_000, 64_000, 96_000]
+    alone = front_end(torch.stack([audio[offset : offset + 48_000] for offset in offsets]))
+    assert torch.equal(front_end.windows_of_block(audio, offsets, 48_000), alone)
+    with pytest.raises(ValueError, match="multiples of the hop"):
+        front_end.windows_of_block(audio, [8_000], 48_000)
+
+
+def test_predict_cuts_windows_from_blocks_exactly_at_the_models_rate(checkpoint, tmp_path):
+    at_model_rate = write_tone(tmp_path / "tone16k.wav", 20.0, 16_000, frequency_hz=1_500.0)
+    block = predict(checkpoint, [at_model_rate], tmp_path / "block", progress=False)
+    assert json.loads((tmp_path / "block" / "predict.json").read_text())["windows"] == "block"
+    exact = predict(checkpoint, [at_model_rate], exact_windows=True, progress=False)
+    np.testing.assert_allclose(block[CLASSES].to_numpy(), exact[CLASSES].to_numpy(), atol=1e-6)
+    predict(checkpoint, [at_model_rate], tmp_path / "half", hop_s=0.5, progress=False)  # 62.5 hops: no frame boundary
+    assert json.loads((tmp_path / "half" / "predict.json").read_text())["windows"] == "exact"
+    with pytest.raises(Mix2Error, match="other settings \\(windows\\); use a new folder; to go on, leave out --exact-windows"):
+        predict(checkpoint, [at_model_rate], tmp_path / "block", exact_windows=True, progress=False)
+
+
+def test_a_resampled_window_cut_from_its_block_differs_only_in_its_edge_frames():
+    """A block is resampled whole and a window alone, and the resampler's edge moves the two outermost frames.
+
+    Scores of trained NIPS4B networks over these recordings moved by 0.0044 at most (README, Predict).
+    """
+    front_end, frogs = FrontEnd(FeatureConfig()), shared_data("frogs")
+    for name in ["great_plains_toad.wav", "rfcx_f97ababc1.flac", "se_us/pseudacris-crucifer.mp3"]:
+        starts = [start for start, _ in recording_windows(sf.info(str(frogs / name)).duration, 3.0, 1.0)]
+        alone = front_end(torch.from_numpy(np.stack(list(read_windows(frogs / name, starts, 3.0, 16_000)))))
+        cut = torch.cat(
+            [
+                front_end.windows_of_block(torch.from_numpy(audio), [round((s - block[0]) * 16_000) for s in block], 48_000)
+                for block, audio in read_blocks(frogs / name, starts, 3.0, 16_000)
+            ]
+        )
+        inner = (alone - cut)[..., 2:-2].abs()
+        assert inner.max() < 0.01 and inner.mean() < 1e-3, name  # float16 steps apart, and a trace of the resampler
+        assert (alone - cut)[..., [0, 1, -2, -1]].abs().max() > 0.1, name  # where the window's own resampler edge is

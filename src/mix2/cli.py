@@ -246,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="what runs the network: auto (openvino, then onnxruntime, then torch: the first installed), or one of them (auto)",
     )
+    predict_parser.add_argument(
+        "--exact-windows",
+        action="store_true",
+        help="transform each window alone, exactly as evaluation does, not cut from its block's log-mel (slower)",
+    )
     predict_parser.add_argument("--parquet", action="store_true", help="also write scores.parquet (needs pyarrow)")
     predict_parser.add_argument(
         "--shard", type=_shard, help="I/N: score only shard I of N of the recordings (one job of N; then mix2 merge)"
@@ -442,6 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 thresholds=_number_or_text(args.thresholds),
                 precision=args.precision,
                 engine=args.engine,
+                exact_windows=args.exact_windows,
                 parquet=args.parquet,
                 progress=not args.quiet,
                 shard=args.shard,

@@ -439,7 +439,7 @@ class RunConfig:
         return cls.from_dict(values or {}, origin=str(path))
 
 
-FORMER_NAMES: dict[tuple[str, str], list[tuple[str, ...]]] = {
+FORMER_NAMES: dict[tuple[str, str], list[tuple[str, str]]] = {
     ("mixing", "mixup_alpha"): [("mixup", "alpha"), ("manifold_mixup", "alpha")],  # the two shared one alpha
     ("mixing", "manifold_stages"): [("manifold_mixup", "stages")],
     ("mixing", "multimix_alpha"): [("multimix", "alpha")],

@@ -1,8 +1,9 @@
 """Decode, mix to mono, resample and fit audio to a window (soundfile and soxr).
 
 :func:`read_windows` is the one reader of fixed-length windows: the feature cache (training and
-evaluation) and ``mix2 predict`` both take their clips from it, so a window gives the same
-samples, and the same scores, whichever path reads it.
+evaluation) and ``mix2 predict --exact-windows`` both take their clips from it, so a window
+gives the same samples, and the same scores, whichever path reads it. :func:`read_blocks`
+reads the same windows a block at a time, for a front-end computed once per block.
 
 Example:
     >>> import numpy as np, soundfile as sf, tempfile, os
@@ -79,9 +80,44 @@ def read_windows(path: str | Path, starts_s: Sequence[float], window_s: float, s
         >>> [clip.shape for clip in read_windows(path, [0.0, 2.0], window_s=3.0, sample_rate_hz=16_000)]
         [(48000,), (48000,)]
     """
+    length = round(window_s * sample_rate_hz)
+    for block, mono, native_hz in _decoded_blocks(path, starts_s, window_s):
+        span = round(window_s * native_hz)
+        for start_s in block:
+            offset = round(start_s * native_hz) - round(block[0] * native_hz)
+            clip = resample_checked(mono[offset : offset + span], native_hz, sample_rate_hz, path)
+            yield fit_length(clip, length)
+
+
+def read_blocks(
+    path: str | Path, starts_s: Sequence[float], window_s: float, sample_rate_hz: int
+) -> Iterator[tuple[list[float], np.ndarray]]:
+    """The windows of :func:`read_windows` a block at a time: ``(the block's window starts, its audio)``.
+
+    The audio runs from the block's first start to its last start plus ``window_s``, mono,
+    resampled to ``sample_rate_hz`` in one piece and zero-padded past the recording's end:
+    ``(round((last - first + window_s) * sample_rate_hz),)``. Each window lies inside it; only
+    the edges of a window differ from :func:`read_windows`' (there the audio around it is the
+    recording's, not the resampler's edge). Blocks, errors and memory are as in :func:`read_windows`.
+
+    Example:
+        >>> import numpy as np, soundfile as sf, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "tone.wav")
+        >>> sf.write(path, np.ones(44_100 * 4), 44_100)
+        >>> [(block, audio.shape) for block, audio in read_blocks(path, [0.0, 1.0, 2.0], 3.0, 16_000)]
+        [([0.0, 1.0, 2.0], (80000,))]
+    """
+    for block, mono, native_hz in _decoded_blocks(path, starts_s, window_s):
+        audio = resample_checked(mono, native_hz, sample_rate_hz, path)
+        yield block, fit_length(audio, round((block[-1] - block[0] + window_s) * sample_rate_hz))
+
+
+def _decoded_blocks(
+    path: str | Path, starts_s: Sequence[float], window_s: float
+) -> Iterator[tuple[list[float], np.ndarray, int]]:
+    """``(window starts, mono samples at the file's rate from the first start, that rate)`` of each block of windows."""
     if not Path(path).is_file():
         raise input_error(path, "no such audio file")
-    length = round(window_s * sample_rate_hz)
     try:
         with sf.SoundFile(str(path)) as audio:
             if audio.frames == 0:
@@ -92,13 +128,10 @@ def read_windows(path: str | Path, starts_s: Sequence[float], window_s: float, s
                 first = round(block[0] * native_hz)
                 audio.seek(min(first, audio.frames))
                 samples = audio.read(round(block[-1] * native_hz) + span - first, dtype="float32", always_2d=True)
-                mono = samples.mean(axis=1)
-                for start_s in block:
-                    offset = round(start_s * native_hz) - first
-                    if offset >= mono.size:  # the header promised more audio than the file holds
-                        raise ends_before(path, start_s, (first + mono.size) / native_hz)
-                    clip = resample_checked(mono[offset : offset + span], native_hz, sample_rate_hz, path)
-                    yield fit_length(clip, length)
+                if round(block[-1] * native_hz) - first >= samples.shape[0]:  # the header promised more audio than the file holds
+                    late = next(s for s in block if round(s * native_hz) - first >= samples.shape[0])
+                    raise ends_before(path, late, (first + samples.shape[0]) / native_hz)
+                yield block, samples.mean(axis=1), native_hz
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise unreadable_audio(path, err) from None
 

@@ -4,7 +4,8 @@ Two steps, split where the feature cache stores: :meth:`FrontEnd.stored` compute
 (:class:`~mix2.features.logmel.LogMel`) and rounds it to float16, which is what the cache
 holds; :func:`model_input` scales stored features per clip
 (:func:`~mix2.features.logmel.normalize_per_clip`) into the network's float32 input. A window
-that predict reads goes through both at once.
+that predict reads goes through both at once, alone (``--exact-windows``) or cut from the
+log-mel of its block (:meth:`FrontEnd.windows_of_block`).
 
 Example:
     >>> import torch
@@ -28,6 +29,7 @@ class FrontEnd:
     def __init__(self, features: FeatureConfig, device: torch.device | str = "cpu") -> None:
         self.logmel = LogMel(**features.logmel_settings()).to(device)
         self.top_db = features.top_db
+        self.sample_rate_hz, self.hop_length = features.sample_rate_hz, features.hop_length
 
     @property
     def device(self) -> torch.device:
@@ -41,6 +43,36 @@ class FrontEnd:
     def __call__(self, audio: torch.Tensor) -> torch.Tensor:
         """``(batch, samples)`` audio -> the network's input ``(batch, 1, mels, frames)``."""
         return model_input(self.stored(audio), self.top_db)
+
+    def windows_of_block(self, audio: torch.Tensor, offsets: list[int], window_samples: int) -> torch.Tensor:
+        """The network's input ``(windows, 1, mels, frames)`` of the windows of ``window_samples`` starting at each of
+        ``offsets`` (samples, multiples of the hop) in ``audio`` ``(samples,)``, as :meth:`__call__` gives it for each
+        window alone, with the log-mel computed once for the whole block.
+
+        Each window's frames are cut from the block's log-mel, except the few at each end whose
+        analysis window reaches past the window's edges (2 at ``n_fft`` 512 and hop 128): those
+        are computed again from the window's own first and last samples, with the transform's
+        reflected padding, exactly as when the window is transformed alone. The log-mel of a
+        window at a clip's edge would otherwise hear up to ``n_fft / 2`` samples of its
+        neighbours, which the network, trained on windows transformed alone, never heard (its
+        max over time moved scores by up to 0.22 on the frog recordings).
+        """
+        hop, half_fft = self.hop_length, self.logmel.n_fft // 2
+        if any(offset % hop for offset in offsets):
+            raise ValueError(f"window offsets must be multiples of the hop ({hop} samples), got {offsets}")
+        edge = -(-half_fft // hop)  # frames whose analysis window reaches past the window's start (or end)
+        stored = self.stored(audio[None])[0]
+        frames = 1 + window_samples // hop
+        windows = torch.stack([stored[:, offset // hop : offset // hop + frames] for offset in offsets])
+        excerpt = edge * hop + half_fft + hop  # samples that hold the edge frames' analysis windows, and one frame more
+        if excerpt < window_samples:
+            clips = torch.stack([audio[offset : offset + window_samples] for offset in offsets])
+            windows[:, :, :edge] = self.stored(clips[:, :excerpt])[:, :, :edge]
+            tail = (window_samples - excerpt) // hop * hop  # a frame boundary, so that the excerpt's frames are the window's
+            windows[:, :, -edge:] = self.stored(clips[:, tail:])[:, :, -edge:]
+        else:  # windows so short that the edges meet: each transformed alone
+            windows = self.stored(torch.stack([audio[offset : offset + window_samples] for offset in offsets]))
+        return model_input(windows, self.top_db)
 
 
 def model_input(stored: torch.Tensor, top_db: float | None) -> torch.Tensor:

@@ -26,8 +26,8 @@ With ``out_dir`` the results are written there, and a re-run goes on where the l
 - ``parts/`` and ``done.jsonl``: one score file per finished recording, recorded atomically;
   recordings already listed in ``done.jsonl`` are not scored again;
 - ``predict.json``: the settings (the checkpoint's digest, the hop, the precision, the engine
-  that ran the network, the shard and the per-class thresholds), so that a re-run with other settings is refused, and once
-  the job has finished, what it covered (the listing's digest).
+  that ran the network, the shard and the per-class thresholds), so that a re-run with other
+  settings is refused, and once the job has finished, what it covered (the listing's digest).
 
 Large archives split over ``N`` independent jobs (a cluster's array job): ``shard=(i, n)``
 scores only the recordings of shard ``i`` of ``n`` (:func:`shard_of`, from a hash of each

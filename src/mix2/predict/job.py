@@ -13,7 +13,7 @@ from mix2.errors import Mix2Error
 from mix2.inference import load_trained_model, resolve_checkpoint
 from mix2.predict.detections import detections, thresholds_from
 from mix2.predict.output import PredictState
-from mix2.predict.scoring import WindowScorer, score_recordings, window_frame
+from mix2.predict.scoring import WindowScorer, cuts_from_blocks, score_recordings, window_frame
 from mix2.predict.shards import check_shard, shard_of
 from mix2.predict.windows import find_recordings
 
@@ -27,6 +27,7 @@ def predict(
     thresholds: float | str | Path | dict[str, float] = 0.5,
     precision: str = "fp32",
     engine: str = "auto",
+    exact_windows: bool = False,
     parquet: bool = False,
     progress: bool = True,
     shard: tuple[int, int] | None = None,
@@ -50,6 +51,10 @@ def predict(
             Runtime, then PyTorch: the first installed), ``"torch"``, ``"onnxruntime"`` or
             ``"openvino"``; the one that ran is stored in the output folder, and a resumed run
             must use it again.
+        exact_windows: transform each window alone, exactly as training and evaluation do,
+            instead of cutting its frames from one log-mel of its block of audio (see
+            :meth:`~mix2.predict.scoring.WindowScorer.window_features`); faster by default, and
+            exact where ``hop_s`` is not a whole number of the front-end's hops anyway.
         parquet: also write ``scores.parquet`` (needs pyarrow).
         progress: show a progress bar.
 
@@ -71,11 +76,10 @@ def predict(
     sample_rate_hz = trained.config.features.sample_rate_hz
     classes_thresholds = dict(zip(trained.classes, per_class.tolist()))
     scorer = WindowScorer(trained, checkpoint, precision, engine)
-    state = (
-        PredictState(Path(out_dir), checkpoint, hop_s, precision, scorer.engine.name, classes_thresholds, shard)
-        if out_dir
-        else None
-    )
+    features = trained.config.features
+    exact = exact_windows or not cuts_from_blocks(hop_s, features.sample_rate_hz, features.hop_length)
+    settings = {"precision": precision, "engine": scorer.engine.name, "windows": "exact" if exact else "block"}
+    state = PredictState(Path(out_dir), checkpoint, hop_s, settings, classes_thresholds, shard) if out_dir else None
     done = state.done() if state else {}
 
     parts: dict[int, pd.DataFrame] = {}
@@ -84,9 +88,7 @@ def predict(
     todo = [i for i, path in enumerate(recordings) if str(path) not in done and i not in failures]
     started, audio_s = time.perf_counter(), 0.0
     bar = tqdm(total=len(todo), unit="file", desc="predict", disable=not progress)
-    for index, (windows, scores) in score_recordings(
-        recordings, todo, scorer, window_s, sample_rate_hz, hop_s, batch_size, failures
-    ):
+    for index, (windows, scores) in score_recordings(recordings, todo, scorer, window_s, hop_s, batch_size, failures, exact):
         frame = pd.concat([window_frame(recordings[index], windows), pd.DataFrame(scores, columns=trained.classes)], axis=1)
         audio_s += windows[-1].end_s
         if state:

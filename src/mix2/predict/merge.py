@@ -10,7 +10,7 @@ import pandas as pd
 from mix2.errors import Mix2Error, input_error
 from mix2.predict.output import write_parquet, write_raven_tables, write_text
 
-MERGED_SETTINGS = ("checkpoint_md5", "hop_s", "precision", "engine", "listing_sha1", "listed", "thresholds")
+MERGED_SETTINGS = ("checkpoint_md5", "hop_s", "precision", "engine", "windows", "listing_sha1", "listed", "thresholds")
 """What every shard of one prediction must share."""
 
 

@@ -17,6 +17,15 @@ from mix2.errors import Mix2Error, input_error
 from mix2.files import atomic_path, md5sum
 from mix2.predict.shards import listing_digest
 
+EARLIER_SCORING = {"engine": "torch", "windows": "exact"}
+"""How folders written before these settings existed were scored."""
+RESUME_FLAGS = {
+    "precision": lambda value: f"pass --precision {value}",
+    "engine": lambda value: f"pass --engine {value}",
+    "windows": lambda value: "pass --exact-windows" if value == "exact" else "leave out --exact-windows",
+}
+"""How to give a stored scoring setting back, for the error that refuses another."""
+
 
 class PredictState:
     """The output folder of a resumable prediction (see the module docstring)."""
@@ -26,8 +35,7 @@ class PredictState:
         folder: Path,
         checkpoint: str | Path,
         hop_s: float,
-        precision: str,
-        engine: str,
+        scoring: dict[str, str],
         thresholds: dict[str, float],
         shard: tuple[int, int] | None = None,
     ) -> None:
@@ -38,19 +46,20 @@ class PredictState:
         settings = {
             "checkpoint_md5": md5sum(checkpoint),
             "hop_s": hop_s,
-            "precision": precision,
-            "engine": engine,
+            **scoring,
             "shard": shard_text,
             "thresholds": thresholds,
         }
         settings_path = folder / "predict.json"
         if settings_path.is_file():
-            stored = {"engine": "torch", **json.loads(settings_path.read_text())}  # folders from before engines: torch
+            stored = {**EARLIER_SCORING, **json.loads(settings_path.read_text())}
             if {k: stored.get(k) for k in settings} != settings:
-                changed = ", ".join(k for k in settings if stored.get(k) != settings[k])
-                again = f"; to go on, pass --engine {stored['engine']}" if stored["engine"] != engine else ""
+                changed = [k for k in settings if stored.get(k) != settings[k]]
+                flags = [RESUME_FLAGS[k](stored[k]) for k in changed if k in RESUME_FLAGS]
+                again = f"; to go on, {' and '.join(flags)}" if len(flags) == len(changed) else ""
                 raise input_error(
-                    settings_path, f"this folder holds a prediction with other settings ({changed}); use a new folder{again}"
+                    settings_path,
+                    f"this folder holds a prediction with other settings ({', '.join(changed)}); use a new folder{again}",
                 )
         else:
             write_text(settings_path, json.dumps({**settings, "checkpoint": str(checkpoint)}, indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,12 +12,15 @@ import pandas as pd
 import torch
 
 from mix2.config import pick_device
-from mix2.data.audio import duration_s, read_windows
+from mix2.data.audio import duration_s, read_blocks, read_windows
 from mix2.engines import load_engine
 from mix2.errors import Mix2Error, input_error
 from mix2.features.frontend import FrontEnd
 from mix2.inference import TrainedModel
 from mix2.predict.windows import Window, recording_windows
+
+FRONT_END_BATCH = 64
+"""Windows transformed together where each is transformed alone (``exact``): one batched log-mel call."""
 
 
 class WindowScorer:
@@ -43,7 +47,46 @@ class WindowScorer:
 
     @torch.inference_mode()
     def __call__(self, audio: torch.Tensor) -> np.ndarray:
-        return torch.sigmoid(self.engine(self.frontend(audio))).numpy()
+        """``(batch, samples)`` audio, each window transformed alone -> probabilities ``(batch, classes)``."""
+        return self.scores(self.frontend(audio))
+
+    @torch.inference_mode()
+    def scores(self, features: torch.Tensor) -> np.ndarray:
+        """The network's input ``(batch, 1, mels, frames)`` -> probabilities ``(batch, classes)``."""
+        return torch.sigmoid(self.engine(features)).numpy()
+
+    @torch.inference_mode()
+    def window_features(
+        self, path: Path, starts_s: list[float], window_s: float, hop_s: float, exact: bool = False
+    ) -> Iterator[torch.Tensor]:
+        """The network's input ``(1, mels, frames)`` of each window of ``path`` starting at ``starts_s``, in order.
+
+        By default the log-mel is computed once per block of audio and each window's frames are cut
+        from it (:meth:`~mix2.features.frontend.FrontEnd.windows_of_block`); with ``exact``, or
+        where ``hop_s`` is not a whole number of the front-end's hops, each window is read and
+        transformed alone, as the feature cache does for training and evaluation.
+        """
+        sample_rate_hz = self.frontend.sample_rate_hz
+        window_samples = round(window_s * sample_rate_hz)
+        if exact or not cuts_from_blocks(hop_s, sample_rate_hz, self.frontend.hop_length):
+            clips = read_windows(path, starts_s, window_s, sample_rate_hz)
+            while chunk := list(itertools.islice(clips, FRONT_END_BATCH)):
+                yield from self.frontend(torch.from_numpy(np.stack(chunk)))
+            return
+        for block, audio in read_blocks(path, starts_s, window_s, sample_rate_hz):
+            offsets = [round((start_s - block[0]) * sample_rate_hz) for start_s in block]
+            yield from self.frontend.windows_of_block(torch.from_numpy(audio), offsets, window_samples)
+
+
+def cuts_from_blocks(hop_s: float, sample_rate_hz: int, hop_length: int) -> bool:
+    """Whether windows ``hop_s`` apart start on the front-end's frames, so that they can be cut from one log-mel.
+
+    Example:
+        >>> cuts_from_blocks(1.0, 16_000, 128), cuts_from_blocks(0.5, 16_000, 128)
+        (True, False)
+    """
+    samples = hop_s * sample_rate_hz
+    return abs(samples - round(samples)) < 1e-6 and round(samples) % hop_length == 0
 
 
 def window_frame(path: Path, windows: list[Window]) -> pd.DataFrame:
@@ -70,30 +113,31 @@ def score_recordings(
     todo: list[int],
     scorer: WindowScorer,
     window_s: float,
-    sample_rate_hz: int,
     hop_s: float,
     batch_size: int,
     failures: dict[int, str],
+    exact: bool = False,
 ) -> Iterator[tuple[int, tuple[list[Window], np.ndarray]]]:
     """Yield ``(recording index, (windows, scores))`` as each recording's last batch is scored.
 
     Batches are filled across recordings; a recording that fails while being read is dropped,
-    its reason put in ``failures``, and the others go on.
+    its reason put in ``failures``, and the others go on. ``exact`` as :meth:`WindowScorer.window_features`'.
     """
     pending: dict[int, _Recording] = {}
-    batch_audio: list[np.ndarray] = []
+    batch_features: list[torch.Tensor] = []
     batch_owner: list[int] = []
+    # Every call sees a full batch (the last one padded with silence), so a window's score
+    # never depends on how many windows shared its batch: a resumed run scores as one.
+    silence = scorer.frontend(torch.zeros(1, round(window_s * scorer.frontend.sample_rate_hz)))[0]
 
     def score_batch() -> None:
-        if batch_audio:
-            # Every call sees a full batch (the last one padded with silence), so a window's score
-            # never depends on how many windows shared its batch: a resumed run scores as one.
-            padding = [np.zeros_like(batch_audio[0])] * (batch_size - len(batch_audio))
-            scores = scorer(torch.from_numpy(np.stack(batch_audio + padding)))[: len(batch_audio)]
+        if batch_features:
+            padding = [silence] * (batch_size - len(batch_features))
+            scores = scorer.scores(torch.stack(batch_features + padding))[: len(batch_features)]
             for owner, row in zip(batch_owner, scores):
                 if owner in pending:
                     pending[owner].scores.append(row)
-            batch_audio.clear()
+            batch_features.clear()
             batch_owner.clear()
 
     def finished() -> Iterator[tuple[int, tuple[list[Window], np.ndarray]]]:
@@ -109,10 +153,10 @@ def score_recordings(
                 raise input_error(path, "the audio file holds no samples")
             windows = [Window(s, e) for s, e in recording_windows(length_s, window_s, hop_s)]
             pending[index] = _Recording(windows)
-            for clip in read_windows(path, [window.start_s for window in windows], window_s, sample_rate_hz):
-                batch_audio.append(clip)
+            for features in scorer.window_features(path, [window.start_s for window in windows], window_s, hop_s, exact):
+                batch_features.append(features)
                 batch_owner.append(index)
-                if len(batch_audio) == batch_size:
+                if len(batch_features) == batch_size:
                     score_batch()
                     yield from finished()
             pending[index].all_read = True
@@ -120,7 +164,7 @@ def score_recordings(
             failures[index] = str(err).removeprefix(f"{path}: ")
             pending.pop(index, None)
             keep = [k for k, owner in enumerate(batch_owner) if owner != index]
-            batch_audio[:] = [batch_audio[k] for k in keep]
+            batch_features[:] = [batch_features[k] for k in keep]
             batch_owner[:] = [batch_owner[k] for k in keep]
             continue
         yield from finished()  # a recording whose windows are all scored already
