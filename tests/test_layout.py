@@ -6,6 +6,8 @@ errors. A module may import its own layer and those below, never one above.
 """
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import mix2
@@ -72,3 +74,10 @@ def test_no_two_folders_or_modules_import_each_other():
 
     cycles = [module for module in graph if module != "mix2" and reaches(module, module, set())]
     assert cycles == []
+
+
+def test_predict_and_the_command_line_start_without_training_or_plotting_libraries():
+    # Every job of a cluster's array of predicts pays for what it imports: Lightning alone is some 200 MB.
+    probe = "import sys, mix2.cli, mix2.predict; print(sorted({'lightning', 'matplotlib', 'sklearn'} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"

@@ -10,12 +10,30 @@ Example:
     >>> mix2.write_report(["runs/experiments/mine"], "report.html")  # doctest: +SKIP
 """
 
+import importlib
+from typing import Any
+
 from mix2.config import RunConfig, default_config
 from mix2.data.download import download
 from mix2.errors import Mix2Error
-from mix2.experiment import Experiment, aggregate_experiment, run_experiment
-from mix2.reporting.html import write_report
-from mix2.run import evaluate, resume, train
+
+_LAZY = {
+    "Experiment": "mix2.experiment_plan",
+    "aggregate_experiment": "mix2.experiment",
+    "run_experiment": "mix2.experiment",
+    "write_report": "mix2.reporting.html",
+    "evaluate": "mix2.run",
+    "resume": "mix2.run",
+    "train": "mix2.run",
+}
+"""Names imported on first use (PEP 562), so that ``import mix2.predict`` does not load Lightning."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mix2' has no attribute {name!r}")
+
 
 __all__ = [
     "Experiment",
