@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         choices=engine_names(),
         default="auto",
-        help="what runs the network: auto (openvino, then onnxruntime, then torch: the first installed), or one of them (auto)",
+        help="what runs the network: auto (onnxruntime, then openvino, then torch: the first installed), or one of them (auto)",
     )
     predict_parser.add_argument(
         "--exact-windows",

@@ -13,7 +13,7 @@ within 1e-4 of their scale, tested on real recordings):
   for explicitly, since OpenVINO would otherwise run bf16 on CPUs that have it
   (``pip install openvino``).
 
-``auto`` takes OpenVINO, then ONNX Runtime, then PyTorch: the first installed. An engine asked
+``auto`` takes ONNX Runtime, then OpenVINO, then PyTorch: the first installed (:data:`PREFERENCE`). An engine asked
 for but not installed falls back to PyTorch with one line of warning, never a traceback. The
 exported network is cached beside the checkpoint (:func:`exported_onnx`), named by a digest of
 its weights and the exporter's version, so a second run starts at once and a retrained
@@ -24,7 +24,7 @@ Example:
     >>> trained = load_trained_model("runs/nips4b/checkpoints/best.ckpt")  # doctest: +SKIP
     >>> engine = load_engine(trained, "runs/nips4b/checkpoints/best.ckpt", "auto")  # doctest: +SKIP
     >>> engine.name, engine(torch.rand(8, 1, 128, 376)).shape  # doctest: +SKIP
-    ('openvino', torch.Size([8, 87]))
+    ('onnxruntime', torch.Size([8, 87]))
 """
 
 from __future__ import annotations
@@ -48,8 +48,11 @@ from mix2.inference import InferenceModel, TrainedModel, input_shape
 from mix2.registry import ENGINES
 
 LOG = logging.getLogger("mix2")
-PREFERENCE = ("openvino", "onnxruntime", "torch")
-"""What ``auto`` takes: the first of these that is installed."""
+PREFERENCE = ("onnxruntime", "openvino", "torch")
+"""What ``auto`` takes: the first of these that is installed. ONNX Runtime first: on this project's
+2-core AMD EPYC machine it ran the network at 5.27x PyTorch's default path against OpenVINO's
+4.88x (``benchmarks/speed.py``, one run), and starts faster; OpenVINO was the faster one in a
+rougher check on an Intel machine, so measure yours and pass ``--engine``."""
 PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
 """The package each exported engine needs."""
 INFERENCE_PRECISIONS = ("fp32", "bf16")

@@ -47,8 +47,8 @@ def predict(
             none), a dict, or a CSV file with ``class`` and ``threshold`` columns.
         precision: ``"fp32"``, or ``"bf16"`` (CPU autocast; scores within
             0.05 of fp32, tested).
-        engine: what runs the network (:mod:`mix2.engines`): ``"auto"`` (OpenVINO, then ONNX
-            Runtime, then PyTorch: the first installed), ``"torch"``, ``"onnxruntime"`` or
+        engine: what runs the network (:mod:`mix2.engines`): ``"auto"`` (ONNX Runtime, then
+            OpenVINO, then PyTorch: the first installed), ``"torch"``, ``"onnxruntime"`` or
             ``"openvino"``; the one that ran is stored in the output folder, and a resumed run
             must use it again.
         exact_windows: transform each window alone, exactly as training and evaluation do,
