@@ -101,7 +101,7 @@ FLAGS = {(section, field): flag for flag, section, field, *_ in ALL_OPTIONS}
 
 
 TRAIN_EXAMPLES = """examples:
-  mix2 train                                         # the demonstration on the built-in chorus (about 3 minutes)
+  mix2 train                                         # the demonstration on the built-in chorus (3 to 4.5 minutes)
   mix2 train --data ../shared/data/nips4b --recipe small-data --preset mix2 --out runs/nips4b
 """
 
