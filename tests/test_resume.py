@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -82,6 +83,13 @@ def test_a_run_with_a_weight_average_resumes_to_the_same_run(tiny, tmp_path):
     state = load_checkpoint(straight / "checkpoints" / "last.ckpt")  # the average is what is kept; the trained weights travel
     averaged, trained = state["state_dict"], state["current_model_state"]
     assert averaged.keys() == trained.keys() and not all(torch.equal(averaged[k], trained[k]) for k in averaged)
+    # Averaging leaves training unchanged: the trained weights validate as the run without an average did.
+    with_average, without = (
+        pd.read_csv(folder / "logs" / "metrics.csv").dropna(subset=["val_loss"]) for folder in (straight, tiny[2])
+    )
+    for metric in ("val_loss", "val_map"):
+        assert with_average[f"{metric}_trained"].tolist() == pytest.approx(without[metric].tolist(), abs=1e-6), metric
+    assert with_average["val_loss"].tolist() != pytest.approx(without["val_loss"].tolist(), abs=1e-4)  # the average's own
 
 
 def test_a_kill_while_saving_leaves_the_previous_checkpoint(tiny, tmp_path):

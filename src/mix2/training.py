@@ -286,7 +286,8 @@ class WeightEma(WeightAveraging):
     ``state_dict`` and the model after training are the average, while the weights being trained
     travel in the checkpoint too, so a resumed run goes on exactly. The half-life is in epochs, so
     the same setting means the same smoothing on 700 clips or 70,000; the per-step decay
-    (:func:`ema_decay`) is set once the steps per epoch are known.
+    (:func:`ema_decay`) is set once the steps per epoch are known. Each validation also scores
+    the weights as trained (``val_loss_trained``, ``val_map_trained``), so one run measures what averaging did.
     """
 
     def __init__(self, half_life_epochs: float) -> None:
@@ -297,6 +298,25 @@ class WeightEma(WeightAveraging):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         steps_per_epoch = trainer.estimated_stepping_batches / trainer.max_epochs
         self.decay = ema_decay(self.half_life_epochs, steps_per_epoch)
+
+    @torch.no_grad()
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Log ``val_loss_trained`` and ``val_map_trained``: the weights as trained, beside the average's ``val_loss`` and ``val_map``.
+
+        Averaging leaves training itself unchanged, so these columns of ``logs/metrics.csv``
+        compare the average against no average on the very same run: a paired measurement.
+        """
+        super().on_validation_epoch_end(trainer, pl_module)  # the trained weights back in the module
+        if trainer.sanity_checking or not isinstance(pl_module, Classifier):
+            return
+        parts = [(pl_module(x.to(pl_module.device)).float().cpu(), targets) for x, targets in trainer.val_dataloaders]
+        group = BatchGroup.current()
+        logits, targets = (group.gather_arrays(torch.cat(columns).numpy()) for columns in zip(*parts))
+        loss = nn.functional.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(targets))
+        pl_module.log("val_loss_trained", float(loss), sync_dist=True)
+        average_precision = mean_average_precision(targets, torch.sigmoid(torch.from_numpy(logits)).numpy())
+        if average_precision is not None:
+            pl_module.log("val_map_trained", average_precision, sync_dist=True)
 
     def _average(self, average: torch.Tensor, current: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
         return self.decay * average + (1 - self.decay) * current
