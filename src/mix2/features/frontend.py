@@ -61,17 +61,16 @@ class FrontEnd:
         if any(offset % hop for offset in offsets):
             raise ValueError(f"window offsets must be multiples of the hop ({hop} samples), got {offsets}")
         edge = -(-half_fft // hop)  # frames whose analysis window reaches past the window's start (or end)
+        excerpt = edge * hop + half_fft + hop  # samples that hold the edge frames' analysis windows, and one frame more
+        if excerpt >= window_samples:  # windows so short that the edges meet: each transformed alone
+            return self(torch.stack([audio[offset : offset + window_samples] for offset in offsets]))
         stored = self.stored(audio[None])[0]
         frames = 1 + window_samples // hop
         windows = torch.stack([stored[:, offset // hop : offset // hop + frames] for offset in offsets])
-        excerpt = edge * hop + half_fft + hop  # samples that hold the edge frames' analysis windows, and one frame more
-        if excerpt < window_samples:
-            clips = torch.stack([audio[offset : offset + window_samples] for offset in offsets])
-            windows[:, :, :edge] = self.stored(clips[:, :excerpt])[:, :, :edge]
-            tail = (window_samples - excerpt) // hop * hop  # a frame boundary, so that the excerpt's frames are the window's
-            windows[:, :, -edge:] = self.stored(clips[:, tail:])[:, :, -edge:]
-        else:  # windows so short that the edges meet: each transformed alone
-            windows = self.stored(torch.stack([audio[offset : offset + window_samples] for offset in offsets]))
+        windows[:, :, :edge] = self.stored(torch.stack([audio[offset : offset + excerpt] for offset in offsets]))[:, :, :edge]
+        tail = (window_samples - excerpt) // hop * hop  # a frame boundary, so that the excerpt's frames are the window's
+        ends = torch.stack([audio[offset + tail : offset + window_samples] for offset in offsets])
+        windows[:, :, -edge:] = self.stored(ends)[:, :, -edge:]
         return model_input(windows, self.top_db)
 
 

@@ -13,7 +13,7 @@ from mix2.errors import Mix2Error
 from mix2.inference import load_trained_model, resolve_checkpoint
 from mix2.predict.detections import detections, thresholds_from
 from mix2.predict.output import PredictState
-from mix2.predict.scoring import WindowScorer, cuts_from_blocks, score_recordings, window_frame
+from mix2.predict.scoring import WindowScorer, score_recordings, window_frame
 from mix2.predict.shards import check_shard, shard_of
 from mix2.predict.windows import find_recordings
 
@@ -76,8 +76,7 @@ def predict(
     sample_rate_hz = trained.config.features.sample_rate_hz
     classes_thresholds = dict(zip(trained.classes, per_class.tolist()))
     scorer = WindowScorer(trained, checkpoint, precision, engine)
-    features = trained.config.features
-    exact = exact_windows or not cuts_from_blocks(hop_s, features.sample_rate_hz, features.hop_length)
+    exact = exact_windows or not scorer.cuts_from_blocks(hop_s)
     settings = {"precision": precision, "engine": scorer.engine.name, "windows": "exact" if exact else "block"}
     state = PredictState(Path(out_dir), checkpoint, hop_s, settings, classes_thresholds, shard) if out_dir else None
     done = state.done() if state else {}

@@ -55,20 +55,23 @@ class WindowScorer:
         """The network's input ``(batch, 1, mels, frames)`` -> probabilities ``(batch, classes)``."""
         return torch.sigmoid(self.engine(features)).numpy()
 
+    def cuts_from_blocks(self, hop_s: float) -> bool:
+        """Whether windows ``hop_s`` apart can be cut from one log-mel of their block (see :func:`cuts_from_blocks`)."""
+        return cuts_from_blocks(hop_s, self.frontend.sample_rate_hz, self.frontend.hop_length)
+
     @torch.inference_mode()
-    def window_features(
-        self, path: Path, starts_s: list[float], window_s: float, hop_s: float, exact: bool = False
-    ) -> Iterator[torch.Tensor]:
+    def window_features(self, path: Path, starts_s: list[float], window_s: float, exact: bool = False) -> Iterator[torch.Tensor]:
         """The network's input ``(1, mels, frames)`` of each window of ``path`` starting at ``starts_s``, in order.
 
         By default the log-mel is computed once per block of audio and each window's frames are cut
-        from it (:meth:`~mix2.features.frontend.FrontEnd.windows_of_block`); with ``exact``, or
-        where ``hop_s`` is not a whole number of the front-end's hops, each window is read and
-        transformed alone, as the feature cache does for training and evaluation.
+        from it (:meth:`~mix2.features.frontend.FrontEnd.windows_of_block`; the starts must then
+        lie a whole number of the front-end's hops apart, see :meth:`cuts_from_blocks`); with
+        ``exact``, each window is read and transformed alone, as the feature cache does for
+        training and evaluation.
         """
         sample_rate_hz = self.frontend.sample_rate_hz
         window_samples = round(window_s * sample_rate_hz)
-        if exact or not cuts_from_blocks(hop_s, sample_rate_hz, self.frontend.hop_length):
+        if exact:
             clips = read_windows(path, starts_s, window_s, sample_rate_hz)
             while chunk := list(itertools.islice(clips, FRONT_END_BATCH)):
                 yield from self.frontend(torch.from_numpy(np.stack(chunk)))
@@ -121,7 +124,8 @@ def score_recordings(
     """Yield ``(recording index, (windows, scores))`` as each recording's last batch is scored.
 
     Batches are filled across recordings; a recording that fails while being read is dropped,
-    its reason put in ``failures``, and the others go on. ``exact`` as :meth:`WindowScorer.window_features`'.
+    its reason put in ``failures``, and the others go on. ``exact`` as :meth:`WindowScorer.window_features`'
+    (it must be set where :meth:`WindowScorer.cuts_from_blocks` is false for ``hop_s``).
     """
     pending: dict[int, _Recording] = {}
     batch_features: list[torch.Tensor] = []
@@ -153,7 +157,7 @@ def score_recordings(
                 raise input_error(path, "the audio file holds no samples")
             windows = [Window(s, e) for s, e in recording_windows(length_s, window_s, hop_s)]
             pending[index] = _Recording(windows)
-            for features in scorer.window_features(path, [window.start_s for window in windows], window_s, hop_s, exact):
+            for features in scorer.window_features(path, [window.start_s for window in windows], window_s, exact):
                 batch_features.append(features)
                 batch_owner.append(index)
                 if len(batch_features) == batch_size:
