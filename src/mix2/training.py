@@ -309,14 +309,10 @@ class WeightEma(WeightAveraging):
         super().on_validation_epoch_end(trainer, pl_module)  # the trained weights back in the module
         if trainer.sanity_checking or not isinstance(pl_module, Classifier):
             return
-        parts = [(pl_module(x.to(pl_module.device)).float().cpu(), targets) for x, targets in trainer.val_dataloaders]
-        group = BatchGroup.current()
-        logits, targets = (group.gather_arrays(torch.cat(columns).numpy()) for columns in zip(*parts))
-        loss = nn.functional.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(targets))
-        pl_module.log("val_loss_trained", float(loss), sync_dist=True)
-        average_precision = mean_average_precision(targets, torch.sigmoid(torch.from_numpy(logits)).numpy())
-        if average_precision is not None:
-            pl_module.log("val_map_trained", average_precision, sync_dist=True)
+        logits, targets = gathered([(pl_module(x.to(pl_module.device)).float().cpu(), y) for x, y in trainer.val_dataloaders])
+        for name, value in validation_metrics(logits, targets, pl_module.config.train.threshold).items():
+            if name in ("val_loss", "val_map"):
+                pl_module.log(f"{name}_trained", value, sync_dist=True)
 
     def _average(self, average: torch.Tensor, current: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
         return self.decay * average + (1 - self.decay) * current
@@ -561,22 +557,13 @@ class Classifier(L.LightningModule):
 
         mAP is over the validation classes that have a positive; where none has, it is not logged.
         """
-        group = BatchGroup.current()
-        logits, targets = (group.gather_arrays(torch.cat(parts).numpy()) for parts in zip(*self._validation))
+        logits, targets = gathered(self._validation)
         self._validation.clear()
         if not np.isfinite(logits).all():  # raised before this epoch's checkpoints are written
             raise NonFiniteLoss(f"the validation scores became NaN or infinite at epoch {self.current_epoch + 1}")
-        loss = nn.functional.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(targets))
-        scores = torch.sigmoid(torch.from_numpy(logits)).numpy()
-        macro_f1 = f1_score(
-            targets.astype(int), (scores >= self.config.train.threshold).astype(int), average="macro", zero_division=0
-        )
-        # Every process holds the same values; sync_dist only keeps Lightning from warning.
-        self.log("val_loss", float(loss), sync_dist=True)
-        average_precision = mean_average_precision(targets, scores)
-        if average_precision is not None:
-            self.log("val_map", average_precision, prog_bar=True, sync_dist=True)
-        self.log("val_macro_f1", float(macro_f1), prog_bar=True, sync_dist=True)
+        for name, value in validation_metrics(logits, targets, self.config.train.threshold).items():
+            # Every process holds the same values; sync_dist only keeps Lightning from warning.
+            self.log(name, value, prog_bar=name != "val_loss", sync_dist=True)
 
     def configure_optimizers(self):
         """AdamW, with the learning rate's ``train.schedule`` (see :func:`warmup_cosine`)."""
@@ -591,6 +578,26 @@ class Classifier(L.LightningModule):
             optimizer, functools.partial(warmup_cosine, total_steps=total_steps, warmup_steps=warmup_steps)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def gathered(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[np.ndarray, np.ndarray]:
+    """This process's ``(logits, targets)`` batches -> every process's ``(clips, classes)`` logits and targets, in rank order."""
+    group = BatchGroup.current()
+    logits, targets = (group.gather_arrays(torch.cat(columns).numpy()) for columns in zip(*parts))
+    return logits, targets
+
+
+def validation_metrics(logits: np.ndarray, targets: np.ndarray, threshold: float) -> dict[str, float]:
+    """``val_loss`` (BCE), ``val_map`` (over the classes with a positive; left out where none has) and ``val_macro_f1``
+    (at ``threshold``) of validation ``(clips, classes)`` logits and targets."""
+    loss = nn.functional.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(targets))
+    scores = torch.sigmoid(torch.from_numpy(logits)).numpy()
+    metrics = {"val_loss": float(loss)}
+    average_precision = mean_average_precision(targets, scores)
+    if average_precision is not None:
+        metrics["val_map"] = average_precision
+    macro_f1 = f1_score(targets.astype(int), (scores >= threshold).astype(int), average="macro", zero_division=0)
+    return {**metrics, "val_macro_f1": float(macro_f1)}
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
