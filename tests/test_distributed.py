@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import ddp_steps
-import mix2.features.cache
+import mix2.files
 from mix2 import resume, train
 from mix2.config import MixingConfig, MultiMixSettings, RunConfig, TrainConfig
 from mix2.distributed import ONE_PROCESS, RUN_DIR_VARIABLE, BatchGroup, is_first_process
@@ -175,7 +175,7 @@ def test_an_unwritable_cache_that_lacks_clips_is_one_line(tmp_path, monkeypatch)
     def unwritable(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(mix2.features.cache.tempfile, "mkstemp", unwritable)
+    monkeypatch.setattr(mix2.files.tempfile, "mkstemp", unwritable)  # where cache entries get their partial files
     config = tiny_chorus_config(tmp_path)
     monkeypatch.setenv("MIX2_CACHE_DIR", str(tmp_path / "empty-cache"))
     with pytest.raises(Mix2Error, match="cannot be written \\(Permission denied\\)") as error:

@@ -34,7 +34,6 @@ import importlib.util
 import logging
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Protocol
@@ -43,7 +42,7 @@ import numpy as np
 import torch
 
 from mix2.errors import Mix2Error
-from mix2.files import cache_root
+from mix2.files import cache_root, own_partial
 from mix2.inference import InferenceModel, TrainedModel, input_shape
 from mix2.registry import ENGINES
 
@@ -200,26 +199,18 @@ def exported_onnx(trained: TrainedModel, checkpoint: Path) -> Path:
         return path
     folder.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, 1, *input_shape(trained.config))
-    # A file of its own per process, renamed into place whole: the shards of an array job may export at once.
-    handle, partial = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".partial")
-    os.close(handle)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's notice that a newer one exists
-            torch.onnx.export(
-                InferenceModel(trained).model,  # batch norm folded
-                (example,),
-                partial,
-                dynamo=False,
-                input_names=["features"],
-                output_names=["logits"],
-                dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}},
-            )
-        with open(partial, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(partial, path)
-    finally:
-        Path(partial).unlink(missing_ok=True)
+    # A partial file of its own per process: the shards of an array job may export at once.
+    with own_partial(path, durable=True) as partial, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's notice that a newer one exists
+        torch.onnx.export(
+            InferenceModel(trained).model,  # batch norm folded
+            (example,),
+            str(partial),
+            dynamo=False,
+            input_names=["features"],
+            output_names=["logits"],
+            dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}},
+        )
     export_name = re.compile(rf"{re.escape(checkpoint.stem)}\.[0-9a-f]{{16}}\.onnx")
     for earlier in folder.iterdir():
         if earlier != path and export_name.fullmatch(earlier.name):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +34,29 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     with partial.open("rb+") as handle:
         os.fsync(handle.fileno())
     partial.replace(path)
+
+
+@contextmanager
+def own_partial(path: str | Path, durable: bool = False) -> Iterator[Path]:
+    """Yield a partial file of this process's own beside ``path``; it replaces ``path`` once the block succeeds.
+
+    For files that several processes may write at once (cache entries, exported networks): each
+    writes its own partial, and whichever rename comes last leaves a whole file. The partial is
+    removed where the block fails. ``durable`` flushes it to disk before the rename, as
+    :func:`atomic_path` does; a cache entry that a power cut loses is simply made again.
+    """
+    path = Path(path)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(handle)
+    partial = Path(name)
+    try:
+        yield partial
+        if durable:
+            with partial.open("rb+") as written:
+                os.fsync(written.fileno())
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def cache_root() -> Path:

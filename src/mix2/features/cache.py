@@ -14,10 +14,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from mix2.data.audio import read_windows
 from mix2.data.clips import ClipTable
 from mix2.errors import Mix2Error, input_error
 from mix2.features.frontend import FrontEnd
+from mix2.files import own_partial
 
 EXTRACTION_BATCH = 32
 READER = "read_windows"
@@ -59,17 +59,17 @@ class FeatureCache:
     @staticmethod
     def write(path: Path, features: np.ndarray) -> None:
         """Store ``features`` (``(n_mels, frames)``) atomically as float16."""
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        except OSError as err:
-            raise UnwritableCache(
-                f"{path.parent.parent}: the feature cache lacks clips and cannot be written ({err.strerror}); fill it "
-                "first with one process that may write (mix2 train ... --prepare-only), or set MIX2_CACHE_DIR to a writable folder"
-            ) from None
-        with os.fdopen(handle, "wb") as stream:
-            np.save(stream, features.astype(np.float16))
-        os.replace(temporary, path)
+        with contextlib.ExitStack() as entry:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = entry.enter_context(own_partial(path))  # several processes may fill one cache
+            except OSError as err:
+                raise UnwritableCache(
+                    f"{path.parent.parent}: the feature cache lacks clips and cannot be written ({err.strerror}); fill it "
+                    "first with one process that may write (mix2 train ... --prepare-only), or set MIX2_CACHE_DIR to a writable folder"
+                ) from None
+            with partial.open("wb") as stream:
+                np.save(stream, features.astype(np.float16))
 
 
 def extract_features(
