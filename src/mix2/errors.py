@@ -36,10 +36,14 @@ class SettingError(Mix2Error):
 
 
 def input_error(path: str | Path, problem: str) -> Mix2Error:
-    """Build the standard ``"<path>: <problem>"`` error.
+    """Build the standard ``"<path>: <problem>"`` error, on one line: line breaks that the user's
+    data brings into ``problem`` (a column named by a quoted newline) are shown escaped.
 
     Example:
         >>> str(input_error("data/annotations.csv", "missing column 'label'"))
         "data/annotations.csv: missing column 'label'"
+        >>> str(input_error("labels.csv", "found a" + chr(10) + "b"))
+        'labels.csv: found a\\\\nb'
     """
-    return Mix2Error(f"{path}: {problem}")
+    one_line = problem.replace("\r", "\\r").replace("\n", "\\n")
+    return Mix2Error(f"{path}: {one_line}")
