@@ -5,7 +5,8 @@ log-mel, and call the model on that one clip, in fp32 with the default memory la
 compared with ``mix2.predict`` (block reads, batches of 64 filled across recordings,
 channels_last; batch norm folded in fp32; windows cut from each block's log-mel) in fp32 with
 every inference engine installed (PyTorch, ONNX Runtime, OpenVINO), with each window transformed
-alone (``--exact-windows``), and in bf16 (PyTorch). Figures are printed as ratios against the naive loop and as
+alone (``--exact-windows``), in bf16 (OpenVINO's, and PyTorch's autocast), and in int8 (OpenVINO;
+calibrated on random features, since only its speed is measured here). Figures are printed as ratios against the naive loop and as
 hours of audio per minute; the model is MobileNetV3-Large with random weights (speed does not
 depend on the weights).
 
@@ -16,6 +17,8 @@ depend on the weights).
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import sys
 import tempfile
 import time
@@ -25,9 +28,10 @@ import torch
 
 from mix2 import default_config
 from mix2.data.audio import duration_s, fit_length, read_audio
-from mix2.engines import engine_names, installed
-from mix2.inference import load_trained_model
+from mix2.engines import engine_names, exported_onnx, installed, int8_files
+from mix2.inference import input_shape, load_trained_model
 from mix2.predict import WindowScorer, find_recordings, predict, recording_windows
+from mix2.quantize import write_int8_network
 from mix2.training import Classifier
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "frogs"
@@ -41,6 +45,15 @@ def random_checkpoint(folder: Path, channels_last: bool) -> Path:
     path = folder / f"model-{'cl' if channels_last else 'default'}.ckpt"
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
     return path
+
+
+def unchecked_int8(checkpoint: Path) -> None:
+    """An int8 network for ``checkpoint``, calibrated on random features and marked offered unchecked: for speed only."""
+    trained = load_trained_model(checkpoint)
+    network, record = int8_files(trained, checkpoint)
+    calibration = [torch.rand(16, 1, *input_shape(trained.config)) * 2 - 1]
+    write_int8_network(exported_onnx(trained, checkpoint), calibration, network, progress=False)
+    record.write_text(json.dumps({"offered": True, "verdict": "calibrated on random features, for speed only"}))
 
 
 def naive_loop(checkpoint: Path, recordings: list[Path]) -> int:
@@ -75,7 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         methods["mix2 predict, fp32, auto engine, --exact-windows"] = lambda: len(
             predict(fast, recordings, exact_windows=True, progress=False)
         )
-        methods["mix2 predict, bf16, torch"] = lambda: len(predict(fast, recordings, precision="bf16", progress=False))
+        methods["mix2 predict, bf16, auto engine"] = lambda: len(predict(fast, recordings, precision="bf16", progress=False))
+        methods["mix2 predict, bf16, torch"] = lambda: len(
+            predict(fast, recordings, precision="bf16", engine="torch", progress=False)
+        )
+        if installed("openvino") and importlib.util.find_spec("nncf"):
+            unchecked_int8(fast)
+            methods["mix2 predict, int8, openvino"] = lambda: len(predict(fast, recordings, precision="int8", progress=False))
         timings = {}
         for name, run in methods.items():
             run()  # warm-up: first-call allocations and kernel selection

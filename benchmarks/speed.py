@@ -10,16 +10,21 @@ the configurations take turns over ``--rounds`` rounds; the best step of each is
   autocast and micro-batches are the options.
 - **Inference**: the model on a batch of cached features. The baseline is PyTorch's default
   layout in fp32; then channels-last, batch norm folded into the convolutions, in PyTorch and in
-  every inference engine installed (ONNX Runtime, OpenVINO; see :mod:`mix2.engines`), and bf16.
+  every inference engine installed (ONNX Runtime, OpenVINO; see :mod:`mix2.engines`), bf16
+  under PyTorch's autocast and OpenVINO's bf16 hint, and OpenVINO int8 (NNCF, calibrated on the
+  timed batch: speed only; ``mix2 quantize`` checks a real run's accuracy).
   mix2's path (``mix2:``) is the engine ``--engine auto`` takes here.
 - **Front-end**: decode, resample and log-mel of real recordings (``../shared/data/frogs``),
   written to a feature cache, as ``mix2 train`` does once per clip.
 - **Cache read**: clips per second read back from that cache through the training loader.
+- **Compiled training**: two real epochs of NIPS4B's size (704 clips) with ``--compile``
+  (``torch.compile``) and without: a compiled epoch's speed-up, and after how many epochs it pays
+  back the compilation (skipped in ``--quick``: compiling takes minutes at any size).
 - **Epochs**: real one-epoch ``mix2`` training runs at three sizes: how epoch time grows with
   the number of clips, the share of time spent waiting for data, and a check that no feature is
   computed during training.
 
-    python benchmarks/speed.py                       # about 10 minutes on 2 CPU cores
+    python benchmarks/speed.py                       # about 12 minutes on 2 CPU cores
     python benchmarks/speed.py --json speed.json     # also save every figure
     python benchmarks/speed.py --quick               # every code path at toy sizes, in about two minutes
 """
@@ -27,6 +32,7 @@ the configurations take turns over ``--rounds`` rounds; the best step of each is
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import platform
@@ -47,17 +53,18 @@ import torch
 from mix2 import default_config
 from mix2.data.audio import duration_s
 from mix2.data.clips import ClipTable
-from mix2.engines import installed, load_engine, resolve_engine
+from mix2.engines import OpenVinoEngine, exported_onnx, installed, load_engine, resolve_engine
 from mix2.features.cache import FeatureCache, extract_features
 from mix2.features.logmel import LogMel
 from mix2.inference import InferenceModel, TrainedModel, load_trained_model
+from mix2.quantize import write_int8_network
 from mix2.registry import ENGINES
 from mix2.run import _fit
 from mix2.training import Classifier, EpochShuffle, clip_loader
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "frogs"
 CLASSES = [f"species_{i}" for i in range(42)]
-TARGETS = {"training": 1.6, "inference": 3.5, "data_wait_fraction": 0.05}
+TARGETS = {"training": 1.6, "inference": 3.5, "data_wait_fraction": 0.05, "compiled_training": 1.3}
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,11 @@ def inference_setups(batch: int) -> list[Setup]:
             for name, label in folded
         ],
         Setup("PyTorch, channels-last, bf16 autocast", channels_last=True, precision="bf16", batch_size=batch),
+        *[
+            Setup(f"openvino, {label}", True, precision=precision, batch_size=batch, fold=True, engine="openvino")
+            for precision, label in (("bf16", "bf16 hint"), ("int8", "int8 (NNCF), the rest OpenVINO's choice"))
+            if installed("openvino") and importlib.util.find_spec("nncf")
+        ],
     ]
 
 
@@ -149,10 +161,16 @@ def time_inference(setup: Setup, steps: int, frames: int) -> tuple[float, float]
             trained.config.data.window_s = (
                 (frames - 1) * trained.config.features.hop_length / trained.config.features.sample_rate_hz
             )
-            model = load_engine(trained, checkpoint, setup.engine)
+            if setup.precision == "int8":  # for speed only: calibrated on the timed batch, never checked nor offered
+                network_file = Path(folder) / "model.int8.xml"
+                write_int8_network(exported_onnx(trained, checkpoint), [x], network_file, progress=False)
+                model = OpenVinoEngine(network_file, hint=None)
+            else:
+                model = load_engine(trained, checkpoint, setup.engine, precision=setup.precision)
 
         def call() -> None:
-            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=setup.precision == "bf16"):
+            autocast = setup.precision == "bf16" and setup.engine == "torch"
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 model(x)
 
         return _best_of(call, steps), _peak_rss_gb()
@@ -217,6 +235,32 @@ def frontend_and_cache(recordings: list[Path], cache_dir: Path, batch: int) -> t
     return frontend, {"clips": read, "seconds": round(cache_s, 3), "clips_per_s": round(read / cache_s, 1)}
 
 
+def _synthetic_run(size: int, batch: int, frames: int, folder: Path, rng: np.random.Generator) -> tuple[ClipTable, list[Path]]:
+    """``size`` training clips and one validation batch of random features, cached as ``mix2 train`` caches them."""
+    count = size + batch
+    paths = []
+    for i in range(count):
+        paths.append(folder / f"{size}-{i}.npy")
+        np.save(paths[-1], (rng.random((128, frames)) * 80 - 60).astype(np.float16))
+    clips = pd.DataFrame({"file": [p.name for p in paths], "start_s": 0.0, "end_s": 3.0})
+    clips["group"], clips["split"] = clips["file"], ["train"] * size + ["val"] * batch
+    labels = (rng.random((count, len(CLASSES))) < 0.1).astype(np.uint8)
+    return ClipTable(clips=clips, labels=labels, classes=CLASSES, root=folder), paths
+
+
+def _train_epochs(
+    table: ClipTable, paths: list[Path], run_dir: Path, epochs: int, batch: int, compiled: bool = False
+) -> pd.DataFrame:
+    """``epochs`` real ``mix2`` training epochs (Mix2 mixing, batch ``batch``); their rows of ``logs/speed.csv``, and the whole wall time."""
+    config = default_config("data")
+    config.mixing.method, config.train.epochs, config.train.batch_size, config.train.compile = "mix2", epochs, batch, compiled
+    started = time.perf_counter()
+    _fit(config, table, paths, run_dir, progress=False)
+    speed = pd.read_csv(run_dir / "logs" / "speed.csv")
+    speed.attrs["wall_s"] = time.perf_counter() - started
+    return speed
+
+
 def epochs(sizes: list[int], batch: int, frames: int, folder: Path) -> dict:
     """One real ``mix2`` training epoch at each size (Mix2 mixing, batch ``batch``): epoch time, data wait, front-end calls."""
     rng = np.random.default_rng(0)
@@ -226,21 +270,8 @@ def epochs(sizes: list[int], batch: int, frames: int, folder: Path) -> dict:
     rows = []
     try:
         for size in sizes:
-            count = size + batch  # the training clips and one validation batch
-            paths = []
-            for i in range(count):
-                paths.append(folder / f"{size}-{i}.npy")
-                np.save(paths[-1], (rng.random((128, frames)) * 80 - 60).astype(np.float16))
-            clips = pd.DataFrame({"file": [p.name for p in paths], "start_s": 0.0, "end_s": 3.0})
-            clips["group"], clips["split"] = clips["file"], ["train"] * size + ["val"] * batch
-            table = ClipTable(
-                clips=clips, labels=(rng.random((count, len(CLASSES))) < 0.1).astype(np.uint8), classes=CLASSES, root=folder
-            )
-            config = default_config("data")
-            config.mixing.method, config.train.epochs, config.train.batch_size = "mix2", 1, batch
-            run_dir = folder / f"run-{size}"
-            _fit(config, table, paths, run_dir, progress=False)
-            speed = pd.read_csv(run_dir / "logs" / "speed.csv").iloc[0]
+            table, paths = _synthetic_run(size, batch, frames, folder, rng)
+            speed = _train_epochs(table, paths, folder / f"run-{size}", 1, batch).iloc[0]
             rows.append(
                 {
                     "clips": int(speed["clips"]),
@@ -260,6 +291,44 @@ def epochs(sizes: list[int], batch: int, frames: int, folder: Path) -> dict:
     }
 
 
+def compiled_training(size: int, batch: int, frames: int, folder: Path) -> dict:
+    """Two real epochs of ``size`` clips with and without ``--compile``: the speed-up of a compiled epoch, and when it pays back.
+
+    The second epoch is the steady one; each run's fixed cost is its wall time less two steady
+    epochs: validation and setup, and for the compiled run the compilation of the training and
+    validation graphs (most of it inside the first epoch).
+    """
+    table, paths = _synthetic_run(size, batch, frames, folder, np.random.default_rng(0))
+    runs = {
+        compiled: _train_epochs(table, paths, folder / f"compiled-{compiled}", 2, batch, compiled) for compiled in (False, True)
+    }
+    eager, compiled = (
+        {
+            "epoch_s": float(runs[c]["seconds"].iloc[-1]),
+            "fixed_s": runs[c].attrs["wall_s"] - 2 * float(runs[c]["seconds"].iloc[-1]),
+        }
+        for c in (False, True)
+    )
+    return {"clips": size, "eager": eager, "compiled": compiled, **payback(eager, compiled)}
+
+
+def payback(eager: dict, compiled: dict) -> dict:
+    """A compiled epoch's speed-up over an eager one, and the epochs after which compiling has paid back its fixed cost.
+
+    Example:
+        >>> payback({"epoch_s": 50.0, "fixed_s": 10.0}, {"epoch_s": 40.0, "fixed_s": 310.0})
+        {'speedup': 1.25, 'pays_back_after_epochs': 30.0}
+        >>> payback({"epoch_s": 50.0, "fixed_s": 10.0}, {"epoch_s": 51.0, "fixed_s": 310.0})["pays_back_after_epochs"] is None
+        True
+    """
+    saved_per_epoch = eager["epoch_s"] - compiled["epoch_s"]
+    extra = compiled["fixed_s"] - eager["fixed_s"]
+    return {
+        "speedup": round(eager["epoch_s"] / compiled["epoch_s"], 2),
+        "pays_back_after_epochs": round(extra / saved_per_epoch, 1) if saved_per_epoch > 0 else None,
+    }
+
+
 def _table(title: str, rows: list[dict]) -> str:
     lines = [f"\n{title}", "| path | batch | clips/s | speed-up | peak memory (GB) |", "|---|---|---|---|---|"]
     for row in rows:
@@ -274,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=4, help="timed steps per configuration and round; the best is kept (4)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds in which the configurations take turns (2)")
     parser.add_argument("--sizes", type=int, nargs=3, default=[128, 256, 512], help="training clips of the three epochs timed")
+    parser.add_argument("--compile-clips", type=int, default=704, help="training clips of the compiled epochs (704, NIPS4B's)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="recordings for the front-end (../shared/data/frogs)")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     parser.add_argument("--quick", action="store_true", help="toy sizes: checks every code path, measures nothing useful")
@@ -319,6 +389,22 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"front-end calls during training: {figures['epochs']['frontend_calls_during_training']}")
 
+    if args.quick:  # compiling takes minutes at any size
+        figures["compile"] = None
+        print("\nCompiled training (--compile): skipped in --quick")
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            figures["compile"] = compiled_training(args.compile_clips, batch, frames, Path(tmp))
+        compiled = figures["compile"]
+        print(f"\nCompiled training (--compile), two epochs of {compiled['clips']} clips (Mix2 mixing)")
+        print("| | epoch (s) | fixed: compilation, validation (s) |\n|---|---|---|")
+        for name in ("eager", "compiled"):
+            print(f"| {name} | {compiled[name]['epoch_s']:.1f} | {compiled[name]['fixed_s']:.1f} |")
+        after = compiled["pays_back_after_epochs"]
+        print(
+            f"compiled epoch: {compiled['speedup']:.2f}x; " + (f"pays back after {after} epochs" if after else "never pays back")
+        )
+
     training = next(r for r in figures["training"] if r["name"].startswith("mix2:"))["speedup"]
     inference = next(r for r in figures["inference"] if r["name"].startswith("mix2:"))["speedup"]
     wait = figures["epochs"]["data_wait_fraction"]
@@ -330,6 +416,17 @@ def main(argv: list[str] | None = None) -> int:
             "measured": wait,
             "met": wait < TARGETS["data_wait_fraction"],
         },
+        **(
+            {}
+            if figures["compile"] is None
+            else {
+                "compiled_training_speedup": {
+                    "target": TARGETS["compiled_training"],
+                    "measured": figures["compile"]["speedup"],
+                    "met": figures["compile"]["speedup"] >= TARGETS["compiled_training"],
+                }
+            }
+        ),
         "features_recomputed": {
             "target": 0,
             "measured": figures["epochs"]["frontend_calls_during_training"],

@@ -139,6 +139,15 @@ def test_cli_mix2_preset_with_add_logs_the_members_chosen_each_epoch(tmp_path):
     assert (terms["train_bce"] + terms["train_add"]).to_numpy() == pytest.approx(terms["train_loss"].to_numpy(), rel=1e-5)
 
 
+def test_the_final_fraction_of_epochs_trains_without_mixing(tmp_path):
+    config = tiny_chorus_config(tmp_path)
+    config.mixing.method, config.train.epochs = "mix2", 3
+    config.mixing.unmixed_final_fraction = 0.34  # one of three epochs, rounded
+    run_dir = train(config, run_dir=tmp_path / "run", progress=False)
+    members = pd.read_csv(run_dir / "logs" / "metrics.csv")[["mix2_mixup", "mix2_manifold_mixup", "mix2_multimix"]]
+    assert members.dropna().sum(axis=1).round(6).tolist() == [1.0, 1.0, 0.0]  # Mix2 chose a member at every step, then none
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -81,7 +81,6 @@ def test_an_unwritable_checkpoint_folder_exports_into_the_cache(checkpoint, tmp_
 def test_auto_takes_the_first_installed_and_a_missing_engine_falls_back_in_one_line(monkeypatch, caplog):
     cpu = torch.device("cpu")
     assert resolve_engine("auto", cpu) == next(n for n in ("onnxruntime", "openvino", "torch") if engines.installed(n))
-    assert resolve_engine("auto", cpu, "bf16") == "torch"  # bf16 runs under PyTorch's autocast only
     monkeypatch.setitem(engines.PACKAGES, "openvino", "openvino_not_here")
     with caplog.at_level(logging.WARNING, logger="mix2"):
         assert resolve_engine("openvino", cpu) == "torch"

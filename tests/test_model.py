@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from mix2.models import create_model
 from mix2.models.mobilenetv3 import STAGES, pool_time_frequency
@@ -104,3 +105,16 @@ def test_a_checkpoint_rebuilds_the_model_it_names_for_its_input(tmp_path):
     network = load_trained_model(path).network
     assert network.band_norm.num_features == 64
     torch.testing.assert_close(network(x), module(x))
+
+
+def test_a_call_with_no_stage_to_run_returns_its_input_so_a_compiled_network_stays_one_graph():
+    torch._dynamo.reset()
+    model = create_model("mobilenetv3_large", num_classes=3).train()
+    x = torch.rand(2, 1, 128, 64)
+    embedding = model(x, stop="embedding")
+    assert model(x, stop="input") is x and model(embedding, start="embedding", stop="embedding") is embedding
+    model.compile(backend="eager")  # Dynamo's tracing, without inductor's minutes of code generation
+    model(x, stop="input")  # Mixup's call: were it a call, Dynamo would skip forward from then on
+    logits, _ = model.forward_with_embedding(x)
+    assert counters["stats"]["unique_graphs"] == 1 and counters["frames"]["ok"] == 1  # the whole forward, once
+    torch.testing.assert_close(logits, model.forward(x))  # forward itself, not compiled: the same logits

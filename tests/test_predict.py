@@ -78,10 +78,11 @@ def test_a_window_scores_as_the_same_clip_scored_alone(checkpoint, frogs_scores)
     assert frogs_scores[CLASSES].to_numpy().std(axis=0).min() > 0.01  # the scores really vary between windows
 
 
-def test_bf16_scores_stay_within_the_stated_tolerance_of_fp32(checkpoint):
+@pytest.mark.parametrize("engine", ["auto", "torch"])  # OpenVINO's bf16 where installed, and PyTorch's autocast
+def test_bf16_scores_stay_within_the_stated_tolerance_of_fp32(checkpoint, engine):
     soundscape = shared_data("frogs") / "rfcx_f97ababc1.flac"
     fp32 = predict(checkpoint, [soundscape], progress=False)
-    bf16 = predict(checkpoint, [soundscape], precision="bf16", progress=False)
+    bf16 = predict(checkpoint, [soundscape], precision="bf16", engine=engine, progress=False)
     difference = np.abs(fp32[CLASSES].to_numpy() - bf16[CLASSES].to_numpy())
     assert 0 < difference.max() <= BF16_TOLERANCE
 

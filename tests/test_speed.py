@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from conftest import shared_data
-from mix2 import run, train
-from mix2.config import LossConfig, MixingConfig, TrainConfig
+from mix2 import default_config, run, train
+from mix2.cli import build_parser, config_from_args
+from mix2.config import LossConfig, MixingConfig, SettingError, TrainConfig
 from mix2.engines import installed, resolve_engine
 from mix2.errors import Mix2Error
 from mix2.features.logmel import LogMel
@@ -20,7 +21,7 @@ from mix2.mixing import create_mixer, mix_rows
 from mix2.models import create_model
 from mix2.models.fusion import fold_batch_norm
 from mix2.models.micro_batches import MicroBatches
-from mix2.training import clip_loader
+from mix2.training import Classifier, clip_loader
 from test_end_to_end import tiny_chorus_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -210,3 +211,14 @@ def test_the_speed_benchmark_measures_every_path_and_epoch_sizes(tmp_path, capsy
     epochs = speed.epochs([4, 8, 12], batch=2, frames=32, folder=tmp_path)
     assert [row["clips"] for row in epochs["scaling"]] == [4, 8, 12] and epochs["frontend_calls_during_training"] == 0
     assert epochs["scaling"][0]["seconds_per_clip_vs_smallest"] == 1.0 and 0 <= epochs["data_wait_fraction"] < 1
+
+
+def test_compile_compiles_the_network_in_place_so_checkpoints_keep_their_keys(tmp_path):
+    config = config_from_args(build_parser().parse_args(["train", "--compile"]))
+    assert config.train.compile and not default_config().train.compile  # off unless asked for
+    compiled, plain = (Classifier(c.to_dict(), ["a", "b"]) for c in (config, default_config()))
+    assert compiled.model._compiled_call_impl is not None and plain.model._compiled_call_impl is None
+    assert list(compiled.state_dict()) == list(plain.state_dict())  # no "_orig_mod." prefix
+    config.train.compile = "yes"
+    with pytest.raises(SettingError, match="train.compile must be true or false, got .yes."):
+        config.train.check()

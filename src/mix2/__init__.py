@@ -23,6 +23,7 @@ _LAZY = {
     "run_experiment": "mix2.experiment",
     "write_report": "mix2.reporting.html",
     "evaluate": "mix2.run",
+    "quantize": "mix2.quantize",
     "resume": "mix2.run",
     "train": "mix2.run",
 }
@@ -43,6 +44,7 @@ __all__ = [
     "default_config",
     "download",
     "evaluate",
+    "quantize",
     "resume",
     "run_experiment",
     "train",

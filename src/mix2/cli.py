@@ -13,6 +13,7 @@
     mix2 report DIR...                # one HTML page of runs and experiments
     mix2 download anuraset DIR        # AnuraSet from Zenodo, resumable and checksum-verified
     mix2 predict CKPT PATH...         # which species call when, over long recordings
+    mix2 quantize RUN_DIR             # an int8 network for predict, checked on the run's test clips
     mix2 predict CKPT PATH... --shard 3/10 --out preds/3   # one job of 10 over a large archive
     mix2 merge preds/* --out preds/all                     # join the 10 jobs' tables
 
@@ -75,6 +76,13 @@ TRAIN_OPTIONS = {
     ],
     MIXING: [
         ("--mixing", "mixing", "method", str, f"mixer: {', '.join(MIXERS.names())} (none)"),
+        (
+            "--unmixed-final-fraction",
+            "mixing",
+            "unmixed_final_fraction",
+            float,
+            "train the last fraction of the epochs without mixing, e.g. 0.25 (0: mix to the end)",
+        ),
         ("--loss", "loss", "name", str, f"loss: {', '.join(LOSSES.names())}; bce+add adds the ADD term on the embedding (bce)"),
         ("--pos-weight", "loss", "pos_weight", str, "BCE weight of each class's positives: none, sqrt, balanced (none)"),
         ("--add-weight", "loss.add", "weight", float, "weight of the ADD term against BCE, with --loss bce+add (0.1)"),
@@ -132,6 +140,9 @@ def _add_run_options(parser: argparse.ArgumentParser, per_run: bool = True) -> d
         groups[HARDWARE].add_argument(
             "--sync-batchnorm", action="store_true", help="batch norm over the global batch, across devices (GPU only)"
         )
+    groups[HARDWARE].add_argument(
+        "--compile", action="store_true", help="run the network through torch.compile (minutes to compile; measure first)"
+    )
     groups[OUTPUT].add_argument("--quiet", action="store_true", help="no progress bars")
     return groups
 
@@ -196,6 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate_parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    quantize_parser = verbs.add_parser(
+        "quantize",
+        help="quantise a run's network to int8 (OpenVINO, NNCF) and check int8 and bf16 against fp32 on its test clips",
+        allow_abbrev=False,
+    )
+    quantize_parser.add_argument("run_dir", help="a finished run folder written by 'mix2 train'")
+    quantize_parser.add_argument(
+        "--checkpoint", choices=["best", "last"], default="best", help="the checkpoint to quantise (best)"
+    )
+    quantize_parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
     experiment_parser = verbs.add_parser(
         "experiment",
         help="train presets x seeds (x variants) and write the paper's tables and figures",
@@ -236,7 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a number (0.5), 'checkpoint' (per class, tuned on validation at training), or a CSV with class,threshold",
     )
     predict_parser.add_argument(
-        "--precision", choices=list(INFERENCE_PRECISIONS), default="fp32", help="fp32, or bf16 on CPU (fp32)"
+        "--precision",
+        choices=list(INFERENCE_PRECISIONS),
+        default="fp32",
+        help="fp32; bf16 (OpenVINO where installed, else PyTorch); int8 (OpenVINO, once mix2 quantize offered it) (fp32)",
     )
     predict_parser.add_argument(
         "--engine",
@@ -298,6 +323,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         config.augment.time_shift = False
     if getattr(args, "sync_batchnorm", False):
         config.train.sync_batchnorm = True
+    if getattr(args, "compile", False):
+        config.train.compile = True
     return config
 
 
@@ -353,6 +380,23 @@ def _print_baseline_comparison(metrics: dict, baseline: dict) -> None:
     print(f"{verdict} (at threshold {metrics['threshold']} unless tuned)")
 
 
+def _print_precision_check(check: dict, run_dir: str) -> None:
+    """The check of ``mix2 quantize``: each precision's metrics and speed, each reduced one's change, the verdict."""
+    print(f"int8 network calibrated on {check['calibration_clips']} validation clips: {check['network']}")
+    print(f"on the {check['test_clips']} test clips (points; each change against fp32; the network alone on OpenVINO):")
+    for precision, values in check["metrics"].items():
+        changes = check["differences"].get(precision, {})
+        shown = ", ".join(
+            f"{name} {value:.1f}" + (f" ({changes[name]:+.2f})" if name in changes else "") for name, value in values.items()
+        )
+        print(f"  {precision}: {shown}; {check['clips_per_s'][precision]:.0f} clips/s")
+    if check["offered"]:
+        print(f"{check['verdict']}: offered, with mix2 predict {run_dir} PATHS --precision int8")
+    else:
+        print(f"{check['verdict']}: not offered; mix2 predict --precision int8 refuses this network")
+    print("bf16 needs no network of its own (mix2 predict --precision bf16); judge it by its line above")
+
+
 def _print_predict_summary(scores: pd.DataFrame, out: str) -> None:
     audio_h, minutes = scores.attrs["scored_audio_s"] / 3600, scores.attrs["elapsed_s"] / 60
     print(f"{len(scores)} windows of {scores['file'].nunique()} recordings in {out}/scores.csv, detections.csv, raven/")
@@ -368,7 +412,7 @@ def _refuse_options_with_resume(args: argparse.Namespace) -> None:
     """A resumed run keeps its own settings: any option that would change them is an error."""
     names = ["data", "config", "recipe", "preset", "out", "run_dir", *(flag[2:].replace("-", "_") for flag, *_ in ALL_OPTIONS)]
     given = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) is not None]
-    flags = ("--no-specaugment", "--no-time-shift", "--sync-batchnorm", "--prepare-only")
+    flags = ("--no-specaugment", "--no-time-shift", "--sync-batchnorm", "--compile", "--prepare-only")
     given += [flag for flag in flags if getattr(args, flag[2:].replace("-", "_"))]
     if given:
         raise Mix2Error(f"--resume continues a run with its own config.yaml; leave out {', '.join(given)}")
@@ -439,6 +483,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"written: {Path(args.run_dir) / 'baseline.json'}")
         elif args.verb == "evaluate":
             _print_summary(evaluate(args.run_dir, checkpoint=args.checkpoint, progress=not args.quiet))
+        elif args.verb == "quantize":
+            from mix2.quantize import quantize
+
+            _print_precision_check(quantize(args.run_dir, checkpoint=args.checkpoint, progress=not args.quiet), args.run_dir)
         elif args.verb == "experiment":
             _experiment(args)
         elif args.verb == "predict":

@@ -145,6 +145,10 @@ class MixingConfig:
     """Which mixing regulariser runs at each training step (``method``), and each mixer's settings under its name.
 
     Only the settings of the mixer that runs (and of Mix2's members) are read; see :mod:`mix2.mixing`.
+
+    ``unmixed_final_fraction`` trains the last fraction of the epochs without mixing (rounded to
+    whole epochs; 0, the default and the paper's, mixes to the end): the network then fits clean
+    clips, as it will see them, after mixing has regularised it.
     """
 
     method: str = "none"
@@ -152,6 +156,7 @@ class MixingConfig:
     manifold_mixup: ManifoldMixupSettings = field(default_factory=ManifoldMixupSettings)
     multimix: MultiMixSettings = field(default_factory=MultiMixSettings)
     mix2: Mix2Settings = field(default_factory=Mix2Settings)
+    unmixed_final_fraction: float = 0.0
 
 
 @dataclass
@@ -215,6 +220,12 @@ class TrainConfig:
     weights (and batch-norm statistics) whose weights halve every that many epochs (see
     :class:`mix2.training.WeightEma`); ``None`` (default) uses the weights as trained.
 
+    ``compile`` runs the network through ``torch.compile`` (in place, so checkpoints keep their
+    keys): a few minutes of compilation at the start of every process, the first training step and
+    the first validation each. Off by default: on this project's 2-core CPU machine a compiled
+    training step was no faster than PyTorch's own (``benchmarks/speed.py``), so it never pays the
+    compilation back there; on GPUs it often does, so measure yours.
+
     ``devices`` (per node) and ``num_nodes`` train data-parallel through Lightning's ``strategy``
     (``auto`` or ``ddp``). ``batch_size`` is the global batch, split evenly over the
     ``devices * num_nodes`` processes, and the mixers and the ADD loss act on the whole global
@@ -237,6 +248,7 @@ class TrainConfig:
     num_workers: int = 0
     accelerator: str = "auto"
     channels_last: bool = True
+    compile: bool = False
     deterministic: bool = True
     precision: str = "fp32"
     micro_batch_size: int | None = None
@@ -273,6 +285,7 @@ class TrainConfig:
         require(
             "ema_half_life_epochs", ema is None or (_is_number(ema) and ema > 0), "must be a positive number of epochs or null"
         )
+        require("compile", isinstance(self.compile, bool), "must be true or false")
         require("bn_momentum", _is_number(self.bn_momentum) and 0 < self.bn_momentum <= 1, "must be in (0, 1]")
         require("seed", _is_int(self.seed) and 0 <= self.seed < 2**32, "must be a whole number from 0 to 2**32 - 1")
         require("threshold", _is_number(self.threshold) and 0 < self.threshold < 1, "must be a probability between 0 and 1")
@@ -400,6 +413,9 @@ class RunConfig:
         loss("pos_weight", self.loss.pos_weight in POS_WEIGHTS, f"must be one of: {', '.join(POS_WEIGHTS)}")
         add = _requirer("loss.add", self.loss.add)
         add("weight", _is_number(self.loss.add.weight) and self.loss.add.weight >= 0, "must be 0 or more")
+        mixing = _requirer("mixing", self.mixing)
+        fraction = self.mixing.unmixed_final_fraction
+        mixing("unmixed_final_fraction", _is_number(fraction) and 0 <= fraction <= 1, "must be from 0 to 1")
         examples = self.mixing.multimix.examples
         uses_multimix = self.mixing.method == "multimix" or (
             self.mixing.method == "mix2" and "multimix" in self.mixing.mix2.members

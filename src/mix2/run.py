@@ -166,7 +166,7 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file() and is_first_process():
         print(f"mix2: {run_dir} has no finished epoch yet; training it from the start")
-    features = _cached_features(table, config, run_dir, progress)
+    features = cached_features(table, config, run_dir, progress)
     if _fit(config, table, features, run_dir, progress, last if last.is_file() else None):
         evaluate(run_dir, progress=progress)
     return run_dir
@@ -312,7 +312,7 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = Tru
     if not (run_dir / "config.yaml").is_file():
         raise input_error(run_dir, "not a mix2 run folder (it has no config.yaml)")
     config = RunConfig.from_yaml(run_dir / "config.yaml")
-    _check_trained(run_dir, config.train.epochs)
+    check_trained(run_dir, config.train.epochs)
     if not checkpoint_path.is_file():
         raise input_error(checkpoint_path, "no such checkpoint; is this a finished mix2 run folder?")
     table = read_run_clips(run_dir)
@@ -342,7 +342,7 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = Tru
     return metrics
 
 
-def _check_trained(run_dir: Path, epochs: int) -> None:
+def check_trained(run_dir: Path, epochs: int) -> None:
     """Refuse to score a run whose training has not finished: its results would mark it finished, and it could not be resumed."""
     last = run_dir / "checkpoints" / "last.ckpt"
     done = load_checkpoint(last)["epoch"] + 1 if last.is_file() else 0
@@ -390,7 +390,7 @@ def baseline(run_dir: str | Path, progress: bool = True) -> dict:
 
     def statistics(split: str) -> tuple[np.ndarray, ClipTable]:
         clips = table.split(split)
-        paths = _cached_features(clips, config, run_dir, progress, "features for the baseline")  # one clip in memory at a time
+        paths = cached_features(clips, config, run_dir, progress, "features for the baseline")  # one clip in memory at a time
         return np.concatenate([band_statistics(np.load(path)[None]) for path in paths]), clips
 
     (train_x, train), (val_x, val), (test_x, test) = (statistics(split) for split in ("train", "val", "test"))
@@ -411,12 +411,12 @@ def _score_split(
     clips = table.split(split)
     if len(clips) == 0:
         raise input_error(run_dir / "clips.csv", f"no clips in the {split} split")
-    feature_paths = _cached_features(clips, config, run_dir, progress, label=f"features of the {split} clips")
+    feature_paths = cached_features(clips, config, run_dir, progress, label=f"features of the {split} clips")
     batches = clip_loader(feature_paths, clips.labels, config.train, config.train.batch_size, top_db=config.features.top_db)
     return clips, torch.cat([torch.sigmoid(engine(x)) for x, _ in batches]).numpy()
 
 
-def _cached_features(
+def cached_features(
     clips: ClipTable, config: RunConfig, run_dir: Path, progress: bool, label: str = "features of the run's clips"
 ) -> list[Path]:
     """The feature files of a run's clips, computed again where the cache lost them; unreadable audio is an error."""

@@ -60,7 +60,7 @@ from mix2.features.frontend import model_input
 from mix2.files import atomic_path
 from mix2.losses import create_loss
 from mix2.metrics import mean_average_precision
-from mix2.mixing import Mix2, create_mixer
+from mix2.mixing import Mix2, Mixer, create_mixer
 from mix2.models import network_for, to_layout
 from mix2.models.micro_batches import MicroBatches, in_micro_batches
 from mix2.registry import LOSSES, MIXERS, MODELS
@@ -471,6 +471,8 @@ class Classifier(L.LightningModule):
         self.model = network_for(self.config, len(classes))
         if self.config.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if self.config.train.compile:
+            self.model.compile()  # in place: the state dict keeps its keys, so checkpoints load without it
         self.loss = create_loss(self.config.loss, None if pos_weight is None else torch.tensor(pos_weight))
         augment = self.config.augment
         self.spec_augment = (
@@ -486,6 +488,7 @@ class Classifier(L.LightningModule):
         )
         self.time_shift = CircularTimeShift(augment.max_shift_frames) if augment.time_shift else None
         self.mixer = create_mixer(self.config.mixing)
+        self.unmixed = Mixer()  # for the final epochs of mixing.unmixed_final_fraction
         self.thresholds: np.ndarray | None = None  # per class, tuned on validation after training
         self._validation: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -509,6 +512,12 @@ class Classifier(L.LightningModule):
             x = self.spec_augment(x)
         return x
 
+    @property
+    def mixed_epochs(self) -> int:
+        """How many epochs mix, from the first: all but the last ``mixing.unmixed_final_fraction`` of them, rounded."""
+        epochs = self.config.train.epochs
+        return epochs - round(self.config.mixing.unmixed_final_fraction * epochs)
+
     def on_train_epoch_start(self) -> None:
         """Seed this epoch's augmentation and dropout from ``(seed, epoch, rank)``, its mixing from ``(seed, epoch)``."""
         torch.manual_seed(epoch_seed(self.config.train.seed, self.current_epoch, self.global_rank))
@@ -518,7 +527,8 @@ class Classifier(L.LightningModule):
         """This process's share of a global batch -> the loss (see :mod:`mix2.distributed`)."""
         x, targets = batch
         group = BatchGroup.current()
-        mixed = self.mixer(self.chunked_model, self._layout(self.augment(x)), targets, group)
+        mixer = self.mixer if self.current_epoch < self.mixed_epochs else self.unmixed
+        mixed = mixer(self.chunked_model, self._layout(self.augment(x)), targets, group)
         with torch.autocast(x.device.type, enabled=False):  # under bf16 or fp16 training, the loss stays fp32
             at_least_fp32 = torch.promote_types(mixed.logits.dtype, torch.float32)
             logits, targets, embedding = (t.to(at_least_fp32) for t in (mixed.logits, mixed.targets, mixed.embedding))

@@ -210,6 +210,15 @@ class MobileNetV3Large(nn.Module):
             return pool_time_frequency(x)
         return self.classifier(x)
 
+    def __call__(self, x: torch.Tensor, start: str = "input", stop: str = "logits") -> torch.Tensor:
+        """:meth:`forward`, except that no stage to run (``start == stop``: Mixup at the input, Manifold
+        Mixup at the embedding) returns ``x`` without calling the module: under ``torch.compile`` a
+        call with no operation in it makes Dynamo skip ``forward`` for good, and then compile each
+        stage apart until it gives up and runs them eagerly."""
+        if start == stop:
+            return x
+        return super().__call__(x, start=start, stop=stop)
+
     def forward(self, x: torch.Tensor, start: str = "input", stop: str = "logits") -> torch.Tensor:
         """Run the stages after ``start`` up to and including ``stop``.
 

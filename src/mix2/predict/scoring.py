@@ -30,7 +30,7 @@ class WindowScorer:
     to float16 as the training cache stores it, then scaled per clip) on ``device`` (default:
     the GPU where there is one, else the CPU), then the network behind an inference ``engine``
     (:func:`~mix2.engines.load_engine`: ``auto``, ``torch``, ``onnxruntime`` or ``openvino``),
-    in fp32 with batch norm folded, or (``precision="bf16"``, PyTorch only) under autocast to bfloat16.
+    with batch norm folded, in ``precision`` (``fp32``, ``bf16`` or ``int8``; see :mod:`mix2.engines`).
     """
 
     def __init__(
