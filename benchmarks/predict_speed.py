@@ -88,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         methods["mix2 predict, fp32, auto engine, --exact-windows"] = lambda: len(
             predict(fast, recordings, exact_windows=True, progress=False)
         )
-        methods["mix2 predict, bf16, auto engine"] = lambda: len(predict(fast, recordings, precision="bf16", progress=False))
-        methods["mix2 predict, bf16, torch"] = lambda: len(
-            predict(fast, recordings, precision="bf16", engine="torch", progress=False)
-        )
+        methods["mix2 predict, bf16, torch"] = lambda: len(predict(fast, recordings, precision="bf16", progress=False))
+        if installed("openvino"):
+            methods["mix2 predict, bf16, openvino"] = lambda: len(
+                predict(fast, recordings, precision="bf16", engine="openvino", progress=False)
+            )
         if installed("openvino") and importlib.util.find_spec("nncf"):
             unchecked_int8(fast)
             methods["mix2 predict, int8, openvino"] = lambda: len(predict(fast, recordings, precision="int8", progress=False))

@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=list(INFERENCE_PRECISIONS),
         default="fp32",
-        help="fp32; bf16 (OpenVINO where installed, else PyTorch); int8 (OpenVINO, once mix2 quantize offered it) (fp32)",
+        help="fp32; bf16 (PyTorch, or OpenVINO with --engine openvino); int8 (OpenVINO, once mix2 quantize offered it) (fp32)",
     )
     predict_parser.add_argument(
         "--engine",
@@ -394,7 +394,7 @@ def _print_precision_check(check: dict, run_dir: str) -> None:
         print(f"{check['verdict']}: offered, with mix2 predict {run_dir} PATHS --precision int8")
     else:
         print(f"{check['verdict']}: not offered; mix2 predict --precision int8 refuses this network")
-    print("bf16 needs no network of its own (mix2 predict --precision bf16); judge it by its line above")
+    print("bf16 needs no network of its own (mix2 predict --precision bf16 --engine openvino); judge it by its line above")
 
 
 def _print_predict_summary(scores: pd.DataFrame, out: str) -> None:

@@ -7,8 +7,8 @@ and each reduced precision is compared with fp32 on the metrics a user publishes
 over the active classes at the run's threshold and at the tuned thresholds, and mAP. A
 precision is offered where none of them moves by more than :data:`LIMIT_POINTS`;
 ``mix2 predict --precision int8`` runs the int8 network only where its check passed
-(:func:`mix2.engines.int8_network`). bf16 needs no file of its own and is always offered; its
-check is printed for the user to judge.
+(:func:`mix2.engines.int8_network`). bf16 (OpenVINO's, ``--precision bf16 --engine openvino``)
+needs no file of its own and is always offered; its check is printed for the user to judge.
 
 The int8 network and the check's record are written beside the checkpoint
 (:func:`mix2.engines.int8_files`), named by the network's digest, so a retrained checkpoint is

@@ -45,8 +45,8 @@ def predict(
         thresholds: for the detections: a number (0.5, the paper's), ``"checkpoint"`` (the
             per-class thresholds tuned on validation at training; 0.5 where the checkpoint has
             none), a dict, or a CSV file with ``class`` and ``threshold`` columns.
-        precision: ``"fp32"``; ``"bf16"`` (OpenVINO where installed, else PyTorch's
-            autocast; scores within 0.05 of fp32, tested); or ``"int8"`` (OpenVINO, the network
+        precision: ``"fp32"``; ``"bf16"`` (PyTorch's autocast, scores within 0.05 of fp32; with
+            ``engine="openvino"``, OpenVINO's, within 0.1; tested); or ``"int8"`` (OpenVINO, the network
             ``mix2 quantize`` made and offered; see :mod:`mix2.quantize`).
         engine: what runs the network (:mod:`mix2.engines`): ``"auto"`` (ONNX Runtime, then
             OpenVINO, then PyTorch: the first installed), ``"torch"``, ``"onnxruntime"`` or
