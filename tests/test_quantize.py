@@ -9,7 +9,7 @@ import torch
 
 from conftest import shared_data
 from mix2 import engines, train
-from mix2.cli import main
+from mix2.cli import _print_precision_check, main
 from mix2.engines import int8_files, load_engine, resolve_engine
 from mix2.errors import Mix2Error
 from mix2.inference import load_trained_model
@@ -117,3 +117,21 @@ def test_cli_quantize_prints_the_check_and_refuses_a_folder_that_is_no_run(quant
     assert "offered" in lines[5]
     assert main(["quantize", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"mix2: error: {tmp_path}: not a mix2 run folder (it has no config.yaml)"
+
+
+def test_an_offered_check_names_the_command_that_runs_it(capsys):
+    check = precision_check({"fp32": {"mAP": 40.0}, "bf16": {"mAP": 40.0}, "int8": {"mAP": 39.9}})
+    check.update(
+        clips_per_s={"fp32": 200.0, "bf16": 400.0, "int8": 410.0}, network="n.int8.xml", calibration_clips=8, test_clips=9
+    )
+    _print_precision_check(check, "runs/a", "last")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2:5] == [
+        "  fp32: mAP 40.0; 200 clips/s",
+        "  bf16: mAP 40.0 (+0.00); 400 clips/s",
+        "  int8: mAP 39.9 (-0.10); 410 clips/s",
+    ]
+    assert lines[5] == (
+        "int8 stayed within 0.5 points of fp32 on every metric: offered, with mix2 predict runs/a/checkpoints/last.ckpt PATHS "
+        "--precision int8"
+    )

@@ -380,7 +380,7 @@ def _print_baseline_comparison(metrics: dict, baseline: dict) -> None:
     print(f"{verdict} (at threshold {metrics['threshold']} unless tuned)")
 
 
-def _print_precision_check(check: dict, run_dir: str) -> None:
+def _print_precision_check(check: dict, run_dir: str, checkpoint: str) -> None:
     """The check of ``mix2 quantize``: each precision's metrics and speed, each reduced one's change, the verdict."""
     print(f"int8 network calibrated on {check['calibration_clips']} validation clips: {check['network']}")
     print(f"on the {check['test_clips']} test clips (points; each change against fp32; the network alone on OpenVINO):")
@@ -391,7 +391,8 @@ def _print_precision_check(check: dict, run_dir: str) -> None:
         )
         print(f"  {precision}: {shown}; {check['clips_per_s'][precision]:.0f} clips/s")
     if check["offered"]:
-        print(f"{check['verdict']}: offered, with mix2 predict {run_dir} PATHS --precision int8")
+        model = run_dir if checkpoint == "best" else Path(run_dir) / "checkpoints" / f"{checkpoint}.ckpt"
+        print(f"{check['verdict']}: offered, with mix2 predict {model} PATHS --precision int8")
     else:
         print(f"{check['verdict']}: not offered; mix2 predict --precision int8 refuses this network")
     print("bf16 needs no network of its own (mix2 predict --precision bf16 --engine openvino); judge it by its line above")
@@ -486,7 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.verb == "quantize":
             from mix2.quantize import quantize
 
-            _print_precision_check(quantize(args.run_dir, checkpoint=args.checkpoint, progress=not args.quiet), args.run_dir)
+            check = quantize(args.run_dir, checkpoint=args.checkpoint, progress=not args.quiet)
+            _print_precision_check(check, args.run_dir, args.checkpoint)
         elif args.verb == "experiment":
             _experiment(args)
         elif args.verb == "predict":
