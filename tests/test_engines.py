@@ -139,3 +139,12 @@ def test_the_agreement_benchmark_measures_every_path_against_the_exact_one(check
         "default: auto engine, windows cut from blocks"
     ]
     assert all(row[-1].endswith(f"of {43 * 4} |") for row in rows)  # 43 windows x 4 classes
+
+
+def test_only_the_same_checkpoints_networks_of_the_same_kind_for_other_weights_are_removed(tmp_path):
+    old, new = "0" * 16, "f" * 16
+    kept = [f"a.b.{new}.int8.xml", f"a.b.{old}.int8.json", f"a.b.{old}.onnx", f"a.c.{old}.int8.xml", f"a.b.{old}.int8.xml.x"]
+    for name in [*kept, f"a.b.{old}.int8.xml"]:
+        (tmp_path / name).touch()
+    engines.remove_other_weights(tmp_path / f"a.b.{new}.int8.xml", tmp_path / "a.b.ckpt")  # a stem with a dot in it
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(kept)

@@ -89,8 +89,9 @@ def resolve_engine(name: str, device: torch.device, precision: str = "fp32") -> 
 
     The exported engines run on the CPU; ONNX Runtime in fp32 only, OpenVINO in fp32, bf16 or
     int8. On a GPU or in bf16 ``auto`` takes PyTorch (OpenVINO's bf16, with batch norm folded,
-    moves scores further, so it is asked for by name); in int8, OpenVINO. A named engine that is not installed, or cannot run on the device or in the
-    precision, falls back to PyTorch with one line of warning. int8 has no fallback: where
+    moves scores further, so it is asked for by name); in int8, OpenVINO. A named engine that
+    is not installed, or cannot run on the device or in the precision, falls back to PyTorch
+    with one line of warning. int8 has no fallback: where
     OpenVINO cannot run it, that is a one-line :class:`~mix2.errors.Mix2Error`.
     """
     if name not in engine_names():
@@ -232,10 +233,7 @@ def exported_onnx(trained: TrainedModel, checkpoint: Path) -> Path:
             output_names=["logits"],
             dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}},
         )
-    export_name = re.compile(rf"{re.escape(checkpoint.stem)}\.[0-9a-f]{{16}}\.onnx")
-    for earlier in folder.iterdir():
-        if earlier != path and export_name.fullmatch(earlier.name):
-            earlier.unlink(missing_ok=True)
+    remove_other_weights(path, checkpoint)
     return path
 
 
@@ -244,11 +242,21 @@ def engine_folder(checkpoint: Path) -> Path:
     return checkpoint.parent if os.access(checkpoint.parent, os.W_OK) else cache_root() / "engines"
 
 
+def remove_other_weights(path: Path, checkpoint: Path) -> None:
+    """Remove the files beside ``path`` (named ``<checkpoint stem>.<digest>.<kind>``) of the same kind made for
+    ``checkpoint``'s earlier weights: the same name with another digest."""
+    kind = path.name[len(checkpoint.stem) + 18 :]  # after the stem, a dot, 16 hex digits and a dot
+    same_kind = re.compile(rf"{re.escape(checkpoint.stem)}\.[0-9a-f]{{16}}\.{re.escape(kind)}")
+    for earlier in path.parent.iterdir():
+        if earlier != path and same_kind.fullmatch(earlier.name):
+            earlier.unlink(missing_ok=True)
+
+
 def int8_files(trained: TrainedModel, checkpoint: Path) -> tuple[Path, Path]:
     """The int8 network ``mix2 quantize`` writes for ``checkpoint`` (OpenVINO's ``.xml``, its weights in the
     ``.bin`` beside it) and the record of its check (``.json``), named by the network's digest."""
-    stem = f"{checkpoint.stem}.{network_digest(trained)}.int8"
-    return engine_folder(checkpoint) / f"{stem}.xml", engine_folder(checkpoint) / f"{stem}.json"
+    stem = engine_folder(checkpoint) / f"{checkpoint.stem}.{network_digest(trained)}.int8"
+    return stem.with_name(f"{stem.name}.xml"), stem.with_name(f"{stem.name}.json")
 
 
 def int8_network(trained: TrainedModel, checkpoint: Path) -> Path:

@@ -34,13 +34,13 @@ import numpy as np
 import torch
 
 from mix2.config import RunConfig
-from mix2.engines import Engine, OpenVinoEngine, exported_onnx, int8_files
+from mix2.data.clips import ClipTable
+from mix2.engines import Engine, OpenVinoEngine, exported_onnx, int8_files, remove_other_weights
 from mix2.errors import Mix2Error, input_error
 from mix2.files import atomic_path
 from mix2.inference import load_trained_model
-from mix2.run import cached_features, check_trained, scored_metrics
+from mix2.run import check_trained, feature_batches, scored_metrics
 from mix2.run_folder import read_run_clips
-from mix2.training import clip_loader
 
 LIMIT_POINTS = 0.5
 """The most a reduced precision may move macro F1 or mAP on the test clips, in points, and still be offered."""
@@ -86,10 +86,8 @@ def quantize(run_dir: str | Path, checkpoint: str = "best", progress: bool = Tru
         if len(clips) == 0:
             raise input_error(run_dir / "clips.csv", f"no clips in the {split} split, which int8 needs")
 
-    def features(clips, split: str) -> list[torch.Tensor]:
-        paths = cached_features(clips, config, run_dir, progress, label=f"features of the {split} clips")
-        loader = clip_loader(paths, clips.labels, config.train, config.train.batch_size, top_db=config.features.top_db)
-        return [x for x, _ in loader]
+    def features(clips: ClipTable, split: str) -> list[torch.Tensor]:
+        return [x for x, _ in feature_batches(clips, split, config, run_dir, progress)]
 
     onnx = exported_onnx(trained, checkpoint_path)
     network_file, record_file = int8_files(trained, checkpoint_path)
@@ -115,6 +113,8 @@ def quantize(run_dir: str | Path, checkpoint: str = "best", progress: bool = Tru
     )
     with atomic_path(record_file) as partial:
         partial.write_text(json.dumps(check, indent=2))
+    for written in (network_file, network_file.with_suffix(".bin"), record_file):
+        remove_other_weights(written, checkpoint_path)
     return check
 
 
@@ -152,8 +152,7 @@ def write_int8_network(onnx: Path, calibration: list[torch.Tensor], network_file
     """Quantise the ``onnx`` network to int8 with NNCF, calibrated on every clip of ``calibration`` (batches of features).
 
     Written as OpenVINO's ``.xml`` and ``.bin``, each saved in a folder of this process's own and
-    moved into place, the weights first; int8 networks of the same checkpoint's earlier weights
-    are removed.
+    moved into place, the weights first.
     """
     import nncf
     import openvino
@@ -169,10 +168,6 @@ def write_int8_network(onnx: Path, calibration: list[torch.Tensor], network_file
         openvino.save_model(quantized, str(Path(folder) / "network.xml"), compress_to_fp16=False)
         for suffix in (".bin", ".xml"):
             (Path(folder) / "network").with_suffix(suffix).replace(network_file.with_suffix(suffix))
-    checkpoint_stem, digest = network_file.name.split(".")[:2]
-    for earlier in network_file.parent.glob(f"{checkpoint_stem}.*.int8.*"):
-        if earlier.name.split(".")[1] != digest:
-            earlier.unlink(missing_ok=True)
 
 
 def _timed_scores(engine: Engine, batches: list[torch.Tensor]) -> tuple[np.ndarray, float]:

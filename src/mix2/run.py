@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader
 
 from mix2.baseline import band_statistics, fit_baseline
 from mix2.config import MONITORS, PRECISIONS, RunConfig, pick_device
@@ -411,9 +412,14 @@ def _score_split(
     clips = table.split(split)
     if len(clips) == 0:
         raise input_error(run_dir / "clips.csv", f"no clips in the {split} split")
-    feature_paths = cached_features(clips, config, run_dir, progress, label=f"features of the {split} clips")
-    batches = clip_loader(feature_paths, clips.labels, config.train, config.train.batch_size, top_db=config.features.top_db)
+    batches = feature_batches(clips, split, config, run_dir, progress)
     return clips, torch.cat([torch.sigmoid(engine(x)) for x, _ in batches]).numpy()
+
+
+def feature_batches(clips: ClipTable, split: str, config: RunConfig, run_dir: Path, progress: bool) -> DataLoader:
+    """``(features, labels)`` batches of a run's ``clips`` (of its ``split``), in order, as evaluation scores them."""
+    feature_paths = cached_features(clips, config, run_dir, progress, label=f"features of the {split} clips")
+    return clip_loader(feature_paths, clips.labels, config.train, config.train.batch_size, top_db=config.features.top_db)
 
 
 def cached_features(
