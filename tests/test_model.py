@@ -70,6 +70,7 @@ def test_every_registered_model_keeps_the_staged_interface_mixers_rely_on():
         assert model.stages[0] == "input" and model.stages[-2:] == ("embedding", "logits"), name
         logits, embedding = model.forward_with_embedding(torch.rand(2, 1, 64, 64))
         assert logits.shape == (2, 3) and embedding.ndim == 2, name
+        torch.testing.assert_close(model.classifier(embedding), logits)  # the last layer, which --init re-makes
     assert not isinstance(torch.nn.Linear(2, 2), StagedModel)
 
 
@@ -86,6 +87,21 @@ def test_band_norm_gives_each_mel_band_its_own_level_and_spread():
     model(x)
     torch.testing.assert_close(stem_input["x"], normalised)  # the stem sees the normalised bands
     assert create_model("mobilenetv3_large", num_classes=2).band_norm is None
+
+
+def test_the_frequency_channel_gives_the_stem_each_mel_band_s_position_beside_the_spectrogram():
+    model = create_model("mobilenetv3_large_freqcoord", num_classes=2, n_mels=5).eval()
+    x = torch.rand(3, 1, 5, 20)
+    stem_input = {}
+    model.stem.register_forward_pre_hook(lambda module, args: stem_input.setdefault("x", args[0]))
+    model(x)
+    assert stem_input["x"].shape == (3, 2, 5, 20) and model.stem[0].in_channels == 2
+    torch.testing.assert_close(stem_input["x"][:, 0], x[:, 0])  # the spectrogram as it came
+    position = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]).view(5, 1).expand(5, 20)
+    for clip in stem_input["x"][:, 1]:
+        torch.testing.assert_close(clip, position, rtol=0, atol=1e-7)  # lowest band 0, highest 1, every frame
+    assert not any("frequency" in key for key in model.state_dict())  # rebuilt from the name, never stored
+    assert create_model("mobilenetv3_large", num_classes=2).frequency_channel is None
 
 
 def test_a_checkpoint_rebuilds_the_model_it_names_for_its_input(tmp_path):

@@ -13,6 +13,7 @@
     mix2 report DIR...                # one HTML page of runs and experiments
     mix2 download anuraset DIR        # AnuraSet from Zenodo, resumable and checksum-verified
     mix2 predict CKPT PATH...         # which species call when, over long recordings
+    mix2 embed CKPT PATH...           # each window's embedding, for clustering, search or a head of your own
     mix2 quantize RUN_DIR             # an int8 network for predict, checked on the run's test clips
     mix2 predict CKPT PATH... --shard 3/10 --out preds/3   # one job of 10 over a large archive
     mix2 merge preds/* --out preds/all                     # join the 10 jobs' tables
@@ -31,6 +32,7 @@ from collections.abc import Sequence
 from operator import attrgetter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mix2 import __version__
@@ -41,7 +43,7 @@ from mix2.distributed import is_first_process
 from mix2.engines import engine_names
 from mix2.errors import Mix2Error, SettingError, TrainingInterrupted
 from mix2.experiment_plan import Experiment
-from mix2.predict import INFERENCE_PRECISIONS, merge_predictions, parse_shard, predict
+from mix2.predict import INFERENCE_PRECISIONS, embed, merge_predictions, parse_shard, predict
 from mix2.registry import LOSSES, MIXERS, MODELS
 
 # (flag, config section (dotted where grouped: loss.add), field, type, help), by the group --help lists them in
@@ -64,6 +66,20 @@ TRAIN_OPTIONS = {
         ("--schedule", "train", "schedule", str, "lr schedule: warmup_cosine (per step) or cosine_per_epoch (the paper's)"),
         ("--warmup-epochs", "train", "warmup_epochs", float, "epochs of linear warm-up in warmup_cosine (5; small-data: 2)"),
         ("--monitor", "train", "monitor", str, "what chooses best.ckpt: val_map, val_loss or val_macro_f1 (val_map)"),
+        (
+            "--init",
+            "train",
+            "init",
+            str,
+            "start the network from this checkpoint's (another run's); new classes get a new classifier",
+        ),
+        (
+            "--encoder-lr-factor",
+            "train",
+            "encoder_lr_factor",
+            float,
+            "the learning rate of all but the classifier, as a fraction of --lr; 0 freezes it: a linear probe (1)",
+        ),
         (
             "--ema-half-life-epochs",
             "train",
@@ -152,6 +168,23 @@ def _shard(text: str) -> tuple[int, int]:
         return parse_shard(text)
     except Mix2Error as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _window_job_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    """The arguments every job over long recordings takes (predict, embed)."""
+    parser.add_argument(
+        "checkpoint", help="a checkpoint written by 'mix2 train' (runs/.../checkpoints/best.ckpt), or the run folder"
+    )
+    parser.add_argument("paths", nargs="+", help="audio files (wav, flac, mp3, ogg), or folders searched recursively")
+    parser.add_argument("--out", default=out, help=f"output folder; run again to resume ({out})")
+    parser.add_argument("--hop-s", type=float, default=1.0, help="seconds between window starts (1)")
+    parser.add_argument("--batch-size", type=int, default=64, help="windows per model call, across recordings (64)")
+    parser.add_argument(
+        "--exact-windows",
+        action="store_true",
+        help="transform each window alone, exactly as evaluation does, not cut from its block's log-mel (slower)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,13 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict_parser = verbs.add_parser(
         "predict", help="score long recordings window by window: scores, detections, Raven tables", allow_abbrev=False
     )
-    predict_parser.add_argument(
-        "checkpoint", help="a checkpoint written by 'mix2 train' (runs/.../checkpoints/best.ckpt), or the run folder"
-    )
-    predict_parser.add_argument("paths", nargs="+", help="audio files (wav, flac, mp3, ogg), or folders searched recursively")
-    predict_parser.add_argument("--out", default="predictions", help="output folder; run again to resume (predictions)")
-    predict_parser.add_argument("--hop-s", type=float, default=1.0, help="seconds between window starts (1)")
-    predict_parser.add_argument("--batch-size", type=int, default=64, help="windows per model call, across recordings (64)")
+    _window_job_arguments(predict_parser, "predictions")
     predict_parser.add_argument(
         "--thresholds",
         default="0.5",
@@ -269,16 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="what runs the network: auto (onnxruntime, then openvino, then torch: the first installed), or one of them (auto)",
     )
-    predict_parser.add_argument(
-        "--exact-windows",
-        action="store_true",
-        help="transform each window alone, exactly as evaluation does, not cut from its block's log-mel (slower)",
-    )
     predict_parser.add_argument("--parquet", action="store_true", help="also write scores.parquet (needs pyarrow)")
     predict_parser.add_argument(
         "--shard", type=_shard, help="I/N: score only shard I of N of the recordings (one job of N; then mix2 merge)"
     )
-    predict_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    embed_parser = verbs.add_parser(
+        "embed", help="the network's embedding of every window of long recordings, for your own analyses", allow_abbrev=False
+    )
+    _window_job_arguments(embed_parser, "embeddings")
+    embed_parser.add_argument("--parquet", action="store_true", help="also write embeddings.parquet (needs pyarrow)")
 
     merge_parser = verbs.add_parser(
         "merge", help="join the output folders of the shards of one prediction (mix2 predict --shard)", allow_abbrev=False
@@ -409,6 +436,20 @@ def _print_predict_summary(scores: pd.DataFrame, out: str) -> None:
         print(f"skipped {scores.attrs['failures']} unreadable recording(s), listed in {out}/failures.csv")
 
 
+def _print_embed_summary(windows: pd.DataFrame, vectors: np.ndarray, out: str) -> None:
+    if windows.empty:
+        raise Mix2Error(
+            f"no recording could be embedded; the {windows.attrs['failures']} unreadable recording(s) are listed with "
+            f"the reason in {Path(out) / 'failures.csv'}"
+        )
+    files = "embeddings.npy, windows.csv" + (", embeddings.parquet" if (Path(out) / "embeddings.parquet").is_file() else "")
+    print(
+        f"{vectors.shape[0]} windows of {windows['file'].nunique()} recordings, {vectors.shape[1]} numbers each, in {out}/{files}"
+    )
+    if windows.attrs["failures"]:
+        print(f"skipped {windows.attrs['failures']} unreadable recording(s), listed in {out}/failures.csv")
+
+
 def _refuse_options_with_resume(args: argparse.Namespace) -> None:
     """A resumed run keeps its own settings: any option that would change them is an error."""
     names = ["data", "config", "recipe", "preset", "out", "run_dir", *(flag[2:].replace("-", "_") for flag, *_ in ALL_OPTIONS)]
@@ -512,6 +553,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"the reason in {Path(args.out) / 'failures.csv'}"
                 )
             _print_predict_summary(scores, args.out)
+        elif args.verb == "embed":
+            windows, vectors = embed(
+                args.checkpoint,
+                args.paths,
+                args.out,
+                hop_s=args.hop_s,
+                batch_size=args.batch_size,
+                exact_windows=args.exact_windows,
+                parquet=args.parquet,
+                progress=not args.quiet,
+            )
+            _print_embed_summary(windows, vectors, args.out)
         elif args.verb == "merge":
             scores = merge_predictions(args.folders, args.out, parquet=args.parquet)
             print(f"{len(scores)} windows of {scores['file'].nunique()} recordings from {len(args.folders)} shards in {args.out}")

@@ -226,6 +226,10 @@ class TrainConfig:
     training step was no faster than PyTorch's own (``benchmarks/speed.py``), so it never pays the
     compilation back there; on GPUs it often does, so measure yours.
 
+    ``init`` starts the network from another checkpoint's (a run on other data, or a pretrained
+    network), the classifier re-made where the classes differ; ``encoder_lr_factor`` scales the
+    learning rate of all but the classifier, 0 freezing it (a linear probe). See :mod:`mix2.transfer`.
+
     ``devices`` (per node) and ``num_nodes`` train data-parallel through Lightning's ``strategy``
     (``auto`` or ``ddp``). ``batch_size`` is the global batch, split evenly over the
     ``devices * num_nodes`` processes, and the mixers and the ADD loss act on the whole global
@@ -249,6 +253,8 @@ class TrainConfig:
     accelerator: str = "auto"
     channels_last: bool = True
     compile: bool = False
+    init: str | None = None
+    encoder_lr_factor: float = 1.0
     deterministic: bool = True
     precision: str = "fp32"
     micro_batch_size: int | None = None
@@ -286,6 +292,11 @@ class TrainConfig:
             "ema_half_life_epochs", ema is None or (_is_number(ema) and ema > 0), "must be a positive number of epochs or null"
         )
         require("compile", isinstance(self.compile, bool), "must be true or false")
+        require(
+            "init", self.init is None or (isinstance(self.init, str) and self.init != ""), "must be a checkpoint's path or null"
+        )
+        factor = self.encoder_lr_factor
+        require("encoder_lr_factor", _is_number(factor) and 0 <= factor <= 1, "must be in [0, 1] (0 freezes the encoder)")
         require("bn_momentum", _is_number(self.bn_momentum) and 0 < self.bn_momentum <= 1, "must be in (0, 1]")
         require("seed", _is_int(self.seed) and 0 <= self.seed < 2**32, "must be a whole number from 0 to 2**32 - 1")
         require("threshold", _is_number(self.threshold) and 0 < self.threshold < 1, "must be a probability between 0 and 1")

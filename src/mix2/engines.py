@@ -132,18 +132,21 @@ def load_engine(
 
 
 class TorchEngine:
-    """PyTorch itself, on ``device``: in fp32 with batch norm folded, or in bf16 under autocast with it apart."""
+    """PyTorch itself, on ``device``: in fp32 with batch norm folded, or in bf16 under autocast with it apart.
+
+    ``stop="embedding"`` returns the network's embedding ``(batch, 960)`` instead of its logits.
+    """
 
     name = "torch"
 
-    def __init__(self, trained: TrainedModel, device: torch.device, precision: str = "fp32") -> None:
+    def __init__(self, trained: TrainedModel, device: torch.device, precision: str = "fp32", stop: str = "logits") -> None:
         self.model = InferenceModel(trained, fold=precision == "fp32").to(device)
-        self.device, self.bf16 = device, precision == "bf16"
+        self.device, self.bf16, self.stop = device, precision == "bf16", stop
 
     @torch.inference_mode()
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            return self.model(features.to(self.device)).float().cpu()
+            return self.model(features.to(self.device), stop=self.stop).float().cpu()
 
 
 class OnnxRuntimeEngine:

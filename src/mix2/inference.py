@@ -118,8 +118,9 @@ class InferenceModel(nn.Module):
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return in_micro_batches(self.model, self.micro_batch_size)(to_layout(x, self.channels_last))
+    def forward(self, x: torch.Tensor, stop: str = "logits") -> torch.Tensor:
+        """``(batch, 1, mels, frames)`` -> the output of stage ``stop``: logits, or ``"embedding"`` ``(batch, 960)``."""
+        return in_micro_batches(self.model, self.micro_batch_size)(to_layout(x, self.channels_last), stop=stop)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -54,16 +54,20 @@ from mix2.training import (
     check_components,
     clip_loader,
 )
+from mix2.transfer import check_init, init_record, initialise
 
 LOG = logging.getLogger("mix2")
 """Where a run says what it does (the folder it writes into); silent unless the caller configures it, as the CLI does."""
 
 
-def check_config(config: RunConfig, here: bool = True) -> None:
+def check_config(config: RunConfig, here: bool = True, starting: bool = True) -> None:
     """Refuse, in one line, a configuration that cannot run: its settings (:meth:`RunConfig.check`;
-    ``here`` as there) and the model, mixer and loss it names (:func:`~mix2.training.check_components`)."""
+    ``here`` as there), the model, mixer and loss it names (:func:`~mix2.training.check_components`)
+    and, for a run ``starting`` (not resumed), the checkpoint it starts from (:func:`~mix2.transfer.check_init`)."""
     config.check(here)
     check_components(config)
+    if starting:
+        check_init(config)
 
 
 def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool = True, prepare_only: bool = False) -> Path:
@@ -162,7 +166,7 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "clips.csv").is_file():
         raise input_error(run_dir, "not a resumable mix2 run folder (it needs config.yaml and clips.csv)")
     config = RunConfig.from_yaml(run_dir / "config.yaml")
-    check_config(config)
+    check_config(config, starting=False)
     table = read_run_clips(run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file() and is_first_process():
@@ -219,7 +223,7 @@ def _fit(
     if config.loss.pos_weight != "none":
         train_clips = table.split("train")
         pos_weight = positive_weights(train_clips.class_counts(), len(train_clips), config.loss.pos_weight).tolist()
-    module = Classifier(config.to_dict(), table.classes, pos_weight)
+    module = _classifier(config, table.classes, pos_weight, run_dir, starting=resumed_epoch is None)
     checkpoint_dir = run_dir / "checkpoints"
     monitor = kept_by(config, data.val[1])
     best = BestCheckpoint(checkpoint_dir, monitor, MONITORS[monitor])
@@ -268,6 +272,29 @@ def _fit(
             f"{run_dir}: training interrupted. {_kept(checkpoint_dir)} Continue with: mix2 train --resume {run_dir}"
         ) from None
     return trainer.is_global_zero
+
+
+def _classifier(
+    config: RunConfig, classes: list[str], pos_weight: list[float] | None, run_dir: Path, starting: bool
+) -> Classifier:
+    """The training module; where ``train.init`` names a checkpoint, its network starts from that one's.
+
+    The start is recorded in ``init.json`` in the run folder and in every checkpoint, so that a
+    resumed run (whose weights come from its own checkpoint) still says where it began.
+    """
+    record_path = run_dir / "init.json"
+    if config.train.init is None:
+        return Classifier(config.to_dict(), classes, pos_weight)
+    if starting or not record_path.is_file():
+        record = init_record(config, classes)
+        if is_first_process():
+            record_path.write_text(json.dumps(record, indent=2))
+    else:
+        record = json.loads(record_path.read_text())
+    module = Classifier(config.to_dict(), classes, pos_weight, initialised_from=record)
+    if starting:
+        initialise(module.model, config, classes)
+    return module
 
 
 @contextlib.contextmanager

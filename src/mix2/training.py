@@ -461,14 +461,25 @@ class Classifier(L.LightningModule):
         config: the run configuration, as :meth:`RunConfig.to_dict` gives it.
         classes: class names, in label-column order.
         pos_weight: BCE's weight on each class's positives (see :func:`~mix2.losses.positive_weights`), or ``None``.
+        initialised_from: where the network's first weights came from (``train.init``; see
+            :func:`mix2.transfer.initialise`), kept in every checkpoint; ``None`` for a network from scratch.
     """
 
-    def __init__(self, config: dict, classes: list[str], pos_weight: list[float] | None = None) -> None:
+    def __init__(
+        self,
+        config: dict,
+        classes: list[str],
+        pos_weight: list[float] | None = None,
+        initialised_from: dict | None = None,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.config = RunConfig.from_dict(config)
         self.classes = list(classes)
         self.model = network_for(self.config, len(classes))
+        self.frozen_encoder = self.config.train.encoder_lr_factor == 0
+        for parameter in self.encoder_parameters():
+            parameter.requires_grad_(not self.frozen_encoder)
         if self.config.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if self.config.train.compile:
@@ -491,6 +502,19 @@ class Classifier(L.LightningModule):
         self.unmixed = Mixer()  # for the final epochs of mixing.unmixed_final_fraction
         self.thresholds: np.ndarray | None = None  # per class, tuned on validation after training
         self._validation: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The network's parameters but its classifier's (the ``classifier`` attribute of every registered network)."""
+        head = {id(p) for p in self.model.classifier.parameters()}
+        return [p for p in self.model.parameters() if id(p) not in head]
+
+    def on_train_batch_start(self, batch: Any, batch_index: int) -> None:
+        """A frozen encoder (``train.encoder_lr_factor`` 0) runs in evaluation mode, so that its batch norms keep
+        their statistics. Set before every step: Lightning sets each submodule's mode itself around validation."""
+        if self.frozen_encoder:
+            for name, child in self.model.named_children():
+                if name != "classifier":
+                    child.eval()
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return to_layout(x, self.config.train.channels_last)
@@ -576,9 +600,18 @@ class Classifier(L.LightningModule):
             self.log(name, value, prog_bar=name != "val_loss", sync_dist=True)
 
     def configure_optimizers(self):
-        """AdamW, with the learning rate's ``train.schedule`` (see :func:`warmup_cosine`)."""
+        """AdamW, with the learning rate's ``train.schedule`` (see :func:`warmup_cosine`); all but the
+        classifier at ``train.encoder_lr_factor`` times the rate, left out where that is 0."""
         train = self.config.train
-        optimizer = torch.optim.AdamW(self.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+        # One group where every parameter shares the rate, as checkpoints from before the factor hold.
+        groups: list[dict[str, Any]] = [{"params": [p for p in self.parameters() if p.requires_grad]}]
+        if train.encoder_lr_factor not in (0, 1):
+            encoder = {id(p) for p in self.encoder_parameters()}
+            groups = [
+                {"params": [p for p in self.parameters() if id(p) not in encoder]},
+                {"params": self.encoder_parameters(), "lr": train.lr * train.encoder_lr_factor},
+            ]
+        optimizer = torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
         if train.schedule == "cosine_per_epoch":
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, train.epochs))
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}

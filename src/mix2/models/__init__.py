@@ -31,9 +31,12 @@ class StagedModel(Protocol):
     ``"input"`` (the spectrogram ``(batch, 1, mels, frames)``) and ends with ``"embedding"`` (a
     ``(batch, dim)`` vector, which Manifold Mixup, MultiMix and the ADD loss use) and ``"logits"``
     ``(batch, classes)``. Mixers run the model up to a stage, mix the batch there, and resume.
+    ``classifier`` is the linear layer from the embedding to the logits: :mod:`mix2.transfer`
+    re-makes it for new classes, and a linear probe trains it alone.
     """
 
     stages: tuple[str, ...]
+    classifier: nn.Linear
 
     def __call__(self, x: torch.Tensor, start: str = "input", stop: str = "logits") -> torch.Tensor:
         """Run the stages after ``start`` up to and including ``stop``; ``x`` is ``start``'s output."""

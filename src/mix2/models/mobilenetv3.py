@@ -12,6 +12,11 @@ band of the input enters with its own learned level and spread. Measured (README
 learn?"): steadier on the chorus over seeds, no better on NIPS4B's validation split, so not the
 default.
 
+``mobilenetv3_large_freqcoord`` adds a second input channel holding each mel band's position,
+0 at the lowest band to 1 at the highest (CoordConv, Liu et al., 2018; the frequency-aware CNNs
+of Koutini et al., 2019): the paper's head averages the last map over frequency, so without it
+the network can tell species apart by pitch only through what its convolutions' padding leaves.
+
 The forward pass runs between named stages, so that mixing methods can stop at a stage, mix,
 and resume: ``input``, ``stem``, ``block1`` ... ``block15``, ``features`` (the 960-channel
 map), ``embedding`` (the pooled 960-d vector) and ``logits``.
@@ -151,6 +156,9 @@ class MobileNetV3Large(nn.Module):
         band_norm_mels: where above 0, the input's mel bands (that many) are each normalised by
             their own batch norm before the stem (as PANNs' ``bn0``), so that every band enters
             with a learned level and spread; 0, the paper's, feeds the input as it is.
+        frequency_channel_mels: where above 0, the input's mel bands (that many) get a second
+            channel beside the spectrogram, each band's position from 0 (lowest) to 1 (highest),
+            added in the stem stage, so mixers still see and mix ``in_chans`` channels.
         bn_momentum: batch-norm running-statistics momentum. torchvision uses 0.01 (its
             default here), which averages the statistics over the last ~100 steps' weights.
     """
@@ -164,11 +172,20 @@ class MobileNetV3Large(nn.Module):
         head: Literal["linear", "mlp"] = "linear",
         dropout: float = 0.2,
         band_norm_mels: int = 0,
+        frequency_channel_mels: int = 0,
         bn_momentum: float = TORCHVISION_BN_MOMENTUM,
     ):
         super().__init__()
         self.band_norm = nn.BatchNorm2d(band_norm_mels, eps=BN_EPS, momentum=bn_momentum) if band_norm_mels > 0 else None
-        self.stem = ConvBNActivation(in_chans, 16, 3, stride=2, activation="HS", bn_momentum=bn_momentum)
+        self.frequency_channel: torch.Tensor | None
+        # (1, 1, mels, 1), not in the state dict: it is made from the model's name and input height
+        self.register_buffer(
+            "frequency_channel",
+            torch.linspace(0, 1, frequency_channel_mels).view(1, 1, -1, 1) if frequency_channel_mels > 0 else None,
+            persistent=False,
+        )
+        stem_chans = in_chans + (1 if frequency_channel_mels > 0 else 0)
+        self.stem = ConvBNActivation(stem_chans, 16, 3, stride=2, activation="HS", bn_momentum=bn_momentum)
         self.blocks = nn.ModuleList(InvertedResidual(*config, bn_momentum=bn_momentum) for config in LARGE_BLOCKS)
         self.head_conv = ConvBNActivation(160, EMBEDDING_DIM, 1, activation="HS", bn_momentum=bn_momentum)
         if head == "linear":
@@ -201,6 +218,9 @@ class MobileNetV3Large(nn.Module):
         if name == "stem":
             if self.band_norm is not None:  # (batch, chans, mels, frames): the mels as batch norm's channels
                 x = self.band_norm(x.transpose(1, 2)).transpose(1, 2)
+            if self.frequency_channel is not None:
+                position = self.frequency_channel.to(x.dtype).expand(x.shape[0], 1, x.shape[2], x.shape[3])
+                x = torch.cat([x, position], dim=1)
             return self.stem(x)
         if name.startswith("block"):
             return self.blocks[int(name[5:]) - 1](x)
@@ -251,14 +271,17 @@ def mobilenetv3_large(
     head: Literal["linear", "mlp"] = "linear",
     bn_momentum: float = TORCHVISION_BN_MOMENTUM,
     band_norm: bool = False,
+    frequency_channel: bool = False,
 ) -> MobileNetV3Large:
     """MobileNetV3-Large for ``n_mels``-high inputs, with a batch norm per mel band at the input
-    where ``band_norm`` (``band_norm_mels`` of :class:`MobileNetV3Large`)."""
+    where ``band_norm`` and a channel of each band's position where ``frequency_channel``
+    (``band_norm_mels`` and ``frequency_channel_mels`` of :class:`MobileNetV3Large`)."""
     return MobileNetV3Large(
         num_classes=num_classes,
         in_chans=in_chans,
         head=head,
         band_norm_mels=n_mels if band_norm else 0,
+        frequency_channel_mels=n_mels if frequency_channel else 0,
         bn_momentum=bn_momentum,
     )
 
@@ -268,6 +291,8 @@ VARIANTS: dict[str, dict[str, bool]] = {
     "mobilenetv3_large": {},
     # a batch norm per mel band at the input (as PANNs' bn0)
     "mobilenetv3_large_bandnorm": {"band_norm": True},
+    # a second input channel with each mel band's position (CoordConv along frequency)
+    "mobilenetv3_large_freqcoord": {"frequency_channel": True},
 }
 """The registered MobileNetV3-Large networks and their settings of :func:`mobilenetv3_large`."""
 

@@ -43,11 +43,13 @@ The package, in the order the data flows: :mod:`~mix2.predict.windows` (recordin
 windows, their audio in bounded blocks), :mod:`~mix2.predict.scoring` (audio -> probabilities),
 :mod:`~mix2.predict.detections` (thresholds, detections), :mod:`~mix2.predict.output` (the
 resumable output folder, Raven tables), :mod:`~mix2.predict.shards` and :mod:`~mix2.predict.merge` (sharding, and the shards joined) and
-:mod:`~mix2.predict.job` (:func:`predict`, which runs them).
+:mod:`~mix2.predict.job` (:func:`predict`, which runs them); :mod:`~mix2.predict.embed`
+(:func:`embed`: each window's embedding instead of its scores).
 """
 
 from mix2.engines import INFERENCE_PRECISIONS
 from mix2.predict.detections import THRESHOLD_FORMS, detections, thresholds_from
+from mix2.predict.embed import embed
 from mix2.predict.job import predict
 from mix2.predict.merge import merge_predictions
 from mix2.predict.output import PredictState
@@ -61,6 +63,7 @@ __all__ = [
     "PredictState",
     "WindowScorer",
     "detections",
+    "embed",
     "find_recordings",
     "merge_predictions",
     "parse_shard",

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from mix2.data.audio import NOT_UTF8, is_utf8
 from mix2.errors import Mix2Error
-from mix2.inference import load_trained_model, resolve_checkpoint
+from mix2.inference import TrainedModel, load_trained_model, resolve_checkpoint
 from mix2.predict.detections import detections, thresholds_from
-from mix2.predict.output import PredictState
+from mix2.predict.output import JobFolder, PredictState
 from mix2.predict.scoring import WindowScorer, score_recordings, window_frame
 from mix2.predict.shards import check_shard, shard_of
-from mix2.predict.windows import find_recordings
+from mix2.predict.windows import Window, find_recordings
 
 
 def predict(
@@ -62,51 +65,111 @@ def predict(
     The table's ``attrs`` hold ``scored_audio_s`` and ``elapsed_s`` (the audio this call scored,
     recordings done before excluded, and the time it took) and ``failures`` (a count).
     """
-    if hop_s <= 0 or batch_size < 1:
-        raise Mix2Error(f"hop_s must be positive and batch_size at least 1 (got {hop_s}, {batch_size})")
-    if shard is not None:
-        check_shard(shard)
-    checkpoint = resolve_checkpoint(checkpoint)
-    trained = load_trained_model(checkpoint)
+    setup = JobSetup.of(checkpoint, paths, hop_s, batch_size, shard)
+    trained = setup.trained
     if isinstance(thresholds, str) and thresholds == "checkpoint":
         thresholds = trained.thresholds if trained.thresholds is not None else 0.5
     per_class = thresholds_from(trained.classes, thresholds)
-    listing = find_recordings(paths)
-    recordings = listing if shard is None else [p for p in listing if shard_of(p, shard[1]) == shard[0]]
-    window_s = trained.config.data.window_s
     sample_rate_hz = trained.config.features.sample_rate_hz
     classes_thresholds = dict(zip(trained.classes, per_class.tolist()))
-    scorer = WindowScorer(trained, checkpoint, precision, engine)
+    scorer = WindowScorer(trained, setup.checkpoint, precision, engine)
     exact = exact_windows or not scorer.cuts_from_blocks(hop_s)
     settings = {"precision": precision, "engine": scorer.engine.name, "windows": "exact" if exact else "block"}
-    state = PredictState(Path(out_dir), checkpoint, hop_s, settings, classes_thresholds, shard) if out_dir else None
-    done = state.done() if state else {}
-
+    state = PredictState(Path(out_dir), setup.checkpoint, hop_s, settings, classes_thresholds, shard) if out_dir else None
     parts: dict[int, pd.DataFrame] = {}
-    failures: dict[int, str] = dict(state.failures(recordings)) if state else {}
-    failures.update({i: NOT_UTF8 for i, path in enumerate(recordings) if not is_utf8(path)})
-    todo = [i for i, path in enumerate(recordings) if str(path) not in done and i not in failures]
-    started, audio_s = time.perf_counter(), 0.0
-    bar = tqdm(total=len(todo), unit="file", desc="predict", disable=not progress)
-    for index, (windows, scores) in score_recordings(recordings, todo, scorer, window_s, hop_s, batch_size, failures, exact):
-        frame = pd.concat([window_frame(recordings[index], windows), pd.DataFrame(scores, columns=trained.classes)], axis=1)
-        audio_s += windows[-1].end_s
+
+    def keep(index: int, windows: list[Window], scores: np.ndarray) -> None:
+        path = setup.recordings[index]
+        frame = pd.concat([window_frame(path, windows), pd.DataFrame(scores, columns=trained.classes)], axis=1)
         if state:
-            done[str(recordings[index])] = state.record(recordings[index], frame)
+            state.record(path, frame)
         else:
             parts[index] = frame
-        bar.update(1)
-    bar.close()
-    elapsed = time.perf_counter() - started
+
+    run = run_recordings(setup, scorer, state, exact, keep, progress, "predict")
+    recordings = setup.recordings
     if state:  # every table is built from the parts on disk, so a resumed run gives the same table
-        state.write_failures(recordings, failures)
+        state.write_failures(recordings, run.failures)
+        done = state.done()
         parts = {i: state.read_part(done[str(p)], trained.classes) for i, p in enumerate(recordings) if str(p) in done}
     columns = ["file", "start_s", "end_s", *trained.classes]
     scores_table = pd.concat([parts[i] for i in sorted(parts)], ignore_index=True) if parts else pd.DataFrame(columns=columns)
     found = detections(scores_table, per_class)
     if state:
-        state.write_results(scores_table, found, recordings, failures, parquet, sample_rate_hz / 2)
-        state.finish(listing, sample_rate_hz / 2)
+        state.write_results(scores_table, found, recordings, run.failures, parquet, sample_rate_hz / 2)
+        state.finish(setup.listing, max_frequency_hz=sample_rate_hz / 2)
     # What this call did, for the caller to report: the audio it scored and how long that took.
-    scores_table.attrs.update(scored_audio_s=audio_s, elapsed_s=elapsed, failures=len(failures))
+    scores_table.attrs.update(scored_audio_s=run.audio_s, elapsed_s=run.elapsed_s, failures=len(run.failures))
     return scores_table
+
+
+@dataclass
+class JobSetup:
+    """What a job over recordings (predict, embed) starts from, checked before any work."""
+
+    checkpoint: Path
+    trained: TrainedModel
+    listing: list[Path]
+    recordings: list[Path]
+    hop_s: float
+    batch_size: int
+
+    @classmethod
+    def of(
+        cls,
+        checkpoint: str | Path,
+        paths: list[str | Path],
+        hop_s: float,
+        batch_size: int,
+        shard: tuple[int, int] | None = None,
+    ) -> JobSetup:
+        """Check the settings, load the checkpoint and list the recordings (this shard's, where given)."""
+        if hop_s <= 0 or batch_size < 1:
+            raise Mix2Error(f"hop_s must be positive and batch_size at least 1 (got {hop_s}, {batch_size})")
+        if shard is not None:
+            check_shard(shard)
+        checkpoint = resolve_checkpoint(checkpoint)
+        trained = load_trained_model(checkpoint)
+        listing = find_recordings(paths)
+        recordings = listing if shard is None else [p for p in listing if shard_of(p, shard[1]) == shard[0]]
+        return cls(checkpoint, trained, listing, recordings, hop_s, batch_size)
+
+
+@dataclass
+class JobRun:
+    """What a job's pass over its recordings did: the failures (index -> reason), the audio it read, its time."""
+
+    failures: dict[int, str]
+    audio_s: float
+    elapsed_s: float
+
+
+def run_recordings(
+    setup: JobSetup,
+    scorer: WindowScorer,
+    state: JobFolder | None,
+    exact: bool,
+    keep: Callable[[int, list[Window], np.ndarray], None],
+    progress: bool,
+    desc: str,
+) -> JobRun:
+    """Pass every recording not done in ``state`` through ``scorer``, giving each one's windows and outputs to ``keep``.
+
+    Recordings that failed before (in ``state``) or whose path is not UTF-8 are not tried; the
+    others' failures are added as they happen.
+    """
+    recordings = setup.recordings
+    done = state.done() if state else {}
+    failures: dict[int, str] = dict(state.failures(recordings)) if state else {}
+    failures.update({i: NOT_UTF8 for i, path in enumerate(recordings) if not is_utf8(path)})
+    todo = [i for i, path in enumerate(recordings) if str(path) not in done and i not in failures]
+    window_s = setup.trained.config.data.window_s
+    started, audio_s = time.perf_counter(), 0.0
+    bar = tqdm(total=len(todo), unit="file", desc=desc, disable=not progress)
+    outputs = score_recordings(recordings, todo, scorer, window_s, setup.hop_s, setup.batch_size, failures, exact)
+    for index, (windows, scores) in outputs:
+        keep(index, windows, scores)
+        audio_s += windows[-1].end_s
+        bar.update(1)
+    bar.close()
+    return JobRun(failures, audio_s, time.perf_counter() - started)

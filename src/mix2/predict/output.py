@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -27,42 +28,37 @@ RESUME_FLAGS = {
 """How to give a stored scoring setting back, for the error that refuses another."""
 
 
-class PredictState:
-    """The output folder of a resumable prediction (see the module docstring)."""
+class JobFolder:
+    """The resumable output folder of a job over recordings (``mix2 predict``, ``mix2 embed``).
+
+    ``settings`` are written to ``settings_file`` on the first call and checked on every later
+    one, so that a re-run with other settings is refused rather than mixed into the same
+    folder. Each finished recording's output is one file under ``parts/``, written atomically,
+    then listed in ``done.jsonl``; a listed recording is not done again.
+    """
 
     def __init__(
-        self,
-        folder: Path,
-        checkpoint: str | Path,
-        hop_s: float,
-        scoring: dict[str, str],
-        thresholds: dict[str, float],
-        shard: tuple[int, int] | None = None,
+        self, folder: Path, settings_file: str, settings: dict, record: dict, holds: str, earlier: dict | None = None
     ) -> None:
+        """``record``: what is written beside ``settings`` but never checked (the checkpoint's path);
+        ``holds``: what the folder holds, for the error that refuses other settings ("a prediction");
+        ``earlier``: the settings of folders written before a setting was stored."""
         self.folder = folder
+        self.settings_path = folder / settings_file
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "parts").mkdir(exist_ok=True)
-        shard_text = None if shard is None else f"{shard[0]}/{shard[1]}"
-        settings = {
-            "checkpoint_md5": md5sum(checkpoint),
-            "hop_s": hop_s,
-            **scoring,
-            "shard": shard_text,
-            "thresholds": thresholds,
-        }
-        settings_path = folder / "predict.json"
-        if settings_path.is_file():
-            stored = {**EARLIER_SCORING, **json.loads(settings_path.read_text())}
+        if self.settings_path.is_file():
+            stored = {**(earlier or {}), **json.loads(self.settings_path.read_text())}
             if {k: stored.get(k) for k in settings} != settings:
                 changed = [k for k in settings if stored.get(k) != settings[k]]
                 flags = [RESUME_FLAGS[k](stored[k]) for k in changed if k in RESUME_FLAGS]
                 again = f"; to go on, {' and '.join(flags)}" if len(flags) == len(changed) else ""
                 raise input_error(
-                    settings_path,
-                    f"this folder holds a prediction with other settings ({', '.join(changed)}); use a new folder{again}",
+                    self.settings_path,
+                    f"this folder holds {holds} with other settings ({', '.join(changed)}); use a new folder{again}",
                 )
         else:
-            write_text(settings_path, json.dumps({**settings, "checkpoint": str(checkpoint)}, indent=2))
+            write_text(self.settings_path, json.dumps({**settings, **record}, indent=2))
 
     def done(self) -> dict[str, str]:
         """Recording path -> its part file, for every recording finished before."""
@@ -86,23 +82,57 @@ class PredictState:
         known = dict(pd.read_csv(path, dtype=str, keep_default_na=False).itertuples(index=False, name=None))
         return [(i, known[printable(p)]) for i, p in enumerate(recordings) if printable(p) in known]
 
-    def record(self, path: Path, frame: pd.DataFrame) -> str:
-        """Write one recording's scores atomically, then list it in ``done.jsonl``; returns the part's name."""
-        part = hashlib.sha1(str(path).encode()).hexdigest()[:16] + ".csv"
-        write_text(self.folder / "parts" / part, frame.to_csv(index=False, float_format="%.6f"))
+    def record_part(self, path: Path, suffix: str, write: Callable[[Path], None]) -> str:
+        """Write one recording's part with ``write(file)``, atomically, then list it in ``done.jsonl``; returns its name."""
+        part = hashlib.sha1(str(path).encode()).hexdigest()[:16] + suffix
+        with atomic_path(self.folder / "parts" / part) as partial:
+            write(partial)
         with (self.folder / "done.jsonl").open("a") as done:
             done.write(json.dumps({"file": str(path), "part": part}) + "\n")
             done.flush()
             os.fsync(done.fileno())
         return part
 
-    def read_part(self, part: str, classes: list[str]) -> pd.DataFrame:
-        frame = pd.read_csv(self.folder / "parts" / part, dtype={"file": str})
-        return frame[["file", "start_s", "end_s", *classes]]
-
     def write_failures(self, recordings: list[Path], failures: dict[int, str]) -> None:
         rows = [(printable(recordings[i]), reason) for i, reason in sorted(failures.items())]
         write_text(self.folder / "failures.csv", pd.DataFrame(rows, columns=["file", "reason"]).to_csv(index=False))
+
+    def finish(self, listing: list[Path], **facts: float) -> None:
+        """Record in the settings file that the job finished, over which listing, with ``facts``."""
+        record = json.loads(self.settings_path.read_text())
+        record.update(finished=True, listing_sha1=listing_digest(listing), listed=len(listing), **facts)
+        write_text(self.settings_path, json.dumps(record, indent=2))
+
+
+class PredictState(JobFolder):
+    """The output folder of a resumable prediction (see the module docstring), settings in ``predict.json``."""
+
+    def __init__(
+        self,
+        folder: Path,
+        checkpoint: str | Path,
+        hop_s: float,
+        scoring: dict[str, str],
+        thresholds: dict[str, float],
+        shard: tuple[int, int] | None = None,
+    ) -> None:
+        shard_text = None if shard is None else f"{shard[0]}/{shard[1]}"
+        settings = {
+            "checkpoint_md5": md5sum(checkpoint),
+            "hop_s": hop_s,
+            **scoring,
+            "shard": shard_text,
+            "thresholds": thresholds,
+        }
+        super().__init__(folder, "predict.json", settings, {"checkpoint": str(checkpoint)}, "a prediction", EARLIER_SCORING)
+
+    def record(self, path: Path, frame: pd.DataFrame) -> str:
+        """Write one recording's scores atomically, then list it in ``done.jsonl``; returns the part's name."""
+        return self.record_part(path, ".csv", lambda file: file.write_text(frame.to_csv(index=False, float_format="%.6f")))
+
+    def read_part(self, part: str, classes: list[str]) -> pd.DataFrame:
+        frame = pd.read_csv(self.folder / "parts" / part, dtype={"file": str})
+        return frame[["file", "start_s", "end_s", *classes]]
 
     def write_results(
         self,
@@ -119,13 +149,6 @@ class PredictState:
             write_parquet(self.folder / "scores.parquet", scores)
         readable = [path for i, path in enumerate(recordings) if i not in failures]
         write_raven_tables(self.folder / "raven", found, readable, max_frequency_hz)
-
-    def finish(self, listing: list[Path], max_frequency_hz: float) -> None:
-        """Record in ``predict.json`` that the job finished, over which listing."""
-        settings_path = self.folder / "predict.json"
-        record = json.loads(settings_path.read_text())
-        record.update(finished=True, listing_sha1=listing_digest(listing), listed=len(listing), max_frequency_hz=max_frequency_hz)
-        write_text(settings_path, json.dumps(record, indent=2))
 
 
 def write_raven_tables(folder: Path, found: pd.DataFrame, recordings: list[Path], max_frequency_hz: float) -> None:

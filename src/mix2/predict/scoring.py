@@ -13,7 +13,7 @@ import torch
 
 from mix2.config import pick_device
 from mix2.data.audio import duration_s, read_blocks, read_windows
-from mix2.engines import load_engine
+from mix2.engines import Engine, TorchEngine, load_engine
 from mix2.errors import Mix2Error, input_error
 from mix2.features.frontend import FrontEnd
 from mix2.inference import TrainedModel
@@ -31,6 +31,9 @@ class WindowScorer:
     the GPU where there is one, else the CPU), then the network behind an inference ``engine``
     (:func:`~mix2.engines.load_engine`: ``auto``, ``torch``, ``onnxruntime`` or ``openvino``),
     with batch norm folded, in ``precision`` (``fp32``, ``bf16`` or ``int8``; see :mod:`mix2.engines`).
+
+    With ``embedding``, it gives each window's embedding ``(batch, 960)`` instead, in fp32 on
+    PyTorch (the exported networks give logits only), and ``engine`` and ``precision`` are not used.
     """
 
     def __init__(
@@ -40,20 +43,27 @@ class WindowScorer:
         precision: str = "fp32",
         engine: str = "auto",
         device: torch.device | str | None = None,
+        embedding: bool = False,
     ) -> None:
         device = torch.device(device) if device is not None else pick_device()
-        self.engine = load_engine(trained, checkpoint, engine, device, precision)
+        if embedding:
+            self.engine: Engine = TorchEngine(trained, device, stop="embedding")
+        else:
+            self.engine = load_engine(trained, checkpoint, engine, device, precision)
+        self.embedding = embedding
         self.frontend = FrontEnd(trained.config.features, device)
 
     @torch.inference_mode()
     def __call__(self, audio: torch.Tensor) -> np.ndarray:
-        """``(batch, samples)`` audio, each window transformed alone -> probabilities ``(batch, classes)``."""
+        """``(batch, samples)`` audio, each window transformed alone -> probabilities ``(batch, classes)`` (or embeddings)."""
         return self.scores(self.frontend(audio))
 
     @torch.inference_mode()
     def scores(self, features: torch.Tensor) -> np.ndarray:
-        """The network's input ``(batch, 1, mels, frames)`` -> probabilities ``(batch, classes)``."""
-        return torch.sigmoid(self.engine(features)).numpy()
+        """The network's input ``(batch, 1, mels, frames)`` -> probabilities ``(batch, classes)``, or with
+        ``embedding`` the embeddings ``(batch, 960)``."""
+        outputs = self.engine(features)
+        return (outputs if self.embedding else torch.sigmoid(outputs)).numpy()
 
     def cuts_from_blocks(self, hop_s: float) -> bool:
         """Whether windows ``hop_s`` apart can be cut from one log-mel of their block (see :func:`cuts_from_blocks`)."""
