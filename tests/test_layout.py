@@ -17,8 +17,9 @@ LAYERS = [
     ["mix2.errors", "mix2.files", "mix2.registry", "mix2.config"],
     ["mix2.data", "mix2.features", "mix2.augment", "mix2.mixing", "mix2.losses", "mix2.models", "mix2.metrics",
      "mix2.distributed", "mix2.baseline"],
-    ["mix2.training", "mix2.inference", "mix2.engines", "mix2.run_folder", "mix2.experiment_plan", "mix2.transfer"],
-    ["mix2.run", "mix2.experiment", "mix2.predict", "mix2.reporting", "mix2.quantize"],
+    ["mix2.training", "mix2.inference", "mix2.engines", "mix2.run_folder", "mix2.experiment_plan", "mix2.transfer",
+     "mix2.contrastive"],
+    ["mix2.run", "mix2.experiment", "mix2.predict", "mix2.reporting", "mix2.quantize", "mix2.pretrain"],
     ["mix2.cli", "mix2"],
 ]  # fmt: skip
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mix2.config import MASK_FILLS
+from mix2.config import MASK_FILLS, AugmentConfig
 
 
 def _bands(starts: torch.Tensor, widths: torch.Tensor, size: int) -> torch.Tensor:
@@ -134,3 +134,30 @@ class CircularTimeShift:
 
     def __call__(self, spec: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.apply(spec, self.draw(spec, generator))
+
+
+class ClipAugmentation:
+    """A run's augmentation (:class:`~mix2.config.AugmentConfig`): the time shift, then SpecAugment, each where enabled.
+
+    Example:
+        >>> augment = ClipAugmentation(AugmentConfig(time_shift=False))
+        >>> augment(torch.rand(2, 1, 64, 50)).shape
+        torch.Size([2, 1, 64, 50])
+    """
+
+    def __init__(self, config: AugmentConfig) -> None:
+        self.time_shift = CircularTimeShift(config.max_shift_frames) if config.time_shift else None
+        self.spec_augment = (
+            SpecAugment(
+                config.freq_masks, config.max_freq_mask_bins, config.time_masks, config.max_time_mask_frames, config.mask_fill
+            )
+            if config.specaugment
+            else None
+        )
+
+    def __call__(self, spec: torch.Tensor) -> torch.Tensor:
+        if self.time_shift is not None:
+            spec = self.time_shift(spec)
+        if self.spec_augment is not None:
+            spec = self.spec_augment(spec)
+        return spec

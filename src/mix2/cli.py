@@ -6,6 +6,8 @@
     mix2 train --preset mix2          # a row of the paper's Table I
     mix2 train --mixing multimix      # one mixer on top of the configured augmentation
     mix2 train --resume RUN_DIR       # continue a killed run from its last checkpoint
+    mix2 train --init CKPT            # start from another run's network (or a pretrained one)
+    mix2 pretrain --data FOLDER...    # self-supervised pretraining on recordings without labels
     mix2 train --devices 4            # data-parallel over 4 GPUs (see README, Training on a cluster)
     mix2 evaluate RUN_DIR             # re-score the test split with the best checkpoint
     mix2 baseline RUN_DIR             # log-mel statistics + logistic regression on the run's clips
@@ -35,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mix2 import __version__
+from mix2 import __version__, losses, mixing  # noqa: F401  (registers the losses and mixers the options list)
 from mix2.config import CHORUS, PRESETS, RECIPES, TABLE_ONE, RunConfig, apply_preset, apply_recipe, default_config
 from mix2.data.anuraset import VARIANTS
 from mix2.data.download import DATASETS, ZENODO_API, download
@@ -120,7 +122,28 @@ TRAIN_OPTIONS = {
     ],
 }
 ALL_OPTIONS = [option for options in TRAIN_OPTIONS.values() for option in options]
-FLAGS = {(section, field): flag for flag, section, field, *_ in ALL_OPTIONS}
+PRETRAIN_OPTIONS = [
+    *(option for option in ALL_OPTIONS if option[0] in {
+        "--model", "--weight-decay", "--schedule", "--seed", "--mixing", "--accelerator", "--precision", "--num-workers"}),
+    ("--epochs", "train", "epochs", int, "epochs (40)"),
+    ("--batch-size", "train", "batch_size", int, "pairs of views per batch: each pair's negatives are the others (64)"),
+    ("--lr", "train", "lr", float, "AdamW peak learning rate (1e-3)"),
+    ("--warmup-epochs", "train", "warmup_epochs", float, "epochs of linear warm-up (2)"),
+    ("--crops-per-epoch", "pretrain", "crops_per_epoch", int, "pairs of views drawn each epoch (2048)"),
+    ("--val-crops", "pretrain", "val_crops", int, "fixed pairs scored after each epoch (256)"),
+    ("--max-view-offset-s", "pretrain", "max_view_offset_s", float, "the two views of a crop start up to this far apart (1)"),
+    (
+        "--max-background-rms-ratio",
+        "pretrain",
+        "max_background_rms_ratio",
+        float,
+        "each view gets another recording as background, up to this ratio of RMS (0.5; 0: none)",
+    ),
+    ("--temperature", "pretrain", "temperature", float, "InfoNCE temperature (0.2)"),
+    ("--projection-dim", "pretrain", "projection_dim", int, "the projection head's output (128)"),
+]  # fmt: skip
+"""The options of ``mix2 pretrain``: those of training that apply, and pretraining's own."""
+FLAGS = {(section, field): flag for flag, section, field, *_ in [*ALL_OPTIONS, *PRETRAIN_OPTIONS]}
 """The flag that sets each ``(section, field)`` of the configuration."""
 
 
@@ -219,6 +242,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not fit the log-mel statistics + logistic regression baseline after training",
     )
+
+    pretrain_parser = verbs.add_parser(
+        "pretrain",
+        help="self-supervised pretraining on recordings without labels, for train --init and embed",
+        description="Pretrain the network on recordings without labels: two views of each crop told apart from the batch's others.",
+        epilog="example:\n  mix2 pretrain --data ../shared/data/nips4b_unlabelled ../shared/data/nips4b\n"
+        "  mix2 train --data ../shared/data/nips4b --recipe small-data --init runs/pretrain-.../checkpoints/best.ckpt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    pretrain_parser.add_argument("--data", nargs="+", help="folders of recordings (searched recursively) or audio files")
+    pretrain_parser.add_argument("--config", help="YAML configuration to start from (flags override it)")
+    for flag, _, _, kind, help_text in PRETRAIN_OPTIONS:
+        pretrain_parser.add_argument(flag, type=kind, help=help_text)
+    pretrain_parser.add_argument("--out", help="folder that holds run folders (runs)")
+    pretrain_parser.add_argument("--run-dir", help="write this run into exactly this folder")
+    pretrain_parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue this pretraining run from its last checkpoint, with its own settings"
+    )
+    pretrain_parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
     baseline_parser = verbs.add_parser(
         "baseline",
@@ -353,6 +396,43 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if getattr(args, "compile", False):
         config.train.compile = True
     return config
+
+
+def pretraining_from_args(args: argparse.Namespace) -> RunConfig:
+    """The pretraining configuration: the YAML file or the defaults for ``--data``, then the flags."""
+    from mix2.pretrain import pretraining_config
+
+    config = RunConfig.from_yaml(args.config) if args.config else pretraining_config(args.data or [])
+    if args.data:
+        config.pretrain.folders = list(args.data)
+    for flag, section, field, _, _ in PRETRAIN_OPTIONS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            setattr(attrgetter(section)(config), field, value)
+    if args.out:
+        config.out_dir = args.out
+    return config
+
+
+def _pretrain(args: argparse.Namespace) -> None:
+    from mix2.pretrain import pretrain, resume_pretraining
+
+    if args.resume:
+        given = [flag for flag, *_ in PRETRAIN_OPTIONS if getattr(args, flag[2:].replace("-", "_")) is not None]
+        given += [f"--{name.replace('_', '-')}" for name in ("data", "config", "out", "run_dir") if getattr(args, name)]
+        if given:
+            raise Mix2Error(f"--resume continues a run with its own config.yaml; leave out {', '.join(given)}")
+        run_dir = resume_pretraining(args.resume, progress=not args.quiet)
+    else:
+        run_dir = pretrain(pretraining_from_args(args), run_dir=args.run_dir, progress=not args.quiet)
+    summary = json.loads((run_dir / "pretrained.json").read_text())
+    print(
+        f"kept epoch {summary['kept_epoch']} of {summary['epochs']} (best.ckpt): validation loss {summary['val_loss']:.3f}, "
+        f"top-1 {summary['val_top1']:.3f}; {summary['recordings']} recordings, {summary['audio_min']:.1f} min of audio, "
+        f"{summary['training_s'] / 60:.1f} min of training steps"
+    )
+    print(f"fine-tune it: mix2 train --data YOUR_DATA --init {run_dir / 'checkpoints' / 'best.ckpt'}")
+    print(f"run folder: {run_dir}")
 
 
 def experiment_from_args(args: argparse.Namespace) -> Experiment | None:
@@ -520,6 +600,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not args.no_baseline:
                     _print_baseline_comparison(metrics, baseline(run_dir, progress=False))
                 print(f"run folder: {run_dir}")
+        elif args.verb == "pretrain":
+            _pretrain(args)
         elif args.verb == "baseline":
             _print_summary(baseline(args.run_dir, progress=not args.quiet))
             print(f"written: {Path(args.run_dir) / 'baseline.json'}")

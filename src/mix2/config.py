@@ -177,6 +177,29 @@ class AddSettings:
 
 
 @dataclass
+class PretrainConfig:
+    """Self-supervised pretraining (``mix2 pretrain``; see :mod:`mix2.contrastive`).
+
+    Each epoch draws ``crops_per_epoch`` crops at random over the recordings of ``folders``
+    (weighted by duration). A crop gives two views: windows of the run's length starting up to
+    ``max_view_offset_s`` apart in the same recording, each with another recording's crop added
+    as background at ``lambda`` times its RMS, ``lambda ~ U(0, max_background_rms_ratio)`` (0: no
+    background), then the run's SpecAugment and time shift. The network's embedding goes through a
+    projection head (960 -> 512 -> ``projection_dim``) and the views are matched by InfoNCE at
+    ``temperature``; the run's mixer (``mixing``) mixes the first view's batch and its instance
+    targets alike (i-Mix). ``val_crops`` fixed crops are scored without mixing after each epoch.
+    """
+
+    folders: list[str] = field(default_factory=list)
+    crops_per_epoch: int = 2048
+    val_crops: int = 256
+    max_view_offset_s: float = 1.0
+    max_background_rms_ratio: float = 0.5
+    temperature: float = 0.2
+    projection_dim: int = 128
+
+
+@dataclass
 class LossConfig:
     """The loss: ``bce``, or ``bce+add`` with the ADD term's settings under ``add``.
 
@@ -383,6 +406,7 @@ class RunConfig:
     mixing: MixingConfig = field(default_factory=MixingConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     out_dir: str = "runs"
 
     def check(self, here: bool = True) -> None:
@@ -424,6 +448,17 @@ class RunConfig:
         loss("pos_weight", self.loss.pos_weight in POS_WEIGHTS, f"must be one of: {', '.join(POS_WEIGHTS)}")
         add = _requirer("loss.add", self.loss.add)
         add("weight", _is_number(self.loss.add.weight) and self.loss.add.weight >= 0, "must be 0 or more")
+        pretrain = _requirer("pretrain", self.pretrain)
+        for name in ("crops_per_epoch", "val_crops", "projection_dim"):
+            pretrain(
+                name,
+                _is_int(getattr(self.pretrain, name)) and getattr(self.pretrain, name) >= 2,
+                "must be a whole number, 2 or more",
+            )
+        for name in ("max_view_offset_s", "max_background_rms_ratio"):
+            pretrain(name, _is_number(getattr(self.pretrain, name)) and getattr(self.pretrain, name) >= 0, "must be 0 or more")
+        temperature = self.pretrain.temperature
+        pretrain("temperature", _is_number(temperature) and temperature > 0, "must be a positive number")
         mixing = _requirer("mixing", self.mixing)
         fraction = self.mixing.unmixed_final_fraction
         mixing("unmixed_final_fraction", _is_number(fraction) and 0 <= fraction <= 1, "must be from 0 to 1")

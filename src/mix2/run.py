@@ -90,7 +90,7 @@ def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool =
         raise input_error(run_dir, f"already holds a run; continue it with: mix2 train --resume {run_dir}")
     table = read_source(config.data, cache_root())
     run_dir = run_dir if run_dir is not None else new_run_dir(Path(config.out_dir), table.name)
-    with _removed_unless_started(run_dir):
+    with removed_unless_started(run_dir):
         LOG.info("this run goes into %s", run_dir)
         config.to_yaml(run_dir / "config.yaml")
         cache = FeatureCache(cache_root() / "features", config.features)
@@ -115,7 +115,7 @@ def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool =
 
 
 @contextlib.contextmanager
-def _removed_unless_started(run_dir: Path) -> Iterator[None]:
+def removed_unless_started(run_dir: Path) -> Iterator[None]:
     """Create ``run_dir``, and remove it again if what runs inside fails before a first epoch is saved.
 
     A run that fails to start leaves no half-made folder behind; one interrupted by the user
@@ -178,7 +178,7 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
 
 
 @contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
+def quiet_lightning() -> Iterator[None]:
     """Lightning's banners (accelerators found, tips) kept back while it runs; its warnings still show."""
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [log.level for log in loggers]
@@ -191,7 +191,7 @@ def _quiet_lightning() -> Iterator[None]:
             log.setLevel(level)
 
 
-@_quiet_lightning()
+@quiet_lightning()
 def _fit(
     config: RunConfig,
     table: ClipTable,
@@ -224,53 +224,9 @@ def _fit(
         train_clips = table.split("train")
         pos_weight = positive_weights(train_clips.class_counts(), len(train_clips), config.loss.pos_weight).tolist()
     module = _classifier(config, table.classes, pos_weight, run_dir, starting=resumed_epoch is None)
-    checkpoint_dir = run_dir / "checkpoints"
     monitor = kept_by(config, data.val[1])
-    best = BestCheckpoint(checkpoint_dir, monitor, MONITORS[monitor])
-    # Lightning's save_last writes "last" only when "best" improves: an unmonitored callback
-    # overwrites last.ckpt after every epoch instead.
-    last = ModelCheckpoint(dirpath=checkpoint_dir, filename="last", enable_version_counter=False)
-    logger = EpochLog(run_dir / "logs" / "metrics.csv", keep_epochs=0 if resumed_epoch is None else resumed_epoch + 1)
-    trainer = L.Trainer(
-        max_epochs=config.train.epochs,
-        accelerator=config.train.accelerator,
-        devices=config.train.devices,
-        num_nodes=config.train.num_nodes,
-        strategy=config.train.strategy,
-        sync_batchnorm=config.train.sync_batchnorm,
-        use_distributed_sampler=False,  # RunData shares the batches out itself
-        precision=PRECISIONS[config.train.precision],
-        deterministic="warn" if config.train.deterministic else False,
-        callbacks=[
-            best,
-            last,
-            StepTimes(run_dir / "logs" / "speed.csv"),
-            *([WeightEma(config.train.ema_half_life_epochs)] if config.train.ema_half_life_epochs else []),
-            *([ProgressBar()] if progress else []),
-        ],
-        plugins=[AtomicCheckpointIO()],
-        logger=logger,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
-    )
-    # Deterministic mode also fills every new tensor's memory, which costs a fifth of a CPU
-    # training step; no result reads uninitialised memory, so the runs stay bit-identical without it.
-    torch.utils.deterministic.fill_uninitialized_memory = False
-    try:
-        with warnings.catch_warnings():
-            # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates; harmless here.
-            warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
-            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-            with _run_dir_for_other_processes(run_dir):
-                trainer.fit(module, datamodule=data, ckpt_path=checkpoint, weights_only=True)
-    except NonFiniteLoss as err:
-        raise NonFiniteLoss(f"{run_dir}: {err}; training stopped. {_kept(checkpoint_dir)} Try a lower --lr.") from None
-    except SystemExit:  # Lightning ends Ctrl-C with sys.exit after its clean-up; its SIGTERMException is one too
-        raise TrainingInterrupted(
-            f"{run_dir}: training interrupted. {_kept(checkpoint_dir)} Continue with: mix2 train --resume {run_dir}"
-        ) from None
+    trainer = lightning_trainer(config, run_dir, monitor, MONITORS[monitor], progress, resumed_epoch)
+    fit_explained(trainer, module, data, checkpoint, run_dir)
     return trainer.is_global_zero
 
 
@@ -295,6 +251,72 @@ def _classifier(
     if starting:
         initialise(module.model, config, classes)
     return module
+
+
+def lightning_trainer(
+    config: RunConfig, run_dir: Path, monitor: str, mode: str, progress: bool, resumed_epoch: int | None
+) -> L.Trainer:
+    """The Lightning trainer of a run in ``run_dir``: ``checkpoints/best.ckpt`` (on ``monitor``, ``mode``
+    ``"min"`` or ``"max"``) and ``last.ckpt`` after every epoch, written atomically; ``logs/metrics.csv``
+    (the rows of a resumed run's first ``resumed_epoch + 1`` epochs kept) and ``logs/speed.csv``."""
+    checkpoint_dir = run_dir / "checkpoints"
+    # Lightning's save_last writes "last" only when "best" improves: an unmonitored callback
+    # overwrites last.ckpt after every epoch instead.
+    last = ModelCheckpoint(dirpath=checkpoint_dir, filename="last", enable_version_counter=False)
+    logger = EpochLog(run_dir / "logs" / "metrics.csv", keep_epochs=0 if resumed_epoch is None else resumed_epoch + 1)
+    return L.Trainer(
+        max_epochs=config.train.epochs,
+        accelerator=config.train.accelerator,
+        devices=config.train.devices,
+        num_nodes=config.train.num_nodes,
+        strategy=config.train.strategy,
+        sync_batchnorm=config.train.sync_batchnorm,
+        use_distributed_sampler=False,  # the data modules share the batches out themselves
+        precision=PRECISIONS[config.train.precision],
+        deterministic="warn" if config.train.deterministic else False,
+        callbacks=[
+            BestCheckpoint(checkpoint_dir, monitor, mode),
+            last,
+            StepTimes(run_dir / "logs" / "speed.csv"),
+            *([WeightEma(config.train.ema_half_life_epochs)] if config.train.ema_half_life_epochs else []),
+            *([ProgressBar()] if progress else []),
+        ],
+        plugins=[AtomicCheckpointIO()],
+        logger=logger,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+    )
+
+
+def fit_explained(
+    trainer: L.Trainer,
+    module: L.LightningModule,
+    data: L.LightningDataModule,
+    checkpoint: Path | None,
+    run_dir: Path,
+    verb: str = "train",
+) -> None:
+    """``trainer.fit`` from ``checkpoint`` (or the start), with a non-finite loss and an interruption each
+    turned into one line that names what was kept and how to go on (``mix2 <verb> --resume``)."""
+    # Deterministic mode also fills every new tensor's memory, which costs a fifth of a CPU
+    # training step; no result reads uninitialised memory, so the runs stay bit-identical without it.
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    checkpoint_dir = run_dir / "checkpoints"
+    try:
+        with warnings.catch_warnings():
+            # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates; harmless here.
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            with _run_dir_for_other_processes(run_dir):
+                trainer.fit(module, datamodule=data, ckpt_path=checkpoint, weights_only=True)
+    except NonFiniteLoss as err:
+        raise NonFiniteLoss(f"{run_dir}: {err}; training stopped. {_kept(checkpoint_dir)} Try a lower --lr.") from None
+    except SystemExit:  # Lightning ends Ctrl-C with sys.exit after its clean-up; its SIGTERMException is one too
+        raise TrainingInterrupted(
+            f"{run_dir}: training interrupted. {_kept(checkpoint_dir)} Continue with: mix2 {verb} --resume {run_dir}"
+        ) from None
 
 
 @contextlib.contextmanager

@@ -52,7 +52,7 @@ from sklearn.metrics import f1_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from mix2.augment import CircularTimeShift, SpecAugment
+from mix2.augment import ClipAugmentation
 from mix2.config import FeatureConfig, RunConfig, TrainConfig, pick_device
 from mix2.distributed import BatchGroup
 from mix2.errors import Mix2Error, SettingError
@@ -485,19 +485,7 @@ class Classifier(L.LightningModule):
         if self.config.train.compile:
             self.model.compile()  # in place: the state dict keeps its keys, so checkpoints load without it
         self.loss = create_loss(self.config.loss, None if pos_weight is None else torch.tensor(pos_weight))
-        augment = self.config.augment
-        self.spec_augment = (
-            SpecAugment(
-                augment.freq_masks,
-                augment.max_freq_mask_bins,
-                augment.time_masks,
-                augment.max_time_mask_frames,
-                augment.mask_fill,
-            )
-            if augment.specaugment
-            else None
-        )
-        self.time_shift = CircularTimeShift(augment.max_shift_frames) if augment.time_shift else None
+        self.augment = ClipAugmentation(self.config.augment)
         self.mixer = create_mixer(self.config.mixing)
         self.unmixed = Mixer()  # for the final epochs of mixing.unmixed_final_fraction
         self.thresholds: np.ndarray | None = None  # per class, tuned on validation after training
@@ -527,14 +515,6 @@ class Classifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, 1, mels, frames)`` features -> ``(batch, classes)`` logits."""
         return self.chunked_model(self._layout(x))
-
-    def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """Time shift, then SpecAugment, each drawn per clip."""
-        if self.time_shift is not None:
-            x = self.time_shift(x)
-        if self.spec_augment is not None:
-            x = self.spec_augment(x)
-        return x
 
     @property
     def mixed_epochs(self) -> int:
@@ -611,16 +591,22 @@ class Classifier(L.LightningModule):
                 {"params": [p for p in self.parameters() if id(p) not in encoder]},
                 {"params": self.encoder_parameters(), "lr": train.lr * train.encoder_lr_factor},
             ]
-        optimizer = torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
-        if train.schedule == "cosine_per_epoch":
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, train.epochs))
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        warmup_steps = round(train.warmup_epochs * total_steps / max(1, train.epochs))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, functools.partial(warmup_cosine, total_steps=total_steps, warmup_steps=warmup_steps)
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return adamw_with_schedule(self, groups, train)
+
+
+def adamw_with_schedule(module: L.LightningModule, groups: list[dict[str, Any]], train: TrainConfig) -> dict[str, Any]:
+    """AdamW over the parameter ``groups`` at ``train.lr`` (a group's own ``lr`` where it has one), with
+    ``train.schedule`` (see :func:`warmup_cosine`), as Lightning's ``configure_optimizers`` returns it."""
+    optimizer = torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
+    if train.schedule == "cosine_per_epoch":
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, train.epochs))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
+    total_steps = int(module.trainer.estimated_stepping_batches)
+    warmup_steps = round(train.warmup_epochs * total_steps / max(1, train.epochs))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, functools.partial(warmup_cosine, total_steps=total_steps, warmup_steps=warmup_steps)
+    )
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
 def gathered(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[np.ndarray, np.ndarray]:

@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Literal
 
 import torch
@@ -148,7 +149,7 @@ class MobileNetV3Large(nn.Module):
     """MobileNetV3-Large for ``(batch, in_chans, mels, frames)`` inputs.
 
     Args:
-        num_classes: output logits.
+        num_classes: output logits; 0 for an encoder alone (``mix2 pretrain``'s), whose "logits" are empty.
         in_chans: input channels (1 for a log-mel spectrogram).
         head: ``"linear"``, one linear layer on the pooled embedding (the paper's); or
             ``"mlp"``, torchvision's 960 -> 1280 -> classes classifier with dropout.
@@ -189,7 +190,9 @@ class MobileNetV3Large(nn.Module):
         self.blocks = nn.ModuleList(InvertedResidual(*config, bn_momentum=bn_momentum) for config in LARGE_BLOCKS)
         self.head_conv = ConvBNActivation(160, EMBEDDING_DIM, 1, activation="HS", bn_momentum=bn_momentum)
         if head == "linear":
-            self.classifier: nn.Module = nn.Linear(EMBEDDING_DIM, num_classes)
+            with warnings.catch_warnings():  # 0 classes, a pretrained encoder's: nothing to initialise
+                warnings.filterwarnings("ignore", "Initializing zero-element tensors is a no-op")
+                self.classifier: nn.Module = nn.Linear(EMBEDDING_DIM, num_classes)
         elif head == "mlp":
             self.classifier = nn.Sequential(
                 nn.Linear(EMBEDDING_DIM, 1280),
@@ -210,7 +213,7 @@ class MobileNetV3Large(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
+            elif isinstance(module, nn.Linear) and module.weight.numel():
                 nn.init.normal_(module.weight, 0, 0.01)
                 nn.init.zeros_(module.bias)
 

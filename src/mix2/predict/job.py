@@ -12,7 +12,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mix2.data.audio import NOT_UTF8, is_utf8
-from mix2.errors import Mix2Error
+from mix2.errors import Mix2Error, input_error
 from mix2.inference import TrainedModel, load_trained_model, resolve_checkpoint
 from mix2.predict.detections import detections, thresholds_from
 from mix2.predict.output import JobFolder, PredictState
@@ -67,6 +67,11 @@ def predict(
     """
     setup = JobSetup.of(checkpoint, paths, hop_s, batch_size, shard)
     trained = setup.trained
+    if not trained.classes:
+        raise input_error(
+            setup.checkpoint,
+            "a pretrained network with no classes to score; fine-tune it with mix2 train --init, or embed with mix2 embed",
+        )
     if isinstance(thresholds, str) and thresholds == "checkpoint":
         thresholds = trained.thresholds if trained.thresholds is not None else 0.5
     per_class = thresholds_from(trained.classes, thresholds)

@@ -21,6 +21,7 @@ from mix2.metrics import GROUPS
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -118,14 +119,15 @@ def plot_per_class(metrics: dict, path: Path) -> Path:
 
 
 def plot_training_curves(log_csv: Path, path: Path) -> Path:
-    """Training loss (and its BCE and ADD terms, where there are two) and validation loss; validation mAP and macro F1; per epoch."""
+    """Training loss (and its BCE and ADD terms, where there are two) and validation loss; validation mAP and
+    macro F1 (or a pretraining run's top-1); per epoch."""
     by_epoch = pd.read_csv(log_csv).groupby("epoch").last()  # one row per epoch, counted from 1
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
     losses = [
         ("train_loss", "train loss"),
         ("train_bce", "train BCE term"),
         ("train_add", "train ADD term"),
-        ("val_loss", "validation BCE"),
+        ("val_loss", "validation loss"),
     ]
     for column, label in losses:
         if column in by_epoch:
@@ -134,7 +136,12 @@ def plot_training_curves(log_csv: Path, path: Path) -> Path:
     left.set_xlabel("epoch")
     left.set_ylabel("loss")
     left.legend(fontsize=8)
-    for column, label in [("val_map", "validation mAP"), ("val_macro_f1", "validation macro F1 at the threshold")]:
+    scores = [
+        ("val_map", "validation mAP"),
+        ("val_macro_f1", "validation macro F1 at the threshold"),
+        ("val_top1", "validation top-1: the own view nearest (pretraining)"),
+    ]
+    for column, label in scores:
         if column in by_epoch:
             series = by_epoch[column].dropna()
             right.plot(series.index, series.values, "o-", label=label, markersize=3)
