@@ -18,10 +18,18 @@ chosen on the validation split; the test split is read only here, for these numb
 Training runs go ``--jobs`` at a time (default 2), one thread each: on 2 cores one training
 process with one thread trains about as fast as with two.
 
+From a pretrained network (``mix2 pretrain``, issue 20): ``--pretrain`` first pretrains on
+``../shared/data/nips4b_unlabelled`` and the audio of ``--data`` (labels unused; resumable, in
+``runs/benchmarks/pretrain-<epochs>x<crops>``), then fine-tunes every run from it (``--init``);
+``--encoder-lr-factor 0`` makes every run a linear probe of the frozen encoder. Where the same
+experiment from scratch has finished, each method's difference to it is printed, paired by seed.
+
     python benchmarks/quality.py                     # NIPS4B, 3 seeds: about 70 minutes on 2 CPU cores
     python benchmarks/quality.py --quick             # 1 seed, 4 epochs: the whole path in about 5 minutes
     python benchmarks/quality.py --epochs 100 --methods mix2  # the paper's epochs, no mixing and Mix2 only
     python benchmarks/quality.py --json quality.json # also save every figure
+    python benchmarks/quality.py --methods mix2 --pretrain --pretrain-epochs 10 --pretrain-crops 1024
+    python benchmarks/quality.py --methods mix2 --pretrain --encoder-lr-factor 0   # a linear probe
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ from mix2.run import baseline
 from mix2.run_folder import is_finished
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nips4b"
+UNLABELLED = DEFAULT_DATA.parent / "nips4b_unlabelled"
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 METHODS = {"timeshift": "no mixing", "mix2": "Mix2", "mix2+add": "Mix2 + ADD"}
 REFERENCE = "timeshift"
 COLUMNS = {
@@ -57,18 +67,42 @@ COLUMNS = {
 """The printed numbers and how each is read from ``metrics.json``; groups are at tuned thresholds unless marked."""
 
 
-def plan(out_dir: Path, data: Path, seeds: list[int], epochs: int | None, methods: list[str], model: str | None) -> Experiment:
+def plan(
+    out_dir: Path,
+    data: Path,
+    seeds: list[int],
+    epochs: int | None,
+    methods: list[str],
+    model: str | None,
+    init: Path | None = None,
+    encoder_lr_factor: float = 1.0,
+) -> Experiment:
     config = apply_recipe(default_config(str(data)), "small-data")
     if epochs is not None:
         config.train.epochs = epochs
     if model is not None:
         config.train.model = model
+    config.train.init, config.train.encoder_lr_factor = (None if init is None else str(init)), encoder_lr_factor
     return plan_experiment(out_dir, Experiment(config, methods, seeds))
+
+
+def pretrained(out_root: Path, data: Path, epochs: int, crops: int) -> Path:
+    """The folder of ``mix2 pretrain`` on the unlabelled recordings and ``data``'s audio, pretrained (or resumed) here."""
+    run_dir = out_root / f"pretrain-{epochs}x{crops}"
+    if not (run_dir / "pretrained.json").is_file():
+        if not UNLABELLED.exists():
+            raise SystemExit(f"{UNLABELLED}: no such data; --pretrain needs ../shared/data/nips4b_unlabelled")
+        where = ["--resume", str(run_dir)] if (run_dir / "recordings.csv").is_file() else ["--run-dir", str(run_dir)]
+        settings = [] if where[0] == "--resume" else ["--data", str(UNLABELLED), str(data), "--epochs", str(epochs)]
+        settings += [] if where[0] == "--resume" else ["--crops-per-epoch", str(crops)]
+        print(f"pretraining into {run_dir}", flush=True)
+        subprocess.run([sys.executable, "-m", "mix2.cli", "pretrain", *where, *settings, "--quiet"], env=ONE_THREAD, check=True)
+    return run_dir
 
 
 def train_all(out_dir: Path, experiment: Experiment, jobs: int) -> dict[str, float]:
     """Train every unfinished run, ``jobs`` processes at a time with one thread each; returns each run's wall seconds."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = ONE_THREAD
     pending = [(i, run) for i, run in enumerate(experiment.runs()) if not is_finished(out_dir / run.path)]
     running: dict[str, tuple[subprocess.Popen, float]] = {}
     seconds: dict[str, float] = {}
@@ -123,6 +157,32 @@ def summarise(out_dir: Path, experiment: Experiment) -> dict:
     }
 
 
+def paired_to(out_dir: Path, experiment: Experiment, other_dir: Path) -> dict | None:
+    """Each method's difference to the same run in ``other_dir`` (the experiment from scratch), by seed;
+    ``None`` where a run there has not finished."""
+    runs = experiment.runs()
+    if not all(is_finished(other_dir / run.path) for run in runs):
+        return None
+    ours = {(r.preset, r.seed): json.loads((out_dir / r.path / "metrics.json").read_text()) for r in runs}
+    theirs = {(r.preset, r.seed): json.loads((other_dir / r.path / "metrics.json").read_text()) for r in runs}
+    return {
+        method: {
+            name: [read(ours[method, s]) - read(theirs[method, s]) for s in experiment.seeds] for name, read in COLUMNS.items()
+        }
+        for method in experiment.presets
+    }
+
+
+def print_differences(title: str, differences: dict) -> None:
+    names = list(COLUMNS)
+    print(f"\n{title} (points; each seed, then mean ± std):\n")
+    print("| method | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for method, columns in differences.items():
+        cells = [" ".join(f"{100 * d:+.1f}" for d in columns[n]) + f" ({mean_std(columns[n])})" for n in names]
+        print(f"| {METHODS[method]} | " + " | ".join(cells) + " |")
+
+
 def print_summary(summary: dict) -> None:
     names = list(COLUMNS)
     print(f"\nNIPS4B test split ({summary['test_clips']} clips), macro F1 over classes with a test positive and mAP (%),")
@@ -138,12 +198,9 @@ def print_summary(summary: dict) -> None:
     )
     for method in summary["methods"][names[0]]:
         print(f"| {METHODS[method]} | " + " | ".join(mean_std(summary["methods"][n][method]) for n in names) + " |")
-    print("\nDifference to no mixing, paired by seed (points; each seed, then mean ± std):\n")
-    print("| method | " + " | ".join(names) + " |")
-    print("|---" * (len(names) + 1) + "|")
-    for method, columns in summary["differences_to_no_mixing"].items():
-        cells = [" ".join(f"{100 * d:+.1f}" for d in columns[n]) + f" ({mean_std(columns[n])})" for n in names]
-        print(f"| {METHODS[method]} | " + " | ".join(cells) + " |")
+    print_differences("Difference to no mixing, paired by seed", summary["differences_to_no_mixing"])
+    if summary.get("differences_to_scratch"):
+        print_differences("Difference to the same run from scratch, paired by seed", summary["differences_to_scratch"])
 
 
 def main() -> None:
@@ -157,6 +214,18 @@ def main() -> None:
         "--methods", nargs="+", choices=list(METHODS), default=list(METHODS), help="which to train (all; timeshift always)"
     )
     parser.add_argument("--jobs", type=int, default=2, help="training runs at a time, one thread each (2)")
+    parser.add_argument("--init", type=Path, help="fine-tune every run from this checkpoint (mix2 train --init)")
+    parser.add_argument(
+        "--pretrain", action="store_true", help="pretrain on nips4b_unlabelled and --data's audio first, then --init from it"
+    )
+    parser.add_argument("--pretrain-epochs", type=int, default=40, help="with --pretrain: its epochs (40)")
+    parser.add_argument("--pretrain-crops", type=int, default=2048, help="with --pretrain: its crops per epoch (2048)")
+    parser.add_argument(
+        "--encoder-lr-factor",
+        type=float,
+        default=1.0,
+        help="with --init or --pretrain: 0 freezes the encoder, a linear probe (1)",
+    )
     parser.add_argument("--json", type=Path, help="save every figure here")
     args = parser.parse_args()
     if not args.data.exists():
@@ -167,12 +236,32 @@ def main() -> None:
     methods = [REFERENCE] + [method for method in METHODS if method in args.methods and method != REFERENCE]
     name = "quality-quick" if args.quick else "quality" + (f"-{epochs}-epochs" if epochs else "")
     name += f"-{args.model}" if args.model else ""
-    out_dir = args.out or Path("runs/benchmarks") / (name + ("" if methods == list(METHODS) else "-" + "-".join(methods[1:])))
-    experiment = plan(out_dir, args.data, [0] if args.quick else [0, 1, 2], epochs, methods, args.model)
+    scratch_dir = Path("runs/benchmarks") / (name + ("" if methods == list(METHODS) else "-" + "-".join(methods[1:])))
+    init = args.init
+    if args.pretrain:
+        pretrain_dir = pretrained(Path("runs/benchmarks"), args.data, args.pretrain_epochs, args.pretrain_crops)
+        init = pretrain_dir / "checkpoints" / "best.ckpt"
+    start = "" if init is None else f"-init-{init.parent.parent.name if init.parent.name == 'checkpoints' else init.stem}"
+    start += {1.0: "", 0.0: "-probe"}.get(args.encoder_lr_factor, f"-encoder-lr-{args.encoder_lr_factor:g}") if init else ""
+    out_dir = args.out or scratch_dir.with_name(scratch_dir.name + start)
+    seeds = [0] if args.quick else [0, 1, 2]
+    experiment = plan(out_dir, args.data, seeds, epochs, methods, args.model, init, args.encoder_lr_factor)
     seconds = train_all(out_dir, experiment, args.jobs)
     summary = summarise(out_dir, experiment)
     summary["wall_s_this_session"] = seconds
+    if init is not None:
+        summary["init"] = str(init)
+        summary["differences_to_scratch"] = paired_to(out_dir, experiment, scratch_dir)
+        if args.pretrain:
+            summary["pretraining"] = json.loads((pretrain_dir / "pretrained.json").read_text())
     print_summary(summary)
+    if "pretraining" in summary:
+        facts = summary["pretraining"]
+        print(
+            f"\npretrained on {facts['recordings']} recordings ({facts['audio_min']:.1f} min) for {facts['epochs']} epochs: "
+            f"{facts['training_s'] / 60:.1f} min of training steps, one thread; kept epoch {facts['kept_epoch']}, "
+            f"validation top-1 {facts['val_top1']:.3f}"
+        )
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
 

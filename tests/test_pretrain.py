@@ -181,3 +181,13 @@ def test_cli_pretrain_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert main(["pretrain", "--resume", str(tmp_path), "--epochs", "3"]) == 2
     assert "leave out --epochs" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_cli_pretrain_summarises_a_finished_run_and_how_to_fine_tune_from_it(pretrained, capsys):
+    assert main(["pretrain", "--resume", str(pretrained), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((pretrained / "pretrained.json").read_text())
+    assert "is a finished pretraining run (it has pretrained.json); nothing to resume" in out
+    assert f"kept epoch {summary['kept_epoch']} of 2 (best.ckpt): validation loss {summary['val_loss']:.3f}" in out
+    assert "17 recordings, 3.6 min of audio" in out
+    assert f"fine-tune it: mix2 train --data YOUR_DATA --init {pretrained / 'checkpoints' / 'best.ckpt'}" in out
