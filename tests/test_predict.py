@@ -126,6 +126,8 @@ def test_resuming_after_a_kill_gives_the_same_tables(checkpoint, tmp_path, monke
     monkeypatch.setattr(PredictState, "record", lambda self, path, frame: again.append(path) or original(self, path, frame))
     predict(checkpoint, [frogs], tmp_path / "resumed", batch_size=16, progress=False)
     assert len(again) == 17 - 5 and not set(again) & set(recorded)  # only the recordings not done before
+    listed = [line for line in (tmp_path / "resumed" / "done.jsonl").read_text().splitlines() if line.endswith("}")]
+    assert len({json.loads(line)["file"] for line in listed}) == 17  # the entry after the cut line is whole too
     for name in ["scores.csv", "detections.csv", "failures.csv"]:
         assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
     with pytest.raises(Mix2Error, match="predict.json: this folder holds a prediction with other settings \\(hop_s, windows\\)"):

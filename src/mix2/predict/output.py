@@ -87,8 +87,11 @@ class JobFolder:
         part = hashlib.sha1(str(path).encode()).hexdigest()[:16] + suffix
         with atomic_path(self.folder / "parts" / part) as partial:
             write(partial)
-        with (self.folder / "done.jsonl").open("a") as done:
-            done.write(json.dumps({"file": str(path), "part": part}) + "\n")
+        done_path = self.folder / "done.jsonl"
+        # A line a kill cut short has no newline: start on a line of our own, or this one is lost with it.
+        cut_short = done_path.is_file() and done_path.stat().st_size > 0 and _last_byte(done_path) != b"\n"
+        with done_path.open("a") as done:
+            done.write(("\n" if cut_short else "") + json.dumps({"file": str(path), "part": part}) + "\n")
             done.flush()
             os.fsync(done.fileno())
         return part
@@ -149,6 +152,12 @@ class PredictState(JobFolder):
             write_parquet(self.folder / "scores.parquet", scores)
         readable = [path for i, path in enumerate(recordings) if i not in failures]
         write_raven_tables(self.folder / "raven", found, readable, max_frequency_hz)
+
+
+def _last_byte(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1)
 
 
 def write_raven_tables(folder: Path, found: pd.DataFrame, recordings: list[Path], max_frequency_hz: float) -> None:
