@@ -39,7 +39,7 @@ from mix2.errors import Mix2Error, input_error
 from mix2.inference import load_checkpoint
 from mix2.reporting.plots import plot_training_curves
 from mix2.run import check_config, fit_explained, lightning_trainer, quiet_lightning, removed_unless_started
-from mix2.run_folder import new_run_dir, write_failures
+from mix2.run_folder import config_to_resume, new_run_dir, write_failures
 
 LOG = logging.getLogger("mix2")
 PRETRAINING = {"epochs": 40, "batch_size": 64, "lr": 1e-3, "warmup_epochs": 2.0, "schedule": "warmup_cosine"}
@@ -144,12 +144,9 @@ def pretrain(config: RunConfig, run_dir: str | Path | None = None, progress: boo
 def resume_pretraining(run_dir: str | Path, progress: bool = True) -> Path:
     """Go on with an interrupted pretraining run from its last checkpoint, with its own settings and recordings."""
     run_dir = Path(run_dir)
-    if (run_dir / "pretrained.json").is_file():
-        print(f"mix2: {run_dir} is a finished pretraining run (it has pretrained.json); nothing to resume")
+    config = config_to_resume(run_dir, "pretrained.json", "recordings.csv", "pretraining run")
+    if config is None:
         return run_dir
-    if not (run_dir / "config.yaml").is_file() or not (run_dir / "recordings.csv").is_file():
-        raise input_error(run_dir, "not a resumable mix2 pretraining folder (it needs config.yaml and recordings.csv)")
-    config = RunConfig.from_yaml(run_dir / "config.yaml")
     check_pretraining(config)
     table = pd.read_csv(run_dir / "recordings.csv", dtype={"file": str})
     recordings = [Recording(Path(f), float(d)) for f, d in zip(table["file"], table["duration_s"])]

@@ -40,7 +40,7 @@ from mix2.inference import load_checkpoint, store_thresholds, trained_model
 from mix2.losses import positive_weights
 from mix2.metrics import class_groups, evaluate_scores, tune_thresholds
 from mix2.reporting.plots import write_run_plots
-from mix2.run_folder import new_run_dir, read_run_clips, write_clips, write_failures
+from mix2.run_folder import config_to_resume, new_run_dir, read_run_clips, write_clips, write_failures
 from mix2.training import (
     AtomicCheckpointIO,
     BestCheckpoint,
@@ -160,12 +160,9 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
     ``metrics.json``) is left as it is.
     """
     run_dir = Path(run_dir)
-    if (run_dir / "metrics.json").is_file():
-        print(f"mix2: {run_dir} is a finished run (it has metrics.json); nothing to resume")
+    config = config_to_resume(run_dir, "metrics.json", "clips.csv")
+    if config is None:
         return run_dir
-    if not (run_dir / "config.yaml").is_file() or not (run_dir / "clips.csv").is_file():
-        raise input_error(run_dir, "not a resumable mix2 run folder (it needs config.yaml and clips.csv)")
-    config = RunConfig.from_yaml(run_dir / "config.yaml")
     check_config(config, starting=False)
     table = read_run_clips(run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"

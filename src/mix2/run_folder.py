@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mix2.config import RunConfig
 from mix2.data.clips import CLIP_COLUMNS, ClipTable
 from mix2.errors import input_error
 
@@ -83,3 +84,14 @@ def write_failures(run_dir: Path, failures: list[tuple[str, str]]) -> None:
 def is_finished(run_dir: Path) -> bool:
     """A run folder is finished once its ``metrics.json`` exists (it is written last)."""
     return (run_dir / "metrics.json").is_file()
+
+
+def config_to_resume(run_dir: Path, finished: str, needed: str, kind: str = "run") -> RunConfig | None:
+    """The configuration of the ``kind`` in ``run_dir`` to go on with; ``None`` where it holds ``finished``
+    (a finished run: said on stdout). A folder without ``config.yaml`` and ``needed`` is a one-line error."""
+    if (run_dir / finished).is_file():
+        print(f"mix2: {run_dir} is a finished {kind} (it has {finished}); nothing to resume")
+        return None
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / needed).is_file():
+        raise input_error(run_dir, f"not a resumable mix2 {kind} folder (it needs config.yaml and {needed})")
+    return RunConfig.from_yaml(run_dir / "config.yaml")
