@@ -43,8 +43,8 @@ from mix2.run_folder import config_to_resume, new_run_dir, write_failures
 
 LOG = logging.getLogger("mix2")
 PRETRAINING = {"epochs": 40, "batch_size": 64, "lr": 1e-3, "warmup_epochs": 2.0, "schedule": "warmup_cosine"}
-"""The optimisation ``pretraining_config`` starts from (``train`` settings): about two hours on 2 CPU
-cores at the default 2,048 crops an epoch. A starting point, not yet measured against others."""
+"""The optimisation ``pretraining_config`` starts from (``train`` settings): about two hours of one CPU
+thread at the default 2,048 crops an epoch. A starting point, not yet measured against others."""
 VALIDATION_STREAM = 1
 """The draw stream of the fixed validation crops, apart from training's (see :class:`~mix2.data.crops.ViewPairs`)."""
 
