@@ -12,7 +12,7 @@ from mix2.errors import Mix2Error
 from mix2.inference import load_checkpoint
 from mix2.run import _classifier
 from mix2.training import Classifier
-from mix2.transfer import check_init, initialise
+from mix2.transfer import InitSource, check_init
 
 SOURCE_CLASSES = ["a", "b", "c"]
 
@@ -50,7 +50,7 @@ def test_the_encoder_is_copied_and_the_classifier_keeps_the_rows_of_the_classes_
     path, module = source
     config, new = started_from(path, ["c", "x", "a"])
     fresh_row = new.model.classifier.weight[1].clone()
-    initialise(new.model, config, ["c", "x", "a"])
+    InitSource.load(config.train.init).copy_into(new.model, ["c", "x", "a"])
     theirs, ours = module.model.state_dict(), new.model.state_dict()
     for name, value in theirs.items():
         if not name.startswith("classifier."):
@@ -64,7 +64,7 @@ def test_the_encoder_is_copied_and_the_classifier_keeps_the_rows_of_the_classes_
 def test_the_same_classes_start_exactly_where_the_checkpoint_ended(source):
     path, module = source
     config, new = started_from(path, SOURCE_CLASSES)
-    initialise(new.model, config, SOURCE_CLASSES)
+    InitSource.load(config.train.init).copy_into(new.model, SOURCE_CLASSES)
     x = torch.rand(3, 1, 64, 94)
     torch.testing.assert_close(new.eval()(x), module.eval()(x), rtol=0, atol=0)
 

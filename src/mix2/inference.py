@@ -75,19 +75,26 @@ def load_trained_model(checkpoint: str | Path) -> TrainedModel:
 def trained_model(state: dict[str, Any], checkpoint: str | Path) -> TrainedModel:
     """The :class:`TrainedModel` in a checkpoint's loaded ``state`` (:func:`load_checkpoint`); ``checkpoint`` names it in errors."""
     try:
-        settings = dict(state["hyper_parameters"]["config"])  # ``state`` is left as loaded: it may be saved again
-        # checkpoints from before top_db was a setting were min-max scaled
-        settings["features"] = {"top_db": None, **settings["features"]}
-        config = RunConfig.from_dict(settings)
-        classes = list(state["hyper_parameters"]["classes"])
+        config, classes, weights = stored_run(state)
         network = network_for(config, len(classes))
-        weights = {k[len(NETWORK_PREFIX) :]: v for k, v in state["state_dict"].items() if k.startswith(NETWORK_PREFIX)}
         network.load_state_dict(weights)
     except (RuntimeError, KeyError, TypeError, ValueError, Mix2Error) as err:
         raise _unloadable(checkpoint, err) from None
     tuned = state.get("thresholds")
     thresholds = None if tuned is None else np.array([tuned[c] for c in classes], dtype=np.float64)
     return TrainedModel(network.eval(), classes, config, thresholds)
+
+
+def stored_run(state: dict[str, Any], origin: str = "configuration") -> tuple[RunConfig, list[str], dict[str, torch.Tensor]]:
+    """The configuration, class names and network weights (without their ``model.`` prefix) in a checkpoint's
+    loaded ``state``; a ``KeyError``, ``TypeError``, ``ValueError`` or :class:`~mix2.errors.Mix2Error` where
+    it holds none. ``origin`` names the checkpoint in a configuration's errors."""
+    settings = dict(state["hyper_parameters"]["config"])  # ``state`` is left as loaded: it may be saved again
+    # checkpoints from before top_db was a setting were min-max scaled
+    settings["features"] = {"top_db": None, **settings["features"]}
+    classes = list(state["hyper_parameters"]["classes"])
+    weights = {k[len(NETWORK_PREFIX) :]: v for k, v in state["state_dict"].items() if k.startswith(NETWORK_PREFIX)}
+    return RunConfig.from_dict(settings, origin), classes, weights
 
 
 def input_shape(config: RunConfig) -> tuple[int, int]:

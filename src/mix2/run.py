@@ -54,7 +54,7 @@ from mix2.training import (
     check_components,
     clip_loader,
 )
-from mix2.transfer import check_init, init_record, initialise
+from mix2.transfer import InitSource, check_init
 
 LOG = logging.getLogger("mix2")
 """Where a run says what it does (the folder it writes into); silent unless the caller configures it, as the CLI does."""
@@ -238,15 +238,16 @@ def _classifier(
     record_path = run_dir / "init.json"
     if config.train.init is None:
         return Classifier(config.to_dict(), classes, pos_weight)
-    if starting or not record_path.is_file():
-        record = init_record(config, classes)
+    source = InitSource.load(config.train.init) if starting or not record_path.is_file() else None
+    if source is not None:
+        record = source.record(classes)
         if is_first_process():
             record_path.write_text(json.dumps(record, indent=2))
     else:
         record = json.loads(record_path.read_text())
     module = Classifier(config.to_dict(), classes, pos_weight, initialised_from=record)
     if starting:
-        initialise(module.model, config, classes)
+        source.copy_into(module.model, classes)
     return module
 
 

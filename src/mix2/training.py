@@ -462,7 +462,7 @@ class Classifier(L.LightningModule):
         classes: class names, in label-column order.
         pos_weight: BCE's weight on each class's positives (see :func:`~mix2.losses.positive_weights`), or ``None``.
         initialised_from: where the network's first weights came from (``train.init``; see
-            :func:`mix2.transfer.initialise`), kept in every checkpoint; ``None`` for a network from scratch.
+            :meth:`mix2.transfer.InitSource.record`), kept in every checkpoint; ``None`` for a network from scratch.
     """
 
     def __init__(

@@ -3,7 +3,7 @@
 ``train.init`` (``mix2 train --init CHECKPOINT``) names a checkpoint written by ``mix2 train``
 (or any checkpoint in its form: the run's configuration and class names under
 ``hyper_parameters``, the network's weights under ``state_dict`` with the ``model.`` prefix).
-Before the first epoch, :func:`initialise` copies into the new run's network every weight of
+Before the first epoch, :meth:`InitSource.copy_into` copies into the new run's network every weight of
 the checkpoint's network but the classifier's; of the classifier, the rows (weights and bias)
 of the classes both runs name are copied too, and the others keep their fresh initialisation.
 A checkpoint with the same classes in the same order thus starts the run exactly where it ended.
@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,77 +34,78 @@ from torch import nn
 from mix2.config import RunConfig
 from mix2.errors import Mix2Error, input_error
 from mix2.files import md5sum
-from mix2.inference import NETWORK_PREFIX, load_checkpoint
+from mix2.inference import load_checkpoint, stored_run
 
 HEAD = "classifier"
 """The attribute of a registered network that holds its classifier: the layer re-made for new classes."""
 
 
-def _source(config: RunConfig) -> tuple[dict[str, Any], RunConfig, list[str]]:
-    """The loaded init checkpoint, its configuration and its classes, or a one-line error."""
-    path = config.train.init
-    state = load_checkpoint(path)
-    try:
-        settings = dict(state["hyper_parameters"]["config"])
-        settings["features"] = {"top_db": None, **settings["features"]}  # as inference reads checkpoints from before top_db
-        return state, RunConfig.from_dict(settings, str(path)), list(state["hyper_parameters"]["classes"])
-    except (KeyError, TypeError, ValueError, Mix2Error) as err:
-        raise input_error(path, f"not a mix2 checkpoint to start a run from ({type(err).__name__}: {err})") from None
+@dataclass
+class InitSource:
+    """The checkpoint a run starts from, read once: its path, configuration, classes and network weights."""
+
+    path: Path
+    config: RunConfig
+    classes: list[str]
+    weights: dict[str, torch.Tensor]
+
+    @classmethod
+    def load(cls, path: str | Path) -> InitSource:
+        """The checkpoint at ``path``, or a one-line error."""
+        state = load_checkpoint(path)
+        try:
+            return cls(Path(path), *stored_run(state, str(path)))
+        except (KeyError, TypeError, ValueError, Mix2Error) as err:
+            raise input_error(path, f"not a mix2 checkpoint to start a run from ({type(err).__name__}: {err})") from None
+
+    def kept(self, classes: list[str]) -> list[str]:
+        """The classes of ``classes`` whose classifier rows this checkpoint gives: those it names too, where it has a classifier."""
+        return [name for name in classes if name in self.classes] if f"{HEAD}.weight" in self.weights else []
+
+    def record(self, classes: list[str]) -> dict[str, Any]:
+        """What a run keeps of its start: the checkpoint's path and MD5, and the classes whose rows it gave."""
+        return {"checkpoint": str(self.path), "md5": md5sum(self.path), "classes_kept": self.kept(classes)}
+
+    def check(self, config: RunConfig) -> None:
+        """Refuse, in one line, a checkpoint that cannot start ``config``'s run: another network, another front-end."""
+        if self.config.train.model != config.train.model:
+            raise input_error(
+                self.path,
+                f"the --init checkpoint holds a {self.config.train.model} network, this run trains {config.train.model}; "
+                f"pass --model {self.config.train.model}",
+            )
+        theirs, ours = vars(self.config.features), vars(config.features)
+        differing = [f"features.{name} {theirs[name]} against {ours[name]}" for name in ours if theirs[name] != ours[name]]
+        if differing:
+            raise input_error(
+                self.path,
+                f"the --init checkpoint was trained on another front-end ({'; '.join(differing)}); "
+                "its encoder needs the input it learned on",
+            )
+
+    def copy_into(self, network: nn.Module, classes: list[str]) -> None:
+        """Copy the weights into ``network``, a network for ``classes`` (see the module docstring)."""
+        head = f"{HEAD}."
+        encoder = {name: value for name, value in self.weights.items() if not name.startswith(head)}
+        try:
+            missing, unexpected = network.load_state_dict(encoder, strict=False)
+        except RuntimeError as err:  # a weight of another shape
+            raise input_error(
+                self.path, f"its network's weights do not fit this run's ({str(err).splitlines()[-1].strip()})"
+            ) from None
+        if unexpected or any(not name.startswith(head) for name in missing):
+            raise input_error(self.path, f"its network's weights do not fit this run's {self.config.train.model}")
+        kept = self.kept(classes)
+        if kept:
+            rows_from = torch.tensor([self.classes.index(name) for name in kept])
+            rows_to = torch.tensor([classes.index(name) for name in kept])
+            layer = getattr(network, HEAD)
+            with torch.no_grad():
+                layer.weight[rows_to] = self.weights[f"{head}weight"][rows_from].to(layer.weight.dtype)
+                layer.bias[rows_to] = self.weights[f"{head}bias"][rows_from].to(layer.bias.dtype)
 
 
 def check_init(config: RunConfig) -> None:
     """Refuse, in one line, an init checkpoint that cannot start this run: unreadable, another network, another front-end."""
-    if config.train.init is None:
-        return
-    _, source, _ = _source(config)
-    path = config.train.init
-    if source.train.model != config.train.model:
-        raise input_error(
-            path,
-            f"the --init checkpoint holds a {source.train.model} network, this run trains {config.train.model}; "
-            f"pass --model {source.train.model}",
-        )
-    theirs, ours = vars(source.features), vars(config.features)
-    differing = [f"features.{name} {theirs[name]} against {ours[name]}" for name in ours if theirs[name] != ours[name]]
-    if differing:
-        raise input_error(
-            path,
-            f"the --init checkpoint was trained on another front-end ({'; '.join(differing)}); its encoder needs the input it learned on",
-        )
-
-
-def _network_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
-    return {k[len(NETWORK_PREFIX) :]: v for k, v in state["state_dict"].items() if k.startswith(NETWORK_PREFIX)}
-
-
-def init_record(config: RunConfig, classes: list[str]) -> dict[str, Any]:
-    """What a run keeps of its start (see :func:`initialise`): the checkpoint's path and MD5, and the
-    classes whose classifier rows it gives: those of ``classes`` that it names too."""
-    state, _, source_classes = _source(config)
-    has_head = f"{HEAD}.weight" in _network_weights(state)
-    kept = [name for name in classes if name in source_classes] if has_head else []
-    return {"checkpoint": str(Path(config.train.init)), "md5": md5sum(config.train.init), "classes_kept": kept}
-
-
-def initialise(network: nn.Module, config: RunConfig, classes: list[str]) -> None:
-    """Copy the weights of ``config.train.init``'s network into ``network`` (see the module docstring)."""
-    state, _, source_classes = _source(config)
-    weights = _network_weights(state)
-    head = f"{HEAD}."
-    encoder = {name: value for name, value in weights.items() if not name.startswith(head)}
-    try:
-        missing, unexpected = network.load_state_dict(encoder, strict=False)
-    except RuntimeError as err:  # a weight of another shape
-        raise input_error(
-            config.train.init, f"its network's weights do not fit this run's ({str(err).splitlines()[-1].strip()})"
-        ) from None
-    if unexpected or any(not name.startswith(head) for name in missing):
-        raise input_error(config.train.init, f"its network's weights do not fit this run's {config.train.model}")
-    kept = init_record(config, classes)["classes_kept"]
-    if kept:
-        rows_from = torch.tensor([source_classes.index(name) for name in kept])
-        rows_to = torch.tensor([classes.index(name) for name in kept])
-        layer = getattr(network, HEAD)
-        with torch.no_grad():
-            layer.weight[rows_to] = weights[f"{head}weight"][rows_from].to(layer.weight.dtype)
-            layer.bias[rows_to] = weights[f"{head}bias"][rows_from].to(layer.bias.dtype)
+    if config.train.init is not None:
+        InitSource.load(config.train.init).check(config)
