@@ -32,13 +32,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from mix2.errors import Mix2Error
 from mix2.files import atomic_path, md5sum
-from mix2.inference import input_shape
 from mix2.predict.job import JobSetup, run_recordings
-from mix2.predict.output import JobFolder, write_text
+from mix2.predict.output import JobFolder, pyarrow_module, write_text
 from mix2.predict.scoring import WindowScorer, window_frame
 from mix2.predict.windows import Window
 
@@ -92,11 +89,11 @@ def embed(
         The table's ``attrs`` hold ``scored_audio_s``, ``elapsed_s`` and ``failures`` as ``predict``'s.
     """
     if parquet:
-        _pyarrow()
+        pyarrow_module()
     setup = JobSetup.of(checkpoint, paths, hop_s, batch_size)
     scorer = WindowScorer(setup.trained, setup.checkpoint, embedding=True)
     exact = exact_windows or not scorer.cuts_from_blocks(hop_s)
-    dim = scorer.scores(torch.zeros(1, 1, *input_shape(setup.trained.config))).shape[1]
+    dim = setup.trained.network.classifier.in_features  # the embedding the classifier reads
     state = EmbedState(Path(out_dir), setup.checkpoint, hop_s, "exact" if exact else "block") if out_dir else None
     parts: dict[int, tuple[pd.DataFrame, np.ndarray]] = {}
 
@@ -153,20 +150,11 @@ def _empty_windows() -> pd.DataFrame:
     return pd.DataFrame({"file": pd.Series(dtype=str), "start_s": pd.Series(dtype=float), "end_s": pd.Series(dtype=float)})
 
 
-def _pyarrow():
-    try:
-        import pyarrow
-        import pyarrow.parquet
-    except ImportError:
-        raise Mix2Error("writing Parquet needs pyarrow: pip install pyarrow") from None
-    return pyarrow
-
-
 class _ParquetRows:
     """``embeddings.parquet`` written a recording's row group at a time, atomically once closed."""
 
     def __init__(self, path: Path, dim: int) -> None:
-        pa = _pyarrow()
+        pa = pyarrow_module()
         fields = [("file", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64())]
         fields += [(COLUMN.format(i), pa.float32()) for i in range(dim)]
         self.pa, self.path, self.schema = pa, path, pa.schema(fields)

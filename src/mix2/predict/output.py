@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pandas as pd
 
@@ -193,11 +194,19 @@ def _raven_names(recordings: list[Path]) -> list[str]:
     return names
 
 
-def write_parquet(path: Path, scores: pd.DataFrame) -> None:
+def pyarrow_module() -> ModuleType:
+    """pyarrow, with its Parquet writer imported; where it is not installed, a one-line error saying how to install it."""
     try:
-        scores.to_parquet(path, index=False)
+        import pyarrow
+        import pyarrow.parquet
     except ImportError:
         raise Mix2Error("writing Parquet needs pyarrow: pip install pyarrow") from None
+    return pyarrow
+
+
+def write_parquet(path: Path, scores: pd.DataFrame) -> None:
+    pyarrow_module()
+    scores.to_parquet(path, index=False)
 
 
 def write_text(path: Path, text: str) -> None:
