@@ -39,10 +39,10 @@ from torch import nn
 from mix2.augment import ClipAugmentation
 from mix2.config import RunConfig
 from mix2.features.frontend import FrontEnd
-from mix2.mixing import Mix2, create_mixer
+from mix2.mixing import create_mixer
 from mix2.models import StagedModel, network_for, to_layout
 from mix2.models.mobilenetv3 import EMBEDDING_DIM
-from mix2.training import NonFiniteLoss, adamw_with_schedule, epoch_seed, mixing_seed
+from mix2.training import NonFiniteLoss, adamw_with_schedule, log_member_fractions, seed_epoch
 
 PROJECTION_HIDDEN = 512
 """The projection head's hidden width."""
@@ -130,9 +130,7 @@ class Pretrainer(L.LightningModule):
         return nn.functional.normalize(self.projector(self.model(x, stop="embedding")), dim=1)
 
     def on_train_epoch_start(self) -> None:
-        """Seed this epoch's augmentation from ``(seed, epoch)``, its mixing apart (as :class:`~mix2.training.Classifier`)."""
-        torch.manual_seed(epoch_seed(self.config.train.seed, self.current_epoch))
-        self.mixer.reseed(mixing_seed(self.config.train.seed, self.current_epoch))
+        seed_epoch(self, self.config.train.seed, self.mixer)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor:
         first, second = (self.augment(self._inputs(views)) for views in batch)
@@ -147,12 +145,7 @@ class Pretrainer(L.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        """Log the fraction of this epoch's steps on which Mix2 chose each member."""
-        if isinstance(self.mixer, Mix2):
-            steps = max(1, sum(self.mixer.counts.values()))
-            for name, count in self.mixer.counts.items():
-                self.log(f"mix2_{name}", count / steps)
-            self.mixer.reset_counts()
+        log_member_fractions(self, self.mixer)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
         first, second = (self._inputs(views) for views in batch)

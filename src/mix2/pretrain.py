@@ -29,10 +29,9 @@ from pathlib import Path
 
 import lightning as L
 import pandas as pd
-import torch
 from torch.utils.data import DataLoader
 
-from mix2.config import RunConfig, default_config, pick_device
+from mix2.config import RunConfig, default_config
 from mix2.contrastive import Pretrainer
 from mix2.data.crops import EpochItems, Recording, ViewPairs, list_recordings
 from mix2.errors import Mix2Error, input_error
@@ -40,6 +39,7 @@ from mix2.inference import load_checkpoint
 from mix2.reporting.plots import plot_training_curves
 from mix2.run import check_config, fit_explained, lightning_trainer, quiet_lightning, removed_unless_started
 from mix2.run_folder import config_to_resume, new_run_dir, write_failures
+from mix2.training import loader
 
 LOG = logging.getLogger("mix2")
 PRETRAINING = {"epochs": 40, "batch_size": 64, "lr": 1e-3, "warmup_epochs": 2.0, "schedule": "warmup_cosine"}
@@ -81,24 +81,12 @@ class PretrainData(L.LightningDataModule):
         self.train_pairs, self.val_pairs = pairs(pretrain.crops_per_epoch, 0), pairs(pretrain.val_crops, VALIDATION_STREAM)
         self.train = config.train
 
-    def _loader(self, pairs: ViewPairs, sampler: EpochItems, drop_last: bool) -> DataLoader:
-        return DataLoader(
-            pairs,
-            batch_size=self.train.batch_size,
-            sampler=sampler,
-            drop_last=drop_last,
-            num_workers=self.train.num_workers,
-            generator=torch.Generator().manual_seed(self.train.seed),  # worker seeds, never the global generator
-            persistent_workers=self.train.num_workers > 0,
-            pin_memory=pick_device(self.train.accelerator).type == "cuda",
-        )
-
     def train_dataloader(self) -> DataLoader:
         # drop_last: the projection head's batch norm needs more than one example
-        return self._loader(self.train_pairs, EpochItems(len(self.train_pairs)), drop_last=True)
+        return loader(self.train_pairs, self.train, self.train.batch_size, EpochItems(len(self.train_pairs)), drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_pairs, EpochItems(len(self.val_pairs), follow_epochs=False), drop_last=False)
+        return loader(self.val_pairs, self.train, self.train.batch_size, EpochItems(len(self.val_pairs), follow_epochs=False))
 
 
 def check_pretraining(config: RunConfig) -> None:

@@ -183,12 +183,21 @@ def clip_loader(
     drop_last: bool = False,
     top_db: float | None = FeatureConfig.top_db,
 ) -> DataLoader:
-    """Batches of cached clips in ``sampler``'s order (default: as listed), scaled with ``top_db``.
+    """Batches of cached clips in ``sampler``'s order (default: as listed), scaled with ``top_db`` (see :func:`loader`)."""
+    return loader(CachedClips(paths, labels, top_db), train, batch_size, sampler, drop_last)
 
+
+def loader(
+    dataset: Dataset, train: TrainConfig, batch_size: int, sampler: Sampler[int] | None = None, drop_last: bool = False
+) -> DataLoader:
+    """Batches of ``dataset`` in ``sampler``'s order, loaded by ``train.num_workers`` workers.
+
+    The workers' seeds come from a generator of the loader's own, never from the global one,
+    whose state the augmentation of a resumed run must find as the uninterrupted run left it.
     Batches are built in pinned memory where training runs on a GPU, so that copies to it overlap compute.
     """
     return DataLoader(
-        CachedClips(paths, labels, top_db),
+        dataset,
         batch_size=batch_size,
         sampler=sampler,
         drop_last=drop_last,
@@ -523,9 +532,7 @@ class Classifier(L.LightningModule):
         return epochs - round(self.config.mixing.unmixed_final_fraction * epochs)
 
     def on_train_epoch_start(self) -> None:
-        """Seed this epoch's augmentation and dropout from ``(seed, epoch, rank)``, its mixing from ``(seed, epoch)``."""
-        torch.manual_seed(epoch_seed(self.config.train.seed, self.current_epoch, self.global_rank))
-        self.mixer.reseed(mixing_seed(self.config.train.seed, self.current_epoch))
+        seed_epoch(self, self.config.train.seed, self.mixer)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor:
         """This process's share of a global batch -> the loss (see :mod:`mix2.distributed`)."""
@@ -551,12 +558,7 @@ class Classifier(L.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        """Log the fraction of this epoch's steps on which Mix2 chose each member."""
-        if isinstance(self.mixer, Mix2):
-            steps = max(1, sum(self.mixer.counts.values()))
-            for name, count in self.mixer.counts.items():
-                self.log(f"mix2_{name}", count / steps, sync_dist=True)  # the same in every process
-            self.mixer.reset_counts()
+        log_member_fractions(self, self.mixer)
 
     def on_validation_epoch_start(self) -> None:
         """Average each device's batch-norm running statistics, so that every process validates one model."""
@@ -607,6 +609,21 @@ def adamw_with_schedule(module: L.LightningModule, groups: list[dict[str, Any]],
         optimizer, functools.partial(warmup_cosine, total_steps=total_steps, warmup_steps=warmup_steps)
     )
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def seed_epoch(module: L.LightningModule, seed: int, mixer: Mixer) -> None:
+    """Seed this epoch's augmentation and dropout from ``(seed, epoch, rank)``, its mixing from ``(seed, epoch)``."""
+    torch.manual_seed(epoch_seed(seed, module.current_epoch, module.global_rank))
+    mixer.reseed(mixing_seed(seed, module.current_epoch))
+
+
+def log_member_fractions(module: L.LightningModule, mixer: Mixer) -> None:
+    """Log the fraction of this epoch's steps on which Mix2 chose each member (nothing for another mixer)."""
+    if isinstance(mixer, Mix2):
+        steps = max(1, sum(mixer.counts.values()))
+        for name, count in mixer.counts.items():
+            module.log(f"mix2_{name}", count / steps, sync_dist=True)  # the same in every process
+        mixer.reset_counts()
 
 
 def gathered(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[np.ndarray, np.ndarray]:
