@@ -1,6 +1,7 @@
 """mix2 embed on real frog recordings: predict's windows, the classifier's own input, a resumable folder."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ from conftest import FOUR_CLASSES, shared_data
 from mix2.cli import main
 from mix2.errors import Mix2Error
 from mix2.inference import load_trained_model
-from mix2.predict import embed, predict
+from mix2.predict import embed, merge_embeddings, merge_shards, predict, shard_of
 from mix2.predict.embed import EmbedState
 
 
@@ -87,3 +88,71 @@ def test_cli_embed_names_what_it_wrote_and_lists_unreadable_files(checkpoint, tm
     assert pd.read_csv(tmp_path / "e" / "failures.csv")["file"].tolist() == [str(tmp_path / "broken.wav")]
     assert main(["embed", str(checkpoint), str(tmp_path / "broken.wav"), "--out", str(tmp_path / "f"), "--quiet"]) == 2
     assert "no recording could be embedded" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def sharded_embeddings(checkpoint, tmp_path_factory):
+    """The frog recordings embedded in 3 shards, with Parquet; returns the folder holding ``shard1..3``."""
+    folder, frogs = tmp_path_factory.mktemp("embed_shards"), shared_data("frogs")
+    for index in (1, 2, 3):
+        out = str(folder / f"shard{index}")
+        assert main(["embed", str(checkpoint), str(frogs), "--out", out, "--shard", f"{index}/3", "--parquet", "--quiet"]) == 0
+    return folder
+
+
+def test_merged_embedding_shards_are_the_unsharded_job(frogs_embedded, sharded_embeddings, tmp_path, capsys):
+    expected_windows, expected_vectors = frogs_embedded
+    sizes = [len(pd.read_csv(sharded_embeddings / f"shard{i}" / "windows.csv")) for i in (1, 2, 3)]
+    assert all(sizes) and sum(sizes) == len(expected_windows)  # 17 recordings hash into all three shards
+    shards = [str(sharded_embeddings / f"shard{i}") for i in (2, 3, 1)]  # in any order
+    assert main(["merge", *shards, "--out", str(tmp_path / "merged"), "--parquet"]) == 0
+    assert f"{len(expected_windows)} windows of 17 recordings from 3 shards" in capsys.readouterr().out
+    merged = tmp_path / "merged"
+    pd.testing.assert_frame_equal(pd.read_csv(merged / "windows.csv"), expected_windows)  # rows by recording, as one job's
+    stored = np.load(merged / "embeddings.npy")
+    scale = np.abs(expected_vectors).max()  # other batch partners: float rounding only
+    np.testing.assert_allclose(stored, expected_vectors, rtol=0, atol=1e-4 * scale)
+    table = pd.read_parquet(merged / "embeddings.parquet")
+    pd.testing.assert_frame_equal(table[["file", "start_s", "end_s"]], expected_windows)
+    np.testing.assert_array_equal(table.iloc[:, 3:].to_numpy(), stored)
+    settings = json.loads((merged / "embed.json").read_text())
+    assert settings["finished"] and settings["dim"] == 960 and settings["listed"] == 17 and len(settings["merged"]) == 3
+    assert pd.read_csv(merged / "failures.csv").empty
+
+
+def test_merge_refuses_missing_unsharded_foreign_or_other_jobs_shards(checkpoint, sharded_embeddings, tmp_path):
+    shard = [sharded_embeddings / f"shard{i}" for i in (1, 2, 3)]
+    with pytest.raises(Mix2Error, match="shards 1 to 3 of one embedding, each once; missing 2"):
+        merge_embeddings([shard[0], shard[2]], tmp_path / "out")
+    prediction = tmp_path / "prediction"
+    prediction.mkdir()
+    (prediction / "predict.json").write_text("{}")
+    with pytest.raises(Mix2Error, match=f"{prediction}: not an output folder of mix2 embed \\(it has no embed.json\\)"):
+        merge_shards([shard[0], prediction, shard[2]], tmp_path / "out")
+    toad = shared_data("frogs") / "great_plains_toad.wav"
+    embed(checkpoint, [toad], tmp_path / "whole", progress=False)
+    with pytest.raises(Mix2Error, match="holds an embedding that was not sharded \\(mix2 embed --shard I/N\\)"):
+        merge_shards([tmp_path / "whole"], tmp_path / "out")
+    foreign = tmp_path / "foreign"
+    shutil.copytree(shard[1], foreign)
+    record = json.loads((foreign / "embed.json").read_text())
+    (foreign / "embed.json").write_text(json.dumps({**record, "hop_s": 0.5}))
+    with pytest.raises(Mix2Error, match=r"is not a shard of the same embedding as .* \(hop_s differ\)"):
+        merge_embeddings([shard[0], foreign, shard[2]], tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before writing anything
+
+
+def test_a_shard_that_no_recording_falls_in_finishes_and_merges(checkpoint, tmp_path, capsys):
+    toad = shared_data("frogs") / "great_plains_toad.wav"
+    its_shard = shard_of(toad, 2)
+    for index in (3 - its_shard, its_shard):  # the empty shard first
+        assert (
+            main(["embed", str(checkpoint), str(toad), "--out", str(tmp_path / str(index)), "--shard", f"{index}/2", "--quiet"])
+            == 0
+        )
+    assert "none of the recordings fell in this shard" in capsys.readouterr().out
+    assert np.load(tmp_path / str(3 - its_shard) / "embeddings.npy").shape == (0, 960)
+    windows, vectors = merge_embeddings([tmp_path / "1", tmp_path / "2"], tmp_path / "merged")
+    whole_windows, whole_vectors = embed(checkpoint, [toad], progress=False)
+    pd.testing.assert_frame_equal(windows, whole_windows)
+    np.testing.assert_allclose(vectors, whole_vectors, rtol=0, atol=1e-4 * np.abs(whole_vectors).max())

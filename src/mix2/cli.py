@@ -45,7 +45,7 @@ from mix2.distributed import is_first_process
 from mix2.engines import engine_names
 from mix2.errors import Mix2Error, SettingError, TrainingInterrupted
 from mix2.experiment_plan import Experiment
-from mix2.predict import INFERENCE_PRECISIONS, embed, merge_predictions, parse_shard, predict
+from mix2.predict import INFERENCE_PRECISIONS, embed, merge_shards, parse_shard, predict
 from mix2.registry import LOSSES, MIXERS, MODELS
 
 # (flag, config section (dotted where grouped: loss.add), field, type, help), by the group --help lists them in
@@ -207,6 +207,7 @@ def _window_job_arguments(parser: argparse.ArgumentParser, out: str) -> None:
         action="store_true",
         help="transform each window alone, exactly as evaluation does, not cut from its block's log-mel (slower)",
     )
+    parser.add_argument("--shard", type=_shard, help="I/N: only the recordings of shard I of N (one job of N; then mix2 merge)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -340,9 +341,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="what runs the network: auto (onnxruntime, then openvino, then torch: the first installed), or one of them (auto)",
     )
     predict_parser.add_argument("--parquet", action="store_true", help="also write scores.parquet (needs pyarrow)")
-    predict_parser.add_argument(
-        "--shard", type=_shard, help="I/N: score only shard I of N of the recordings (one job of N; then mix2 merge)"
-    )
 
     embed_parser = verbs.add_parser(
         "embed", help="the network's embedding of every window of long recordings, for your own analyses", allow_abbrev=False
@@ -351,11 +349,15 @@ def build_parser() -> argparse.ArgumentParser:
     embed_parser.add_argument("--parquet", action="store_true", help="also write embeddings.parquet (needs pyarrow)")
 
     merge_parser = verbs.add_parser(
-        "merge", help="join the output folders of the shards of one prediction (mix2 predict --shard)", allow_abbrev=False
+        "merge",
+        help="join the output folders of the shards of one prediction or embedding (mix2 predict|embed --shard)",
+        allow_abbrev=False,
     )
     merge_parser.add_argument("folders", nargs="+", help="the output folders of shards 1 to N")
     merge_parser.add_argument("--out", required=True, help="the folder for the joined tables")
-    merge_parser.add_argument("--parquet", action="store_true", help="also write scores.parquet (needs pyarrow)")
+    merge_parser.add_argument(
+        "--parquet", action="store_true", help="also write scores.parquet or embeddings.parquet (needs pyarrow)"
+    )
 
     download_parser = verbs.add_parser(
         "download", help="download a published dataset, resumable and checksum-verified", allow_abbrev=False
@@ -516,12 +518,21 @@ def _print_predict_summary(scores: pd.DataFrame, out: str) -> None:
         print(f"skipped {scores.attrs['failures']} unreadable recording(s), listed in {out}/failures.csv")
 
 
-def _print_embed_summary(windows: pd.DataFrame, vectors: np.ndarray, out: str) -> None:
-    if windows.empty:
+def _nothing_done(windows: pd.DataFrame, out: str, done: str) -> bool:
+    """Whether a job over recordings wrote no window: a one-line error where every recording it listed failed,
+    and ``True`` with a line where it listed none (a shard that none of the recordings fell in)."""
+    if not windows.empty:
+        return False
+    if windows.attrs["failures"]:
         raise Mix2Error(
-            f"no recording could be embedded; the {windows.attrs['failures']} unreadable recording(s) are listed with "
+            f"no recording could be {done}; the {windows.attrs['failures']} unreadable recording(s) are listed with "
             f"the reason in {Path(out) / 'failures.csv'}"
         )
+    print(f"none of the recordings fell in this shard; {out} records it as finished, for mix2 merge")
+    return True
+
+
+def _print_embed_summary(windows: pd.DataFrame, vectors: np.ndarray, out: str) -> None:
     files = "embeddings.npy, windows.csv" + (", embeddings.parquet" if (Path(out) / "embeddings.parquet").is_file() else "")
     print(
         f"{vectors.shape[0]} windows of {windows['file'].nunique()} recordings, {vectors.shape[1]} numbers each, in {out}/{files}"
@@ -629,12 +640,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress=not args.quiet,
                 shard=args.shard,
             )
-            if scores.empty:
-                raise Mix2Error(
-                    f"no recording could be scored; the {scores.attrs['failures']} unreadable recording(s) are listed with "
-                    f"the reason in {Path(args.out) / 'failures.csv'}"
-                )
-            _print_predict_summary(scores, args.out)
+            if not _nothing_done(scores, args.out, "scored"):
+                _print_predict_summary(scores, args.out)
         elif args.verb == "embed":
             windows, vectors = embed(
                 args.checkpoint,
@@ -645,11 +652,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 exact_windows=args.exact_windows,
                 parquet=args.parquet,
                 progress=not args.quiet,
+                shard=args.shard,
             )
-            _print_embed_summary(windows, vectors, args.out)
+            if not _nothing_done(windows, args.out, "embedded"):
+                _print_embed_summary(windows, vectors, args.out)
         elif args.verb == "merge":
-            scores = merge_predictions(args.folders, args.out, parquet=args.parquet)
-            print(f"{len(scores)} windows of {scores['file'].nunique()} recordings from {len(args.folders)} shards in {args.out}")
+            windows = merge_shards(args.folders, args.out, parquet=args.parquet)
+            print(
+                f"{len(windows)} windows of {windows['file'].nunique()} recordings from {len(args.folders)} shards in {args.out}"
+            )
         elif args.verb == "download":
             root = download(args.dataset, args.dir, args.zenodo_api, keep_archive=args.keep_archive, progress=not args.quiet)
             print(f"{args.dataset} is in {root}; train on it with: mix2 train --data {root}")

@@ -51,7 +51,7 @@ from mix2.engines import INFERENCE_PRECISIONS
 from mix2.predict.detections import THRESHOLD_FORMS, detections, thresholds_from
 from mix2.predict.embed import embed
 from mix2.predict.job import predict
-from mix2.predict.merge import merge_predictions
+from mix2.predict.merge import merge_embeddings, merge_predictions, merge_shards
 from mix2.predict.output import PredictState
 from mix2.predict.scoring import WindowScorer
 from mix2.predict.shards import parse_shard, shard_of
@@ -65,7 +65,9 @@ __all__ = [
     "detections",
     "embed",
     "find_recordings",
+    "merge_embeddings",
     "merge_predictions",
+    "merge_shards",
     "parse_shard",
     "predict",
     "recording_windows",

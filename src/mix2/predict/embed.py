@@ -17,8 +17,13 @@ With ``out_dir``, the job resumes where it stopped, as ``predict`` does:
   emb_000 ... emb_959``, one row group per recording;
 - ``failures.csv``: recordings that could not be read, with the reason;
 - ``parts/``, ``done.jsonl`` and ``embed.json``: one ``.npz`` per finished recording, recorded
-  atomically, and the settings (the checkpoint's digest, the hop, how windows were cut), so that
-  a re-run goes on where a kill stopped it and a re-run with other settings is refused.
+  atomically, and the settings (the checkpoint's digest, the hop, how windows were cut, the
+  shard), so that a re-run goes on where a kill stopped it and a re-run with other settings is
+  refused.
+
+Large archives split over ``N`` jobs as predict's do: ``shard=(i, n)`` embeds only shard ``i``'s
+recordings, and :func:`~mix2.predict.merge.merge_embeddings` (``mix2 merge``) joins the ``n``
+folders into the one an unsharded job writes.
 
 Example:
     >>> windows, vectors = embed("runs/nips4b-.../checkpoints/best.ckpt", ["recordings/"], "embeddings")  # doctest: +SKIP
@@ -28,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +52,11 @@ COLUMN = "emb_{:03d}"
 class EmbedState(JobFolder):
     """The output folder of a resumable embedding job (see the module docstring), settings in ``embed.json``."""
 
-    def __init__(self, folder: Path, checkpoint: str | Path, hop_s: float, windows: str) -> None:
-        settings = {"checkpoint_md5": md5sum(checkpoint), "hop_s": hop_s, "windows": windows}
+    def __init__(
+        self, folder: Path, checkpoint: str | Path, hop_s: float, windows: str, shard: tuple[int, int] | None = None
+    ) -> None:
+        shard_text = None if shard is None else f"{shard[0]}/{shard[1]}"
+        settings = {"checkpoint_md5": md5sum(checkpoint), "hop_s": hop_s, "windows": windows, "shard": shard_text}
         super().__init__(folder, "embed.json", settings, {"checkpoint": str(checkpoint)}, "embeddings")
 
     def record(self, path: Path, windows: list[Window], vectors: np.ndarray) -> str:
@@ -70,6 +79,7 @@ def embed(
     exact_windows: bool = False,
     parquet: bool = False,
     progress: bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The embedding of every window of every recording in ``paths``: ``(windows, embeddings)``.
 
@@ -82,6 +92,7 @@ def embed(
             shared its batch (another ``batch_size`` moves it by float rounding only).
         parquet: also write ``embeddings.parquet`` (needs pyarrow).
         progress: show a progress bar.
+        shard: ``(i, n)``: embed only the recordings of shard ``i`` of ``n`` (as predict's ``shard``).
 
     Returns:
         ``windows``, a table of ``file, start_s, end_s``, and ``embeddings``, ``(windows, dim)``
@@ -90,11 +101,12 @@ def embed(
     """
     if parquet:
         pyarrow_module()
-    setup = JobSetup.of(checkpoint, paths, hop_s, batch_size)
+    setup = JobSetup.of(checkpoint, paths, hop_s, batch_size, shard)
     scorer = WindowScorer(setup.trained, setup.checkpoint, embedding=True)
     exact = exact_windows or not scorer.cuts_from_blocks(hop_s)
     dim = setup.trained.network.classifier.in_features  # the embedding the classifier reads
-    state = EmbedState(Path(out_dir), setup.checkpoint, hop_s, "exact" if exact else "block") if out_dir else None
+    windows_cut = "exact" if exact else "block"
+    state = EmbedState(Path(out_dir), setup.checkpoint, hop_s, windows_cut, shard) if out_dir else None
     parts: dict[int, tuple[pd.DataFrame, np.ndarray]] = {}
 
     def keep(index: int, windows: list[Window], vectors: np.ndarray) -> None:
@@ -119,22 +131,40 @@ def embed(
 def _write_results(state: EmbedState, recordings: list[Path], dim: int, parquet: bool) -> tuple[pd.DataFrame, np.ndarray]:
     """``windows.csv``, ``embeddings.npy`` (and ``.parquet``) from the parts on disk, a recording at a time."""
     done = state.done()
-    parts = [state.folder / "parts" / done[str(p)] for p in recordings if str(p) in done]
+    finished = [p for p in recordings if str(p) in done]
+    parts = [state.folder / "parts" / done[str(p)] for p in finished]
     frames = []
-    for path, part in zip([p for p in recordings if str(p) in done], parts):
+    for path, part in zip(finished, parts):
         with np.load(part) as stored:
             windows = [Window(float(s), float(e)) for s, e in zip(stored["start_s"], stored["end_s"])]
         frames.append(window_frame(path, windows))
+
+    def vectors_of(index: int) -> np.ndarray:
+        with np.load(parts[index]) as stored:
+            return stored["embedding"]
+
+    return write_embeddings(state.folder, frames, vectors_of, dim, parquet)
+
+
+def write_embeddings(
+    folder: Path, frames: list[pd.DataFrame], vectors_of: Callable[[int], np.ndarray], dim: int, parquet: bool
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Write ``windows.csv``, ``embeddings.npy`` (and ``embeddings.parquet``) into ``folder``, atomically.
+
+    ``frames``: each recording's windows table, in output order; ``vectors_of(i)`` reads
+    recording ``i``'s ``(windows, dim)`` embeddings. They are read one recording at a time into
+    a memory map, so memory stays bounded. Returns the table and a read-only memory map of
+    ``embeddings.npy``.
+    """
     table = pd.concat(frames, ignore_index=True) if frames else _empty_windows()
-    write_text(state.folder / "windows.csv", table.to_csv(index=False))
-    npy = state.folder / "embeddings.npy"
-    writer = _ParquetRows(state.folder / "embeddings.parquet", dim) if parquet else None
+    write_text(folder / "windows.csv", table.to_csv(index=False))
+    npy = folder / "embeddings.npy"
+    writer = _ParquetRows(folder / "embeddings.parquet", dim) if parquet else None
     with atomic_path(npy) as partial:
         rows = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(table), dim))
         start = 0
-        for frame, part in zip(frames, parts):
-            with np.load(part) as stored:
-                vectors = stored["embedding"]
+        for index, frame in enumerate(frames):
+            vectors = vectors_of(index)
             rows[start : start + len(vectors)] = vectors
             start += len(vectors)
             if writer is not None:
