@@ -6,7 +6,8 @@ compared with ``mix2.predict`` (block reads, batches of 64 filled across recordi
 channels_last; batch norm folded in fp32; windows cut from each block's log-mel) in fp32 with
 every inference engine installed (PyTorch, ONNX Runtime, OpenVINO), with each window transformed
 alone (``--exact-windows``), in bf16 (OpenVINO's, and PyTorch's autocast), and in int8 (OpenVINO;
-calibrated on random features, since only its speed is measured here). Figures are printed as ratios against the naive loop and as
+calibrated on random features, since only its speed is measured here); and ``mix2.embed``
+(each window's embedding) on every engine. Figures are printed as ratios against the naive loop and as
 hours of audio per minute; the model is MobileNetV3-Large with random weights (speed does not
 depend on the weights).
 
@@ -30,7 +31,7 @@ from mix2 import default_config
 from mix2.data.audio import duration_s, fit_length, read_audio
 from mix2.engines import engine_names, exported_onnx, installed, int8_files
 from mix2.inference import input_shape, load_trained_model
-from mix2.predict import WindowScorer, find_recordings, predict, recording_windows
+from mix2.predict import WindowScorer, embed, find_recordings, predict, recording_windows
 from mix2.quantize import write_int8_network
 from mix2.training import Classifier
 
@@ -96,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         if installed("openvino") and importlib.util.find_spec("nncf"):
             unchecked_int8(fast)
             methods["mix2 predict, int8, openvino"] = lambda: len(predict(fast, recordings, precision="int8", progress=False))
+        for engine in [name for name in engine_names() if name != "auto" and installed(name)]:
+            methods[f"mix2 embed, fp32, {engine}"] = lambda e=engine: len(embed(fast, recordings, engine=e, progress=False)[0])
         timings = {}
         for name, run in methods.items():
             run()  # warm-up: first-call allocations and kernel selection

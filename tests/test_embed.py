@@ -10,6 +10,7 @@ import torch
 
 from conftest import FOUR_CLASSES, shared_data
 from mix2.cli import main
+from mix2.engines import load_engine
 from mix2.errors import Mix2Error
 from mix2.inference import load_trained_model
 from mix2.predict import embed, merge_embeddings, merge_shards, predict, shard_of
@@ -18,7 +19,7 @@ from mix2.predict.embed import EmbedState
 
 @pytest.fixture(scope="module")
 def frogs_embedded(checkpoint):
-    return embed(checkpoint, [shared_data("frogs")], progress=False)
+    return embed(checkpoint, [shared_data("frogs")], engine="torch", progress=False)
 
 
 def test_each_window_of_predict_gets_the_embedding_the_classifier_scores(checkpoint, frogs_embedded):
@@ -36,10 +37,27 @@ def test_each_window_of_predict_gets_the_embedding_the_classifier_scores(checkpo
 def test_an_embedding_does_not_depend_on_the_batch_it_was_computed_in_beyond_float_rounding(checkpoint, frogs_embedded):
     recording = shared_data("frogs") / "great_plains_toad.wav"
     windows, vectors = frogs_embedded
-    _, alone_vectors = embed(checkpoint, [recording], batch_size=3, progress=False)
+    _, alone_vectors = embed(checkpoint, [recording], batch_size=3, engine="torch", progress=False)
     rows = (windows["file"] == str(recording)).to_numpy()
     scale = np.abs(vectors).max()  # the untrained network's embedding runs to some hundreds
     np.testing.assert_allclose(alone_vectors, vectors[rows], rtol=0, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_the_exported_engines_embed_as_pytorch_does_and_a_folder_keeps_its_engine(checkpoint, frogs_embedded, engine, tmp_path):
+    pytest.importorskip(engine)
+    recording = shared_data("frogs") / "great_plains_toad.wav"
+    windows, vectors = frogs_embedded
+    embedded_windows, embedded = embed(checkpoint, [recording], tmp_path / "out", engine=engine, progress=False)
+    rows = (windows["file"] == str(recording)).to_numpy()
+    pd.testing.assert_frame_equal(embedded_windows, windows[rows].reset_index(drop=True))
+    np.testing.assert_allclose(embedded, vectors[rows], rtol=0, atol=1e-4 * np.abs(vectors).max())
+    assert list(checkpoint.parent.glob(f"{checkpoint.stem}.*.embedding.onnx"))  # the network up to its embedding, exported
+    assert json.loads((tmp_path / "out" / "embed.json").read_text())["engine"] == engine
+    with pytest.raises(Mix2Error, match=f"other settings \\(engine\\); use a new folder; to go on, pass --engine {engine}"):
+        embed(checkpoint, [recording], tmp_path / "out", engine="torch", progress=False)
+    with pytest.raises(Mix2Error, match="int8 networks give logits only"):
+        load_engine(load_trained_model(checkpoint), checkpoint, engine, precision="int8", stop="embedding")
 
 
 def test_the_folder_holds_the_arrays_and_tables_and_resumes_after_a_kill(checkpoint, frogs_embedded, tmp_path, monkeypatch):
@@ -54,11 +72,11 @@ def test_the_folder_holds_the_arrays_and_tables_and_resumes_after_a_kill(checkpo
 
     monkeypatch.setattr(EmbedState, "record", killed_after_four)
     with pytest.raises(KeyboardInterrupt):
-        embed(checkpoint, [frogs], tmp_path / "out", parquet=True, progress=False)
+        embed(checkpoint, [frogs], tmp_path / "out", engine="torch", parquet=True, progress=False)
     assert not (tmp_path / "out" / "embeddings.npy").exists()
     again = []
     monkeypatch.setattr(EmbedState, "record", lambda self, p, w, v: again.append(p) or original(self, p, w, v))
-    windows, vectors = embed(checkpoint, [frogs], tmp_path / "out", parquet=True, progress=False)
+    windows, vectors = embed(checkpoint, [frogs], tmp_path / "out", engine="torch", parquet=True, progress=False)
     assert len(again) == 17 - 4 and not set(again) & set(recorded)  # only the recordings not done before
 
     expected_windows, expected_vectors = frogs_embedded
@@ -74,7 +92,7 @@ def test_the_folder_holds_the_arrays_and_tables_and_resumes_after_a_kill(checkpo
     settings = json.loads((tmp_path / "out" / "embed.json").read_text())
     assert settings["finished"] and settings["dim"] == 960 and settings["listed"] == 17
     with pytest.raises(Mix2Error, match="embed.json: this folder holds embeddings with other settings \\(hop_s, windows\\)"):
-        embed(checkpoint, [frogs], tmp_path / "out", hop_s=0.5, progress=False)
+        embed(checkpoint, [frogs], tmp_path / "out", hop_s=0.5, engine="torch", progress=False)
 
 
 def test_cli_embed_names_what_it_wrote_and_lists_unreadable_files(checkpoint, tmp_path, capsys):

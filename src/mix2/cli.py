@@ -207,6 +207,12 @@ def _window_job_arguments(parser: argparse.ArgumentParser, out: str) -> None:
         action="store_true",
         help="transform each window alone, exactly as evaluation does, not cut from its block's log-mel (slower)",
     )
+    parser.add_argument(
+        "--engine",
+        choices=engine_names(),
+        default="auto",
+        help="what runs the network: auto (onnxruntime, then openvino, then torch: the first installed), or one of them (auto)",
+    )
     parser.add_argument("--shard", type=_shard, help="I/N: only the recordings of shard I of N (one job of N; then mix2 merge)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -333,12 +339,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(INFERENCE_PRECISIONS),
         default="fp32",
         help="fp32; bf16 (PyTorch, or OpenVINO with --engine openvino); int8 (OpenVINO, once mix2 quantize offered it) (fp32)",
-    )
-    predict_parser.add_argument(
-        "--engine",
-        choices=engine_names(),
-        default="auto",
-        help="what runs the network: auto (onnxruntime, then openvino, then torch: the first installed), or one of them (auto)",
     )
     predict_parser.add_argument("--parquet", action="store_true", help="also write scores.parquet (needs pyarrow)")
 
@@ -649,6 +649,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.out,
                 hop_s=args.hop_s,
                 batch_size=args.batch_size,
+                engine=args.engine,
                 exact_windows=args.exact_windows,
                 parquet=args.parquet,
                 progress=not args.quiet,

@@ -1,7 +1,8 @@
 """Inference engines: the trained network run by PyTorch, ONNX Runtime or OpenVINO behind one call.
 
 An engine takes the network's input ``(batch, 1, mels, frames)`` (float32, on the CPU for the
-exported engines) and returns its logits ``(batch, classes)`` as a float32 tensor on the CPU.
+exported engines) and returns its logits ``(batch, classes)`` as a float32 tensor on the CPU, or,
+made with ``stop="embedding"`` (``mix2 embed``'s), the embedding its classifier reads ``(batch, 960)``.
 All run the same weights with batch norm folded into the convolutions
 (:class:`~mix2.inference.InferenceModel`), in fp32, and agree up to float rounding (logits
 within 1e-4 of their scale, tested on real recordings):
@@ -48,6 +49,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from torch import nn
 
 from mix2.errors import Mix2Error
 from mix2.files import cache_root, own_partial
@@ -67,7 +69,7 @@ INFERENCE_PRECISIONS = ("fp32", "bf16", "int8")
 
 
 class Engine(Protocol):
-    """The network's input ``(batch, 1, mels, frames)`` -> logits ``(batch, classes)``, float32 on the CPU."""
+    """The network's input ``(batch, 1, mels, frames)`` -> logits ``(batch, classes)`` (or the embedding), float32 on the CPU."""
 
     name: str
 
@@ -124,11 +126,20 @@ def load_engine(
     name: str = "auto",
     device: torch.device | str = "cpu",
     precision: str = "fp32",
+    stop: str = "logits",
 ) -> Engine:
-    """The trained network behind engine ``name`` (resolved by :func:`resolve_engine`), exported once per checkpoint."""
+    """The trained network behind engine ``name`` (resolved by :func:`resolve_engine`), exported once per checkpoint.
+
+    ``stop``: ``"logits"``, or ``"embedding"`` for an engine that gives the network's embedding
+    (in fp32 or bf16; int8 networks give logits only).
+    """
+    if stop not in ("logits", "embedding"):
+        raise ValueError(f"an engine stops at 'logits' or 'embedding', got {stop!r}")
+    if stop == "embedding" and precision == "int8":
+        raise Mix2Error("int8 networks give logits only; embed in fp32 or bf16")
     device = torch.device(device)
     resolved = resolve_engine(name, device, precision)
-    return ENGINES.create(resolved, trained=trained, checkpoint=Path(checkpoint), device=device, precision=precision)
+    return ENGINES.create(resolved, trained=trained, checkpoint=Path(checkpoint), device=device, precision=precision, stop=stop)
 
 
 class TorchEngine:
@@ -150,22 +161,22 @@ class TorchEngine:
 
 
 class OnnxRuntimeEngine:
-    """The network exported to ONNX, run by ONNX Runtime's CPU provider."""
+    """The network exported to ONNX (up to stage ``stop``), run by ONNX Runtime's CPU provider."""
 
     name = "onnxruntime"
 
-    def __init__(self, trained: TrainedModel, checkpoint: Path) -> None:
+    def __init__(self, trained: TrainedModel, checkpoint: Path, stop: str = "logits") -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
-        path = str(exported_onnx(trained, checkpoint))
+        path = str(exported_onnx(trained, checkpoint, stop))
         self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
-        (logits,) = self.session.run(None, {"features": _contiguous(features)})
-        return torch.from_numpy(logits)
+        (outputs,) = self.session.run(None, {"features": _contiguous(features)})
+        return torch.from_numpy(outputs)
 
 
 class OpenVinoEngine:
@@ -190,36 +201,52 @@ class OpenVinoEngine:
 
 
 @ENGINES.register("torch")
-def torch_engine(trained: TrainedModel, checkpoint: Path, device: torch.device, precision: str) -> TorchEngine:
-    return TorchEngine(trained, device, precision)
+def torch_engine(trained: TrainedModel, checkpoint: Path, device: torch.device, precision: str, stop: str) -> TorchEngine:
+    return TorchEngine(trained, device, precision, stop)
 
 
 @ENGINES.register("onnxruntime")
-def onnxruntime_engine(trained: TrainedModel, checkpoint: Path, device: torch.device, precision: str) -> OnnxRuntimeEngine:
-    return OnnxRuntimeEngine(trained, checkpoint)
+def onnxruntime_engine(
+    trained: TrainedModel, checkpoint: Path, device: torch.device, precision: str, stop: str
+) -> OnnxRuntimeEngine:
+    return OnnxRuntimeEngine(trained, checkpoint, stop)
 
 
 @ENGINES.register("openvino")
-def openvino_engine(trained: TrainedModel, checkpoint: Path, device: torch.device, precision: str) -> OpenVinoEngine:
+def openvino_engine(trained: TrainedModel, checkpoint: Path, device: torch.device, precision: str, stop: str) -> OpenVinoEngine:
     if precision == "int8":  # left in floating point: OpenVINO's choice, as when mix2 quantize checked it
         return OpenVinoEngine(int8_network(trained, checkpoint), hint=None)
     # f32 asked for explicitly: OpenVINO would otherwise take bf16 by itself on CPUs that have it
-    return OpenVinoEngine(exported_onnx(trained, checkpoint), hint={"fp32": "f32", "bf16": "bf16"}[precision])
+    return OpenVinoEngine(exported_onnx(trained, checkpoint, stop), hint={"fp32": "f32", "bf16": "bf16"}[precision])
 
 
-def exported_onnx(trained: TrainedModel, checkpoint: Path) -> Path:
-    """The network of ``checkpoint`` in ONNX, exported once and cached, with a dynamic batch axis.
+class _UpTo(nn.Module):
+    """A staged network run from its input up to stage ``stop``, as a module of one argument (for the exporter)."""
 
-    Named ``<checkpoint stem>.<network digest>.onnx``, the digest of the network's name, input
-    shape and weights and of the exporting PyTorch's version (:func:`network_digest`), so that a
-    retrained checkpoint or another PyTorch exports again, while thresholds stored into the
-    checkpoint later do not; an earlier export for the same checkpoint name is removed. Beside
-    the checkpoint, or in ``$MIX2_CACHE_DIR/engines`` where its folder cannot be written.
+    def __init__(self, network: nn.Module, stop: str) -> None:
+        super().__init__()
+        self.network, self.stop = network, stop
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.network(features, stop=self.stop)
+
+
+def exported_onnx(trained: TrainedModel, checkpoint: Path, stop: str = "logits") -> Path:
+    """The network of ``checkpoint`` in ONNX, up to stage ``stop``, exported once and cached, with a dynamic batch axis.
+
+    Named ``<checkpoint stem>.<network digest>.onnx`` (``.embedding.onnx`` for the network up to
+    its embedding, ``stop="embedding"``), the digest of the network's name, input shape and
+    weights and of the exporting PyTorch's version (:func:`network_digest`), so that a retrained
+    checkpoint or another PyTorch exports again, while thresholds stored into the checkpoint
+    later do not; an earlier export of the same kind for the same checkpoint name is removed.
+    Beside the checkpoint, or in ``$MIX2_CACHE_DIR/engines`` where its folder cannot be written.
     Exported with PyTorch's TorchScript exporter (``dynamo=False``), which exports this network
-    exactly in two seconds, without the extra packages of the newer one.
+    exactly in two seconds, without the extra packages of the newer one. The single output is
+    named ``stop``.
     """
     folder = engine_folder(checkpoint)
-    path = folder / f"{checkpoint.stem}.{network_digest(trained)}.onnx"
+    kind = "onnx" if stop == "logits" else f"{stop}.onnx"
+    path = folder / f"{checkpoint.stem}.{network_digest(trained)}.{kind}"
     if path.is_file():
         return path
     folder.mkdir(parents=True, exist_ok=True)
@@ -228,13 +255,13 @@ def exported_onnx(trained: TrainedModel, checkpoint: Path) -> Path:
     with own_partial(path, durable=True) as partial, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's notice that a newer one exists
         torch.onnx.export(
-            InferenceModel(trained).model,  # batch norm folded
+            _UpTo(InferenceModel(trained).model, stop),  # batch norm folded
             (example,),
             str(partial),
             dynamo=False,
             input_names=["features"],
-            output_names=["logits"],
-            dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}},
+            output_names=[stop],
+            dynamic_axes={"features": {0: "batch"}, stop: {0: "batch"}},
         )
     remove_other_weights(path, checkpoint)
     return path

@@ -5,7 +5,8 @@
 reads and transforms them the same way, and keeps the trained network's pooled embedding of
 each (960 numbers for MobileNetV3-Large: the vector its classifier reads) instead of its scores:
 for clustering, search, or a classifier of one's own, as users do with Perch and BirdNET
-embeddings. It runs on PyTorch in fp32 (the exported networks give logits only).
+embeddings. It runs in fp32 on predict's engines (:mod:`mix2.engines`: ``auto`` takes the
+fastest installed), each exporting the network up to its embedding.
 
 With ``out_dir``, the job resumes where it stopped, as ``predict`` does:
 
@@ -17,8 +18,8 @@ With ``out_dir``, the job resumes where it stopped, as ``predict`` does:
   emb_000 ... emb_959``, one row group per recording;
 - ``failures.csv``: recordings that could not be read, with the reason;
 - ``parts/``, ``done.jsonl`` and ``embed.json``: one ``.npz`` per finished recording, recorded
-  atomically, and the settings (the checkpoint's digest, the hop, how windows were cut, the
-  shard), so that a re-run goes on where a kill stopped it and a re-run with other settings is
+  atomically, and the settings (the checkpoint's digest, the hop, the engine, how windows were
+  cut, the shard), so that a re-run goes on where a kill stopped it and a re-run with other settings is
   refused.
 
 Large archives split over ``N`` jobs as predict's do: ``shard=(i, n)`` embeds only shard ``i``'s
@@ -53,11 +54,24 @@ class EmbedState(JobFolder):
     """The output folder of a resumable embedding job (see the module docstring), settings in ``embed.json``."""
 
     def __init__(
-        self, folder: Path, checkpoint: str | Path, hop_s: float, windows: str, shard: tuple[int, int] | None = None
+        self,
+        folder: Path,
+        checkpoint: str | Path,
+        hop_s: float,
+        engine: str,
+        windows: str,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         shard_text = None if shard is None else f"{shard[0]}/{shard[1]}"
-        settings = {"checkpoint_md5": md5sum(checkpoint), "hop_s": hop_s, "windows": windows, "shard": shard_text}
-        super().__init__(folder, "embed.json", settings, {"checkpoint": str(checkpoint)}, "embeddings")
+        settings = {
+            "checkpoint_md5": md5sum(checkpoint),
+            "hop_s": hop_s,
+            "engine": engine,
+            "windows": windows,
+            "shard": shard_text,
+        }
+        # Folders written before embed had engines were embedded by PyTorch.
+        super().__init__(folder, "embed.json", settings, {"checkpoint": str(checkpoint)}, "embeddings", {"engine": "torch"})
 
     def record(self, path: Path, windows: list[Window], vectors: np.ndarray) -> str:
         """Write one recording's windows and embeddings atomically, then list it in ``done.jsonl``."""
@@ -76,6 +90,7 @@ def embed(
     out_dir: str | Path | None = None,
     hop_s: float = 1.0,
     batch_size: int = 64,
+    engine: str = "auto",
     exact_windows: bool = False,
     parquet: bool = False,
     progress: bool = True,
@@ -87,9 +102,9 @@ def embed(
         checkpoint: a ``.ckpt`` written by ``mix2 train``, or a run folder (its ``checkpoints/best.ckpt``).
         paths: audio files, or folders searched recursively.
         out_dir: where to write the files of the module docstring; ``None`` writes nothing.
-        hop_s, batch_size, exact_windows: as :func:`~mix2.predict.predict`'s; every batch is
-            padded to ``batch_size``, so a window's embedding does not depend on which windows
-            shared its batch (another ``batch_size`` moves it by float rounding only).
+        hop_s, batch_size, engine, exact_windows: as :func:`~mix2.predict.predict`'s; every
+            batch is padded to ``batch_size``, so a window's embedding does not depend on which
+            windows shared its batch (another ``batch_size`` or engine moves it by float rounding only).
         parquet: also write ``embeddings.parquet`` (needs pyarrow).
         progress: show a progress bar.
         shard: ``(i, n)``: embed only the recordings of shard ``i`` of ``n`` (as predict's ``shard``).
@@ -102,11 +117,11 @@ def embed(
     if parquet:
         pyarrow_module()
     setup = JobSetup.of(checkpoint, paths, hop_s, batch_size, shard)
-    scorer = WindowScorer(setup.trained, setup.checkpoint, embedding=True)
+    scorer = WindowScorer(setup.trained, setup.checkpoint, engine=engine, embedding=True)
     exact = exact_windows or not scorer.cuts_from_blocks(hop_s)
     dim = setup.trained.network.classifier.in_features  # the embedding the classifier reads
     windows_cut = "exact" if exact else "block"
-    state = EmbedState(Path(out_dir), setup.checkpoint, hop_s, windows_cut, shard) if out_dir else None
+    state = EmbedState(Path(out_dir), setup.checkpoint, hop_s, scorer.engine.name, windows_cut, shard) if out_dir else None
     parts: dict[int, tuple[pd.DataFrame, np.ndarray]] = {}
 
     def keep(index: int, windows: list[Window], vectors: np.ndarray) -> None:

@@ -14,7 +14,7 @@ from mix2.predict.output import write_parquet, write_raven_tables, write_text
 
 MERGED_SETTINGS = ("checkpoint_md5", "hop_s", "precision", "engine", "windows", "listing_sha1", "listed", "thresholds")
 """What every shard of one prediction must share."""
-EMBEDDING_SETTINGS = ("checkpoint_md5", "hop_s", "windows", "listing_sha1", "listed", "dim")
+EMBEDDING_SETTINGS = ("checkpoint_md5", "hop_s", "engine", "windows", "listing_sha1", "listed", "dim")
 """What every shard of one embedding job must share."""
 JOBS = {"predict.json": "prediction", "embed.json": "embedding"}
 """The settings file of each job that shards, and what its folder holds."""

@@ -13,7 +13,7 @@ import torch
 
 from mix2.config import pick_device
 from mix2.data.audio import duration_s, read_blocks, read_windows
-from mix2.engines import Engine, TorchEngine, load_engine
+from mix2.engines import Engine, load_engine
 from mix2.errors import Mix2Error, input_error
 from mix2.features.frontend import FrontEnd
 from mix2.inference import TrainedModel
@@ -32,8 +32,8 @@ class WindowScorer:
     (:func:`~mix2.engines.load_engine`: ``auto``, ``torch``, ``onnxruntime`` or ``openvino``),
     with batch norm folded, in ``precision`` (``fp32``, ``bf16`` or ``int8``; see :mod:`mix2.engines`).
 
-    With ``embedding``, it gives each window's embedding ``(batch, 960)`` instead, in fp32 on
-    PyTorch (the exported networks give logits only), and ``engine`` and ``precision`` are not used.
+    With ``embedding``, it gives each window's embedding ``(batch, 960)`` instead, from the same
+    engines (the exported network up to its embedding) in fp32 or bf16.
     """
 
     def __init__(
@@ -46,10 +46,8 @@ class WindowScorer:
         embedding: bool = False,
     ) -> None:
         device = torch.device(device) if device is not None else pick_device()
-        if embedding:
-            self.engine: Engine = TorchEngine(trained, device, stop="embedding")
-        else:
-            self.engine = load_engine(trained, checkpoint, engine, device, precision)
+        stop = "embedding" if embedding else "logits"
+        self.engine: Engine = load_engine(trained, checkpoint, engine, device, precision, stop)
         self.embedding = embedding
         self.frontend = FrontEnd(trained.config.features, device)
 
