@@ -14,9 +14,11 @@ hide the maths under test.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -67,11 +69,19 @@ def fit(folder: Path, method: str, loss: str, devices: int) -> tuple[Classifier,
     """Train one epoch of one case; returns the module and the logged losses."""
     module = classifier(method, loss, devices)
     train, val = tiny_features(folder / "features")
-    trainer = L.Trainer(
+    trainer = float64_trainer(devices, module.config.train.strategy)
+    with lightning_quiet():
+        trainer.fit(module, datamodule=RunData(train, val, module.config.train))
+    return module, {name: float(trainer.callback_metrics[name]) for name in ("train_loss", "val_loss", "val_macro_f1")}
+
+
+def float64_trainer(devices: int, strategy: str = "auto") -> L.Trainer:
+    """A quiet float64 trainer of one epoch on ``devices`` CPU processes."""
+    return L.Trainer(
         max_epochs=1,
         accelerator="cpu",
         devices=devices,
-        strategy=module.config.train.strategy,
+        strategy=strategy,
         precision="64-true",
         use_distributed_sampler=False,
         logger=False,
@@ -80,10 +90,14 @@ def fit(folder: Path, method: str, loss: str, devices: int) -> tuple[Classifier,
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
+
+
+@contextlib.contextmanager
+def lightning_quiet() -> Iterator[None]:
+    """Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates; harmless here."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
-        trainer.fit(module, datamodule=RunData(train, val, module.config.train))
-    return module, {name: float(trainer.callback_metrics[name]) for name in ("train_loss", "val_loss", "val_macro_f1")}
+        yield
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,6 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
+import ddp_pretrain_steps
 from conftest import shared_data, write_tone
 from mix2.cli import main
 from mix2.config import MixingConfig
@@ -191,3 +195,74 @@ def test_cli_pretrain_summarises_a_finished_run_and_how_to_fine_tune_from_it(pre
     assert f"kept epoch {summary['kept_epoch']} of 2 (best.ckpt): validation loss {summary['val_loss']:.3f}" in out
     assert "17 recordings, 3.6 min of audio" in out
     assert f"fine-tune it: mix2 train --data YOUR_DATA --init {pretrained / 'checkpoints' / 'best.ckpt'}" in out
+
+
+@pytest.fixture(scope="module")
+def ddp_pretrained(tmp_path_factory):
+    """The cases of ddp_pretrain_steps.py, pretrained by 2 processes (gloo) and by one: ``{case: (ddp, (module, logged))}``."""
+    shared_data("frogs")  # skips where the recordings are absent
+    folder = tmp_path_factory.mktemp("ddp_pretrain")
+    script = Path(__file__).parent / "ddp_pretrain_steps.py"
+    done = subprocess.run([sys.executable, str(script), str(folder), "2"], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {
+        case: (torch.load(folder / f"{case}.pt"), ddp_pretrain_steps.fit(case, devices=1)) for case in ddp_pretrain_steps.CASES
+    }
+
+
+@pytest.mark.parametrize("case", ddp_pretrain_steps.CASES)
+def test_pretraining_over_two_processes_is_one_process_with_the_same_global_batch(ddp_pretrained, case):
+    """Three steps with every key of the global batch (and its mixes) on 2 processes: the weights of one process
+    that runs the global batch of 8 in micro-batches of 4, as batch norm sees it on each device."""
+    ddp, (module, logged) = ddp_pretrained[case]
+    start = ddp_pretrain_steps.pretrainer(case, devices=1).state_dict()
+    weights = [key for key, value in start.items() if value.is_floating_point() and "running" not in key]
+    one_step = torch.cat([(module.state_dict()[k] - start[k]).flatten() for k in weights])
+    ddp_step = torch.cat([(ddp["state_dict"][k] - start[k]).flatten() for k in weights])
+    assert one_step.norm() > 1e-3  # the weights did move
+    assert (ddp_step - one_step).norm() / one_step.norm() < 1e-8
+    assert ddp["logged"]["train_loss"] == pytest.approx(logged["train_loss"], rel=1e-6)  # one process logs float32
+
+
+def test_pretraining_validation_over_two_processes_is_the_whole_set_on_one_model(ddp_pretrained):
+    """Each process validates its share of every batch against all the batch's keys; the gathered loss and top-1 are
+    those of one process validating the checkpoint's model (batch-norm statistics averaged over the processes)."""
+    ddp, _ = ddp_pretrained["none"]
+    alone = ddp_pretrain_steps.validate("none", ddp["state_dict"])
+    assert ddp["logged"]["val_loss"] == pytest.approx(alone["val_loss"], rel=1e-9)
+    assert ddp["logged"]["val_top1"] == alone["val_top1"] and 0 < alone["val_top1"] < 1
+    assert abs(alone["val_loss"] - np.log(8)) > 1e-3  # the views are told apart, not all scored alike
+
+
+def test_mix2_pretrain_on_two_cpu_processes_directly_or_prepared_then_resumed(tmp_path):
+    """``--devices 2``: Lightning starts the second process, which pretrains the folder the first prepared; or
+    ``--prepare-only``, then ``--resume`` (as every process of a cluster job runs it). One run folder, one summary."""
+
+    def cli(*arguments: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "mix2.cli", "pretrain", *arguments, "--quiet"]
+        return subprocess.run(command, check=False, capture_output=True, text=True, cwd=tmp_path)
+
+    options = ["--data", str(shared_data("frogs")), "--epochs", "1", "--crops-per-epoch", "16", "--val-crops", "8"]
+    options += ["--batch-size", "8", "--devices", "2", "--accelerator", "cpu", "--strategy", "ddp", "--mixing", "mix2"]
+    direct = cli(*options, "--run-dir", str(tmp_path / "direct"))
+    assert direct.returncode == 0, direct.stderr[-3000:]
+    assert direct.stdout.count("run folder:") == 1  # the second process leaves the summary to the first
+    prepared = cli(*options, "--run-dir", str(tmp_path / "prepared"), "--prepare-only")
+    assert f"pretrain it, in one process or many, with: mix2 pretrain --resume {tmp_path / 'prepared'}" in prepared.stdout
+    assert not (tmp_path / "prepared" / "checkpoints").exists()
+    resumed = cli("--resume", str(tmp_path / "prepared"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for run in ("direct", "prepared"):
+        speed = pd.read_csv(tmp_path / run / "logs" / "speed.csv")
+        assert speed["clips"].tolist() == [16]  # both processes' shares of the 2 global batches of 8
+        assert json.loads((tmp_path / run / "pretrained.json").read_text())["epochs"] == 1
+    direct_weights = load_checkpoint(tmp_path / "direct" / "checkpoints" / "last.ckpt")["state_dict"]
+    resumed_weights = load_checkpoint(tmp_path / "prepared" / "checkpoints" / "last.ckpt")["state_dict"]
+    assert all(torch.equal(direct_weights[k], resumed_weights[k]) for k in direct_weights)  # the same run either way
+
+
+def test_pretraining_refuses_validation_crops_that_several_processes_cannot_share(tmp_path, capsys):
+    options = ["--data", str(tmp_path), "--devices", "2", "--accelerator", "cpu", "--batch-size", "8", "--val-crops", "12"]
+    assert main(["pretrain", *options, "--out", str(tmp_path / "runs")]) == 2
+    assert "--val-crops (12) must be a multiple of --batch-size (8) on several processes" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -124,7 +124,8 @@ TRAIN_OPTIONS = {
 ALL_OPTIONS = [option for options in TRAIN_OPTIONS.values() for option in options]
 PRETRAIN_OPTIONS = [
     *(option for option in ALL_OPTIONS if option[0] in {
-        "--model", "--weight-decay", "--schedule", "--seed", "--mixing", "--accelerator", "--precision", "--num-workers"}),
+        "--model", "--weight-decay", "--schedule", "--seed", "--mixing", "--accelerator", "--precision", "--num-workers",
+        "--micro-batch-size", "--devices", "--num-nodes", "--strategy"}),
     ("--epochs", "train", "epochs", int, "epochs (40)"),
     ("--batch-size", "train", "batch_size", int, "pairs of views per batch: each pair's negatives are the others (64)"),
     ("--lr", "train", "lr", float, "AdamW peak learning rate (1e-3)"),
@@ -267,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain_parser.add_argument("--run-dir", help="write this run into exactly this folder")
     pretrain_parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue this pretraining run from its last checkpoint, with its own settings"
+    )
+    pretrain_parser.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="write the run folder (settings, recordings), pretrain nothing; then pretrain it with --resume (on a cluster)",
     )
     pretrain_parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -421,12 +427,20 @@ def _pretrain(args: argparse.Namespace) -> None:
 
     if args.resume:
         given = [flag for flag, *_ in PRETRAIN_OPTIONS if getattr(args, flag[2:].replace("-", "_")) is not None]
-        given += [f"--{name.replace('_', '-')}" for name in ("data", "config", "out", "run_dir") if getattr(args, name)]
+        given += [
+            f"--{name.replace('_', '-')}" for name in ("data", "config", "out", "run_dir", "prepare_only") if getattr(args, name)
+        ]
         if given:
             raise Mix2Error(f"--resume continues a run with its own config.yaml; leave out {', '.join(given)}")
         run_dir = resume_pretraining(args.resume, progress=not args.quiet)
     else:
-        run_dir = pretrain(pretraining_from_args(args), run_dir=args.run_dir, progress=not args.quiet)
+        config = pretraining_from_args(args)
+        run_dir = pretrain(config, run_dir=args.run_dir, progress=not args.quiet, prepare_only=args.prepare_only)
+    if args.prepare_only:
+        print(f"prepared {run_dir}; pretrain it, in one process or many, with: mix2 pretrain --resume {run_dir}")
+        return
+    if not is_first_process():  # the other processes of a multi-device run leave the summary to the first
+        return
     summary = json.loads((run_dir / "pretrained.json").read_text())
     print(
         f"kept epoch {summary['kept_epoch']} of {summary['epochs']} (best.ckpt): validation loss {summary['val_loss']:.3f}, "

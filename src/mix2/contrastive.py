@@ -22,6 +22,13 @@ One step, for a batch of ``B`` pairs of views (:class:`~mix2.data.crops.ViewPair
 Validation scores fixed crops without mixing: the same loss, and ``val_top1``, the fraction of
 first views whose nearest key is their own second view.
 
+**Over several processes** (``--devices``, ``--num-nodes``; see :mod:`mix2.distributed`), each
+takes its share of every global batch of pairs; the keys are gathered from all of them (the
+gather carries gradients back), so each first view is told from the second views of the whole
+global batch, and the mixers mix over it, as in one process. Batch norm, in the network and in
+the projection head, normalises each process's share, as one process does with
+``--micro-batch-size`` set to the share; validation is shared the same way and its sums gathered.
+
 The checkpoint holds the network with no classes (its classifier has 0 outputs) under
 ``model.``, the projection head under ``projector.``, and the configuration, so that ``mix2
 train --init`` starts from its network (:mod:`mix2.transfer`), and ``mix2 embed`` embeds with it.
@@ -29,6 +36,7 @@ train --init`` starts from its network (:mod:`mix2.transfer`), and ``mix2 embed`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -38,9 +46,11 @@ from torch import nn
 
 from mix2.augment import ClipAugmentation
 from mix2.config import RunConfig
+from mix2.distributed import ONE_PROCESS, BatchGroup
 from mix2.features.frontend import FrontEnd
 from mix2.mixing import create_mixer
 from mix2.models import StagedModel, network_for, to_layout
+from mix2.models.micro_batches import in_micro_batches
 from mix2.models.mobilenetv3 import EMBEDDING_DIM
 from mix2.training import NonFiniteLoss, adamw_with_schedule, log_member_fractions, seed_epoch
 
@@ -79,7 +89,13 @@ class InstanceScores(nn.Module):
     classifier, so that they mix the first views and their instance targets alike.
     """
 
-    def __init__(self, network: StagedModel, projector: nn.Module, keys: torch.Tensor, temperature: float) -> None:
+    def __init__(
+        self,
+        network: StagedModel,
+        projector: Callable[[torch.Tensor], torch.Tensor],
+        keys: torch.Tensor,
+        temperature: float,
+    ) -> None:
         super().__init__()
         self.network, self.projector, self.keys, self.temperature = network, projector, keys, temperature
         self.stages = (*network.stages[: network.stages.index("embedding") + 1], "logits")
@@ -111,6 +127,9 @@ class Pretrainer(L.LightningModule):
         self.save_hyperparameters({"config": config, "classes": []})
         self.config = RunConfig.from_dict(config)
         self.model = network_for(self.config, 0)
+        # No classes, nothing to learn; DDP refuses parameters that no loss reaches. They stay in the
+        # optimiser (which skips them), as in checkpoints written before.
+        self.model.classifier.requires_grad_(False)
         if self.config.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.projector = projection_head(self.config.pretrain.projection_dim)
@@ -119,50 +138,77 @@ class Pretrainer(L.LightningModule):
         self.frontend: FrontEnd | None = None
         self._validation: list[tuple[float, float, int]] = []
 
+    @property
+    def chunked_model(self) -> nn.Module:
+        """The network, run in chunks of ``train.micro_batch_size`` examples where that is set."""
+        return in_micro_batches(self.model, self.config.train.micro_batch_size)
+
+    def project(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The projection head on ``(batch, 960)`` embeddings, in the network's micro-batches where set (its batch norm's groups)."""
+        size = self.config.train.micro_batch_size
+        if size is None or len(embedding) <= size:
+            return self.projector(embedding)
+        return torch.cat([self.projector(chunk) for chunk in embedding.split(size)])
+
     def _inputs(self, audio: torch.Tensor) -> torch.Tensor:
-        """``(batch, samples)`` audio -> the network's input, on the module's device and in its layout."""
+        """``(batch, samples)`` audio -> the network's input, on the module's device, in its layout and its
+        floating-point type (the front-end computes in float32 whatever the network's)."""
         if self.frontend is None or self.frontend.device != self.device:
             self.frontend = FrontEnd(self.config.features, self.device)
-        return to_layout(self.frontend(audio), self.config.train.channels_last)
+        return to_layout(self.frontend(audio.float()).to(self.dtype), self.config.train.channels_last)
 
-    def keys(self, x: torch.Tensor) -> torch.Tensor:
-        """The second views' keys: ``(batch, 1, mels, frames)`` -> ``(batch, projection_dim)``, L2-normalised."""
-        return nn.functional.normalize(self.projector(self.model(x, stop="embedding")), dim=1)
+    def keys(self, x: torch.Tensor, group: BatchGroup = ONE_PROCESS) -> torch.Tensor:
+        """The second views' keys, every process's: ``(share, 1, mels, frames)`` -> ``(global batch, projection_dim)``, L2-normalised."""
+        return group.gather(nn.functional.normalize(self.project(self.chunked_model(x, stop="embedding")), dim=1))
+
+    def head(self, keys: torch.Tensor) -> InstanceScores:
+        """The network and projection head scoring first views against ``keys``."""
+        return InstanceScores(self.chunked_model, self.project, keys, self.config.pretrain.temperature)
 
     def on_train_epoch_start(self) -> None:
         seed_epoch(self, self.config.train.seed, self.mixer)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor:
+        """This process's share of a global batch of pairs -> the loss of its first views against every key."""
+        group = BatchGroup.current()
         first, second = (self.augment(self._inputs(views)) for views in batch)
-        head = InstanceScores(self.model, self.projector, self.keys(second), self.config.pretrain.temperature)
-        identity = torch.eye(len(first), device=first.device)
-        mixed = self.mixer(head, first, identity)
+        keys = self.keys(second, group)
+        own_targets = torch.eye(len(keys), device=keys.device)[group.own_rows(len(keys))]  # each view its own class
+        mixed = self.mixer(self.head(keys), first, own_targets, group)
         with torch.autocast(first.device.type, enabled=False):  # the loss in fp32 under bf16 training
             loss = info_nce(mixed.logits.float(), mixed.targets.float())
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"the training loss became {loss.item()} at epoch {self.current_epoch + 1}")
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(first))
+        finite = bool(torch.isfinite(loss))
+        if not group.all_true(finite, loss.device):  # every process stops, or the others would wait for it
+            value = "NaN or infinite in another process" if finite else loss.item()
+            raise NonFiniteLoss(f"the training loss became {value} at epoch {self.current_epoch + 1}")
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(first), sync_dist=True)
         return loss
 
     def on_train_epoch_end(self) -> None:
         log_member_fractions(self, self.mixer)
 
+    def on_validation_epoch_start(self) -> None:
+        """Average each process's batch-norm running statistics, so that every process validates one model."""
+        BatchGroup.current().average([buffer for buffer in self.buffers() if buffer.is_floating_point()])
+
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> None:
+        group = BatchGroup.current()
         first, second = (self._inputs(views) for views in batch)
-        scores = InstanceScores(self.model, self.projector, self.keys(second), self.config.pretrain.temperature)(first)
-        identity = torch.eye(len(first), device=first.device)
-        loss = info_nce(scores.float(), identity)
-        hits = (scores.argmax(dim=1) == torch.arange(len(first), device=first.device)).sum()
+        keys = self.keys(second, group)
+        own = group.own_rows(len(keys))
+        scores = self.head(keys)(first)
+        loss = info_nce(scores.float(), torch.eye(len(keys), device=keys.device)[own])
+        hits = (scores.argmax(dim=1) == torch.arange(own.start, own.stop, device=keys.device)).sum()
         self._validation.append((float(loss) * len(first), float(hits), len(first)))
 
     def on_validation_epoch_end(self) -> None:
-        """``val_loss`` and ``val_top1`` over all validation crops (batches weighted by their size)."""
-        losses, hits, counts = np.array(self._validation).sum(axis=0)
+        """``val_loss`` and ``val_top1`` over all validation crops of every process (batches weighted by their size)."""
+        losses, hits, counts = BatchGroup.current().gather_arrays(np.array(self._validation)).sum(axis=0)
         self._validation.clear()
         if not np.isfinite(losses):
             raise NonFiniteLoss(f"the validation loss became NaN or infinite at epoch {self.current_epoch + 1}")
-        self.log("val_loss", losses / counts)
-        self.log("val_top1", hits / counts, prog_bar=True)
+        self.log("val_loss", losses / counts, sync_dist=True)  # the same in every process
+        self.log("val_top1", hits / counts, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW over the network and the head, with the run's learning-rate schedule."""

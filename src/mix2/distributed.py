@@ -134,7 +134,26 @@ class BatchGroup:
         return bool(value.item())
 
 
+def shares_of_batches(order: list[int], batch_size: int, rank: int, processes: int) -> list[int]:
+    """Process ``rank``'s rows of ``order`` cut into global batches of ``batch_size``: its even share of each whole batch.
+
+    A last, partial batch is dropped, so that every process takes as many rows; with one process,
+    ``order`` as it is. Together the processes take the batches one process would.
+
+    Example:
+        >>> [shares_of_batches(list(range(10)), 4, rank, 2) for rank in (0, 1)]
+        [[0, 1, 4, 5], [2, 3, 6, 7]]
+    """
+    if processes == 1:
+        return order
+    if batch_size % processes:
+        raise ValueError(f"a batch shared by {processes} processes needs a batch size that they divide, got {batch_size}")
+    share = batch_size // processes
+    mine = range(rank * share, (rank + 1) * share)
+    return [order[start + i] for start in range(0, len(order) - batch_size + 1, batch_size) for i in mine]
+
+
 ONE_PROCESS = BatchGroup()
 """A single process: the default group of the mixers and losses."""
 
-__all__ = ["ONE_PROCESS", "RUN_DIR_VARIABLE", "BatchGroup", "is_first_process", "launcher_ranks"]
+__all__ = ["ONE_PROCESS", "RUN_DIR_VARIABLE", "BatchGroup", "is_first_process", "launcher_ranks", "shares_of_batches"]

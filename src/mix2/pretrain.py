@@ -15,6 +15,11 @@
 - ``pretrained.json``, written last: the epochs, the kept epoch and its validation scores, and
   the time spent in training steps over all calls (``training_s``; validation aside).
 
+It runs over several processes as training does (``train.devices``, ``train.num_nodes``; see
+:mod:`mix2.distributed` and :mod:`mix2.contrastive`): the first process prepares the folder and
+the others, started by Lightning, pretrain it; processes that torchrun or SLURM start together
+need it prepared first (``prepare_only``), then each runs :func:`resume_pretraining`.
+
 Example:
     >>> config = pretraining_config(["../shared/data/nips4b_unlabelled"])  # doctest: +SKIP
     >>> run_dir = pretrain(config)  # doctest: +SKIP
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
@@ -34,6 +40,7 @@ from torch.utils.data import DataLoader
 from mix2.config import RunConfig, default_config
 from mix2.contrastive import Pretrainer
 from mix2.data.crops import EpochItems, Recording, ViewPairs, list_recordings
+from mix2.distributed import RUN_DIR_VARIABLE, is_first_process
 from mix2.errors import Mix2Error, input_error
 from mix2.inference import load_checkpoint
 from mix2.reporting.plots import plot_training_curves
@@ -82,29 +89,48 @@ class PretrainData(L.LightningDataModule):
         self.train = config.train
 
     def train_dataloader(self) -> DataLoader:
-        # drop_last: the projection head's batch norm needs more than one example
-        return loader(self.train_pairs, self.train, self.train.batch_size, EpochItems(len(self.train_pairs)), drop_last=True)
+        return self._loader(self.train_pairs, follow_epochs=True)
 
     def val_dataloader(self) -> DataLoader:
-        return loader(self.val_pairs, self.train, self.train.batch_size, EpochItems(len(self.val_pairs), follow_epochs=False))
+        return self._loader(self.val_pairs, follow_epochs=False)
+
+    def _loader(self, pairs: ViewPairs, follow_epochs: bool) -> DataLoader:
+        """This process's share of every global batch of ``pairs`` (see :mod:`mix2.distributed`)."""
+        rank, processes = self.trainer.global_rank, self.trainer.world_size
+        batch = self.train.batch_size
+        items = EpochItems(len(pairs), follow_epochs=follow_epochs, batch_size=batch, rank=rank, processes=processes)
+        # drop_last in training: the projection head's batch norm needs more than one example
+        return loader(pairs, self.train, batch // processes, items, drop_last=follow_epochs)
 
 
-def check_pretraining(config: RunConfig) -> None:
-    """Refuse, in one line, what pretraining cannot run: the settings, no folder, more than one process, too few crops."""
-    check_config(config, starting=False)
+def check_pretraining(config: RunConfig, here: bool = True) -> None:
+    """Refuse, in one line, what pretraining cannot run: the settings (``here`` as :func:`~mix2.run.check_config`'s),
+    no folder, too few crops, validation crops that do not split into the processes' shares."""
+    check_config(config, here=here, starting=False)
     if not config.pretrain.folders:
         raise Mix2Error("pretraining needs recordings: pass --data FOLDER (one or more)")
-    if config.train.processes > 1:
-        raise Mix2Error("pretraining runs in one process (one device); leave out --devices and --num-nodes")
     if config.pretrain.crops_per_epoch < config.train.batch_size:
         raise Mix2Error(
             f"--crops-per-epoch ({config.pretrain.crops_per_epoch}) must be at least --batch-size ({config.train.batch_size})"
         )
+    if config.train.processes > 1 and config.pretrain.val_crops % config.train.batch_size:
+        raise Mix2Error(
+            f"--val-crops ({config.pretrain.val_crops}) must be a multiple of --batch-size ({config.train.batch_size}) "
+            "on several processes, so that every validation batch is shared whole"
+        )
 
 
-def pretrain(config: RunConfig, run_dir: str | Path | None = None, progress: bool = True) -> Path:
-    """Pretrain on ``config.pretrain.folders`` (see the module docstring); returns the run folder."""
-    check_pretraining(config)
+def pretrain(config: RunConfig, run_dir: str | Path | None = None, progress: bool = True, prepare_only: bool = False) -> Path:
+    """Pretrain on ``config.pretrain.folders`` (see the module docstring); returns the run folder.
+
+    With ``prepare_only``, stop once the run folder holds its configuration and recordings:
+    :func:`resume_pretraining` trains it, in one process or in many (torchrun, SLURM; see
+    :mod:`mix2.distributed`). In a process that a launcher started besides the first, pretrain
+    the run the first process prepared.
+    """
+    if not is_first_process():
+        return _join(run_dir)
+    check_pretraining(config, here=not prepare_only)
     if run_dir is not None and (Path(run_dir) / "recordings.csv").is_file():
         raise input_error(run_dir, f"already holds a pretraining run; continue it with: mix2 pretrain --resume {run_dir}")
     recordings, failures = list_recordings(config.pretrain.folders)
@@ -125,8 +151,21 @@ def pretrain(config: RunConfig, run_dir: str | Path | None = None, progress: boo
             table["duration_s"].sum() / 60,
             len(failures),
         )
-        _fit(config, recordings, run_dir, progress)
+        if not prepare_only:
+            _fit(config, recordings, run_dir, progress)
     return run_dir
+
+
+def _join(run_dir: str | Path | None) -> Path:
+    """Pretrain, as one of the other processes, the run folder that the first process prepared."""
+    run_dir = run_dir if run_dir is not None else os.environ.get(RUN_DIR_VARIABLE)
+    if run_dir is None or not (Path(run_dir) / "recordings.csv").is_file():
+        raise Mix2Error(
+            f"{run_dir or 'mix2 pretrain'}: this process found no prepared pretraining run. Processes started together "
+            "by torchrun or SLURM need one: prepare it with one process (mix2 pretrain ... --run-dir DIR --prepare-only), "
+            "then start them all with: mix2 pretrain --resume DIR"
+        )
+    return resume_pretraining(run_dir, progress=False)
 
 
 def resume_pretraining(run_dir: str | Path, progress: bool = True) -> Path:
@@ -149,6 +188,8 @@ def _fit(config: RunConfig, recordings: list[Recording], run_dir: Path, progress
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     trainer = lightning_trainer(config, run_dir, "val_loss", "min", progress, resumed_epoch)
     fit_explained(trainer, Pretrainer(config.to_dict()), PretrainData(recordings, config), checkpoint, run_dir, "pretrain")
+    if not trainer.is_global_zero:  # the first process writes the summary
+        return
     log = run_dir / "logs" / "metrics.csv"
     plot_training_curves(log, run_dir / "plots" / "pretraining_curves.png")
     best = load_checkpoint(run_dir / "checkpoints" / "best.ckpt")

@@ -54,7 +54,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mix2.augment import ClipAugmentation
 from mix2.config import FeatureConfig, RunConfig, TrainConfig, pick_device
-from mix2.distributed import BatchGroup
+from mix2.distributed import BatchGroup, shares_of_batches
 from mix2.errors import Mix2Error, SettingError
 from mix2.features.frontend import model_input
 from mix2.files import atomic_path
@@ -144,11 +144,7 @@ class EpochShuffle(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         order = torch.randperm(self.size, generator=generator).tolist()
-        if self.processes == 1:
-            return iter(order)
-        batch, share = self.batch_size, self.batch_size // self.processes
-        mine = range(self.rank * share, (self.rank + 1) * share)
-        return iter([order[start + i] for start in range(0, self.size - batch + 1, batch) for i in mine])
+        return iter(shares_of_batches(order, self.batch_size or self.size, self.rank, self.processes))
 
     def __len__(self) -> int:
         if self.processes == 1:

@@ -86,7 +86,8 @@ class LogMel(nn.Module):
             raise ValueError("n_fft, hop_length and n_mels must be positive")
         self.n_fft = n_fft
         self.hop_length = hop_length
-        self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
+        # float32 whatever the default type (a run in float64 sets it): the front-end computes in float32
+        self.register_buffer("window", torch.hann_window(n_fft, periodic=True, dtype=torch.float32), persistent=False)
         filterbank = mel_filterbank(n_fft // 2 + 1, f_min_hz, f_max_hz, n_mels, sample_rate_hz)
         self.register_buffer("filterbank", filterbank, persistent=False)
 

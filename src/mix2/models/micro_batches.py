@@ -39,6 +39,11 @@ class MicroBatches:
         self.model = model
         self.size = size
 
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The staged model's stages."""
+        return self.model.stages
+
     def __call__(self, x: torch.Tensor, start: str = "input", stop: str = "logits") -> torch.Tensor:
         """``model(x, start, stop)``, chunk by chunk along the batch, joined."""
         if x.shape[0] <= self.size:
