@@ -1,13 +1,13 @@
 """One training run over N one-thread processes against one process with every thread, in one run.
 
-On a CPU, MobileNetV3-Large's small convolutions keep a second thread of one process mostly
-idle: one ``mix2 train`` process runs about as fast with one thread as with two. So one run's
-epochs go faster as data-parallel processes of one thread each (``OMP_NUM_THREADS=1 mix2 train
---devices N --accelerator cpu --strategy ddp``; see "Training on a cluster" in the README).
-This times real NIPS4B epochs (``../shared/data/nips4b``, the ``small-data`` recipe without
-mixing) both ways, each a ``mix2 train`` command of its own, and prints the speed-up of the
-second (steady) epoch and of the whole command. The first command fills the feature cache if
-it is empty; the cache is not timed (epochs read it the same way in both).
+Whether one run's epochs go faster as data-parallel processes of one thread each
+(``OMP_NUM_THREADS=1 mix2 train --devices N --accelerator cpu --strategy ddp``; see "Training on
+a cluster" in the README) than as one process with a thread per core: MobileNetV3-Large's small
+convolutions leave a second thread of one process partly idle. This times real NIPS4B epochs
+(``../shared/data/nips4b``, the ``small-data`` recipe without mixing) both ways, each a ``mix2
+train`` command of its own, and prints the speed-up of the last (steady) epoch and of the whole
+command. The feature cache is filled first (``--prepare-only``), untimed: epochs read it the same
+way in both.
 
     python benchmarks/train_processes.py                  # 2 epochs each, N = the CPU's cores
     python benchmarks/train_processes.py --processes 4 --epochs 3
