@@ -266,3 +266,11 @@ def test_pretraining_refuses_validation_crops_that_several_processes_cannot_shar
     assert main(["pretrain", *options, "--out", str(tmp_path / "runs")]) == 2
     assert "--val-crops (12) must be a multiple of --batch-size (8) on several processes" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_process_started_besides_the_first_pretrains_only_a_prepared_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "1")  # as torchrun starts rank 1
+    monkeypatch.delenv("MIX2_RUN_DIR", raising=False)
+    with pytest.raises(Mix2Error, match="found no prepared run folder") as error:
+        pretrain(small_config(shared_data("frogs"), tmp_path), run_dir=tmp_path / "run", progress=False)
+    assert "mix2 pretrain --resume DIR" in str(error.value) and not (tmp_path / "run").exists()

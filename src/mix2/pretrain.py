@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import lightning as L
@@ -40,11 +39,18 @@ from torch.utils.data import DataLoader
 from mix2.config import RunConfig, default_config
 from mix2.contrastive import Pretrainer
 from mix2.data.crops import EpochItems, Recording, ViewPairs, list_recordings
-from mix2.distributed import RUN_DIR_VARIABLE, is_first_process
+from mix2.distributed import is_first_process
 from mix2.errors import Mix2Error, input_error
 from mix2.inference import load_checkpoint
 from mix2.reporting.plots import plot_training_curves
-from mix2.run import check_config, fit_explained, lightning_trainer, quiet_lightning, removed_unless_started
+from mix2.run import (
+    check_config,
+    fit_explained,
+    lightning_trainer,
+    prepared_run_dir,
+    quiet_lightning,
+    removed_unless_started,
+)
 from mix2.run_folder import config_to_resume, new_run_dir, write_failures
 from mix2.training import loader
 
@@ -128,8 +134,8 @@ def pretrain(config: RunConfig, run_dir: str | Path | None = None, progress: boo
     :mod:`mix2.distributed`). In a process that a launcher started besides the first, pretrain
     the run the first process prepared.
     """
-    if not is_first_process():
-        return _join(run_dir)
+    if not is_first_process():  # pretrain the folder the first process prepared
+        return resume_pretraining(prepared_run_dir(run_dir, "recordings.csv", "pretrain", config.out_dir), progress=False)
     check_pretraining(config, here=not prepare_only)
     if run_dir is not None and (Path(run_dir) / "recordings.csv").is_file():
         raise input_error(run_dir, f"already holds a pretraining run; continue it with: mix2 pretrain --resume {run_dir}")
@@ -154,18 +160,6 @@ def pretrain(config: RunConfig, run_dir: str | Path | None = None, progress: boo
         if not prepare_only:
             _fit(config, recordings, run_dir, progress)
     return run_dir
-
-
-def _join(run_dir: str | Path | None) -> Path:
-    """Pretrain, as one of the other processes, the run folder that the first process prepared."""
-    run_dir = run_dir if run_dir is not None else os.environ.get(RUN_DIR_VARIABLE)
-    if run_dir is None or not (Path(run_dir) / "recordings.csv").is_file():
-        raise Mix2Error(
-            f"{run_dir or 'mix2 pretrain'}: this process found no prepared pretraining run. Processes started together "
-            "by torchrun or SLURM need one: prepare it with one process (mix2 pretrain ... --run-dir DIR --prepare-only), "
-            "then start them all with: mix2 pretrain --resume DIR"
-        )
-    return resume_pretraining(run_dir, progress=False)
 
 
 def resume_pretraining(run_dir: str | Path, progress: bool = True) -> Path:

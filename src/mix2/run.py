@@ -138,17 +138,22 @@ def removed_unless_started(run_dir: Path) -> Iterator[None]:
 
 def _join(run_dir: str | Path | None, config: RunConfig) -> Path:
     """Train, as one of the other processes, the run folder that the first process prepared."""
+    return resume(prepared_run_dir(run_dir, "clips.csv", "train", config.out_dir), progress=False)
+
+
+def prepared_run_dir(run_dir: str | Path | None, needed: str, verb: str, out_dir: str) -> Path:
+    """The run folder that the first process prepared, for one of the others: ``run_dir``, else the one the
+    first process named in :data:`~mix2.distributed.RUN_DIR_VARIABLE`; a one-line error where it lacks the
+    file ``needed`` (``out_dir`` names where it was looked for when no folder is named)."""
     run_dir = run_dir if run_dir is not None else os.environ.get(RUN_DIR_VARIABLE)
-    if run_dir is None or not (Path(run_dir) / "clips.csv").is_file():
+    if run_dir is None or not (Path(run_dir) / needed).is_file():
+        ranks = ", ".join(f"{name}={rank}" for name, rank in launcher_ranks().items())
         raise Mix2Error(
-            f"{run_dir or config.out_dir}: this process ({_ranks_text()}) found no prepared run folder. Processes started together by torchrun or SLURM need one: prepare it with "
-            "one process (mix2 train ... --run-dir DIR --prepare-only), then start them all with: mix2 train --resume DIR"
+            f"{run_dir or out_dir}: this process ({ranks}) found no prepared run folder. Processes started together "
+            f"by torchrun or SLURM need one: prepare it with one process (mix2 {verb} ... --run-dir DIR --prepare-only), "
+            f"then start them all with: mix2 {verb} --resume DIR"
         )
-    return resume(run_dir, progress=False)
-
-
-def _ranks_text() -> str:
-    return ", ".join(f"{name}={rank}" for name, rank in launcher_ranks().items())
+    return Path(run_dir)
 
 
 def resume(run_dir: str | Path, progress: bool = True) -> Path:
