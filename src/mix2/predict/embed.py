@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mix2.files import atomic_path, md5sum
+from mix2.files import atomic_path
 from mix2.predict.job import JobSetup, run_recordings
-from mix2.predict.output import JobFolder, pyarrow_module, write_text
+from mix2.predict.output import JobFolder, job_settings, pyarrow_module, write_text
 from mix2.predict.scoring import WindowScorer, window_frame
 from mix2.predict.windows import Window
 
@@ -62,14 +62,7 @@ class EmbedState(JobFolder):
         windows: str,
         shard: tuple[int, int] | None = None,
     ) -> None:
-        shard_text = None if shard is None else f"{shard[0]}/{shard[1]}"
-        settings = {
-            "checkpoint_md5": md5sum(checkpoint),
-            "hop_s": hop_s,
-            "engine": engine,
-            "windows": windows,
-            "shard": shard_text,
-        }
+        settings = job_settings(checkpoint, hop_s, shard, engine=engine, windows=windows)
         # Folders written before embed had engines were embedded by PyTorch.
         super().__init__(folder, "embed.json", settings, {"checkpoint": str(checkpoint)}, "embeddings", {"engine": "torch"})
 

@@ -108,6 +108,13 @@ class JobFolder:
         write_text(self.settings_path, json.dumps(record, indent=2))
 
 
+def job_settings(checkpoint: str | Path, hop_s: float, shard: tuple[int, int] | None, **settings: object) -> dict:
+    """What a job over recordings records and checks: the checkpoint's digest, the hop, the shard (``"I/N"``, or
+    ``None``) and the job's own ``settings``."""
+    shard_text = None if shard is None else f"{shard[0]}/{shard[1]}"
+    return {"checkpoint_md5": md5sum(checkpoint), "hop_s": hop_s, "shard": shard_text, **settings}
+
+
 class PredictState(JobFolder):
     """The output folder of a resumable prediction (see the module docstring), settings in ``predict.json``."""
 
@@ -120,14 +127,7 @@ class PredictState(JobFolder):
         thresholds: dict[str, float],
         shard: tuple[int, int] | None = None,
     ) -> None:
-        shard_text = None if shard is None else f"{shard[0]}/{shard[1]}"
-        settings = {
-            "checkpoint_md5": md5sum(checkpoint),
-            "hop_s": hop_s,
-            **scoring,
-            "shard": shard_text,
-            "thresholds": thresholds,
-        }
+        settings = job_settings(checkpoint, hop_s, shard, **scoring, thresholds=thresholds)
         super().__init__(folder, "predict.json", settings, {"checkpoint": str(checkpoint)}, "a prediction", EARLIER_SCORING)
 
     def record(self, path: Path, frame: pd.DataFrame) -> str:
