@@ -20,7 +20,8 @@ process with one thread trains about as fast as with two.
 
 From a pretrained network (``mix2 pretrain``, issue 20): ``--pretrain`` first pretrains on
 ``../shared/data/nips4b_unlabelled`` and the audio of ``--data`` (labels unused; resumable, in
-``runs/benchmarks/pretrain-<epochs>x<crops>``), then fine-tunes every run from it (``--init``);
+``runs/benchmarks/pretrain-<epochs>x<crops>[-<mixing>]``, with ``--pretrain-mixing`` as its mixer),
+then fine-tunes every run from it (``--init``);
 ``--encoder-lr-factor 0`` makes every run a linear probe of the frozen encoder. Where the same
 experiment from scratch has finished, each method's difference to it is printed, paired by seed.
 
@@ -30,6 +31,7 @@ experiment from scratch has finished, each method's difference to it is printed,
     python benchmarks/quality.py --json quality.json # also save every figure
     python benchmarks/quality.py --methods mix2 --pretrain --pretrain-epochs 10 --pretrain-crops 1024
     python benchmarks/quality.py --methods mix2 --pretrain --encoder-lr-factor 0   # a linear probe
+    python benchmarks/quality.py --methods timeshift --pretrain --pretrain-mixing mix2  # i-Mix in pretraining
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ import numpy as np
 
 from mix2.config import apply_recipe, default_config
 from mix2.experiment import Experiment, plan_experiment
-from mix2.registry import MODELS
+from mix2.registry import MIXERS, MODELS
 from mix2.run import baseline
 from mix2.run_folder import is_finished
 
@@ -86,15 +88,15 @@ def plan(
     return plan_experiment(out_dir, Experiment(config, methods, seeds))
 
 
-def pretrained(out_root: Path, data: Path, epochs: int, crops: int) -> Path:
+def pretrained(out_root: Path, data: Path, epochs: int, crops: int, mixing: str = "none") -> Path:
     """The folder of ``mix2 pretrain`` on the unlabelled recordings and ``data``'s audio, pretrained (or resumed) here."""
-    run_dir = out_root / f"pretrain-{epochs}x{crops}"
+    run_dir = out_root / (f"pretrain-{epochs}x{crops}" + ("" if mixing == "none" else f"-{mixing}"))
     if not (run_dir / "pretrained.json").is_file():
         if not UNLABELLED.exists():
             raise SystemExit(f"{UNLABELLED}: no such data; --pretrain needs ../shared/data/nips4b_unlabelled")
         where = ["--resume", str(run_dir)] if (run_dir / "recordings.csv").is_file() else ["--run-dir", str(run_dir)]
         settings = [] if where[0] == "--resume" else ["--data", str(UNLABELLED), str(data), "--epochs", str(epochs)]
-        settings += [] if where[0] == "--resume" else ["--crops-per-epoch", str(crops)]
+        settings += [] if where[0] == "--resume" else ["--crops-per-epoch", str(crops), "--mixing", mixing]
         print(f"pretraining into {run_dir}", flush=True)
         subprocess.run([sys.executable, "-m", "mix2.cli", "pretrain", *where, *settings, "--quiet"], env=ONE_THREAD, check=True)
     return run_dir
@@ -221,6 +223,9 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=40, help="with --pretrain: its epochs (40)")
     parser.add_argument("--pretrain-crops", type=int, default=2048, help="with --pretrain: its crops per epoch (2048)")
     parser.add_argument(
+        "--pretrain-mixing", choices=MIXERS.names(), default="none", help="with --pretrain: its mixer, i-Mix (none)"
+    )
+    parser.add_argument(
         "--encoder-lr-factor",
         type=float,
         default=1.0,
@@ -236,10 +241,12 @@ def main() -> None:
     methods = [REFERENCE] + [method for method in METHODS if method in args.methods and method != REFERENCE]
     name = "quality-quick" if args.quick else "quality" + (f"-{epochs}-epochs" if epochs else "")
     name += f"-{args.model}" if args.model else ""
-    scratch_dir = Path("runs/benchmarks") / (name + ("" if methods == list(METHODS) else "-" + "-".join(methods[1:])))
+    scratch_dir = Path("runs/benchmarks") / (name + ("" if methods == list(METHODS) else "".join(f"-{m}" for m in methods[1:])))
     init = args.init
     if args.pretrain:
-        pretrain_dir = pretrained(Path("runs/benchmarks"), args.data, args.pretrain_epochs, args.pretrain_crops)
+        pretrain_dir = pretrained(
+            Path("runs/benchmarks"), args.data, args.pretrain_epochs, args.pretrain_crops, args.pretrain_mixing
+        )
         init = pretrain_dir / "checkpoints" / "best.ckpt"
     start = "" if init is None else f"-init-{init.parent.parent.name if init.parent.name == 'checkpoints' else init.stem}"
     start += {1.0: "", 0.0: "-probe"}.get(args.encoder_lr_factor, f"-encoder-lr-{args.encoder_lr_factor:g}") if init else ""
