@@ -50,7 +50,7 @@ from mix2.distributed import ONE_PROCESS, BatchGroup
 from mix2.features.frontend import FrontEnd
 from mix2.mixing import create_mixer
 from mix2.models import StagedModel, network_for, to_layout
-from mix2.models.micro_batches import in_micro_batches
+from mix2.models.micro_batches import in_chunks, in_micro_batches
 from mix2.models.mobilenetv3 import EMBEDDING_DIM
 from mix2.training import NonFiniteLoss, adamw_with_schedule, log_member_fractions, seed_epoch
 
@@ -145,10 +145,7 @@ class Pretrainer(L.LightningModule):
 
     def project(self, embedding: torch.Tensor) -> torch.Tensor:
         """The projection head on ``(batch, 960)`` embeddings, in the network's micro-batches where set (its batch norm's groups)."""
-        size = self.config.train.micro_batch_size
-        if size is None or len(embedding) <= size:
-            return self.projector(embedding)
-        return torch.cat([self.projector(chunk) for chunk in embedding.split(size)])
+        return in_chunks(self.projector, embedding, self.config.train.micro_batch_size)
 
     def _inputs(self, audio: torch.Tensor) -> torch.Tensor:
         """``(batch, samples)`` audio -> the network's input, on the module's device, in its layout and its

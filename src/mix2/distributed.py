@@ -134,26 +134,47 @@ class BatchGroup:
         return bool(value.item())
 
 
-def shares_of_batches(order: list[int], batch_size: int, rank: int, processes: int) -> list[int]:
-    """Process ``rank``'s rows of ``order`` cut into global batches of ``batch_size``: its even share of each whole batch.
+@dataclass(frozen=True)
+class BatchShares:
+    """Process ``rank``'s even share of every global batch of ``batch_size`` rows, of ``processes`` processes.
 
-    A last, partial batch is dropped, so that every process takes as many rows; with one process,
-    ``order`` as it is. Together the processes take the batches one process would.
+    A last, partial batch is dropped, so that every process takes as many rows; with one process
+    (``batch_size`` then unused), every row as it is. Together the processes take the batches one
+    process would. A batch size that the processes do not divide is refused at construction.
 
     Example:
-        >>> [shares_of_batches(list(range(10)), 4, rank, 2) for rank in (0, 1)]
+        >>> [BatchShares(4, rank, 2).of(list(range(10))) for rank in (0, 1)]
         [[0, 1, 4, 5], [2, 3, 6, 7]]
+        >>> BatchShares(4, 0, 2).length(10)
+        4
     """
-    if processes == 1:
-        return order
-    if batch_size % processes:
-        raise ValueError(f"a batch shared by {processes} processes needs a batch size that they divide, got {batch_size}")
-    share = batch_size // processes
-    mine = range(rank * share, (rank + 1) * share)
-    return [order[start + i] for start in range(0, len(order) - batch_size + 1, batch_size) for i in mine]
+
+    batch_size: int | None = None
+    rank: int = 0
+    processes: int = 1
+
+    def __post_init__(self) -> None:
+        if self.processes > 1 and (self.batch_size is None or self.batch_size % self.processes):
+            raise ValueError(
+                f"a batch shared by {self.processes} processes needs a batch size that they divide, got {self.batch_size}"
+            )
+
+    def of(self, order: list[int]) -> list[int]:
+        """This process's rows of ``order``."""
+        if self.processes == 1:
+            return order
+        share = self.batch_size // self.processes
+        mine = range(self.rank * share, (self.rank + 1) * share)
+        return [order[start + i] for start in range(0, len(order) - self.batch_size + 1, self.batch_size) for i in mine]
+
+    def length(self, rows: int) -> int:
+        """How many of ``rows`` rows this process takes."""
+        if self.processes == 1:
+            return rows
+        return rows // self.batch_size * (self.batch_size // self.processes)
 
 
 ONE_PROCESS = BatchGroup()
 """A single process: the default group of the mixers and losses."""
 
-__all__ = ["ONE_PROCESS", "RUN_DIR_VARIABLE", "BatchGroup", "is_first_process", "launcher_ranks", "shares_of_batches"]
+__all__ = ["ONE_PROCESS", "RUN_DIR_VARIABLE", "BatchGroup", "BatchShares", "is_first_process", "launcher_ranks"]

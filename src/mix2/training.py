@@ -54,7 +54,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mix2.augment import ClipAugmentation
 from mix2.config import FeatureConfig, RunConfig, TrainConfig, pick_device
-from mix2.distributed import BatchGroup, shares_of_batches
+from mix2.distributed import BatchGroup, BatchShares
 from mix2.errors import Mix2Error, SettingError
 from mix2.features.frontend import model_input
 from mix2.files import atomic_path
@@ -133,10 +133,8 @@ class EpochShuffle(Sampler[int]):
     """
 
     def __init__(self, size: int, seed: int, batch_size: int | None = None, rank: int = 0, processes: int = 1) -> None:
-        if processes > 1 and (batch_size is None or batch_size % processes):
-            raise ValueError(f"a batch shared by {processes} processes needs a batch size that they divide, got {batch_size}")
+        self.shares = BatchShares(batch_size, rank, processes)
         self.size, self.seed, self.epoch = size, seed, 0
-        self.batch_size, self.rank, self.processes = batch_size, rank, processes
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -144,12 +142,10 @@ class EpochShuffle(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         order = torch.randperm(self.size, generator=generator).tolist()
-        return iter(shares_of_batches(order, self.batch_size or self.size, self.rank, self.processes))
+        return iter(self.shares.of(order))
 
     def __len__(self) -> int:
-        if self.processes == 1:
-            return self.size
-        return self.size // self.batch_size * (self.batch_size // self.processes)
+        return self.shares.length(self.size)
 
 
 class Strided(Sampler[int]):

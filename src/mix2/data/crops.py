@@ -34,7 +34,7 @@ import numpy as np
 from torch.utils.data import Dataset, Sampler
 
 from mix2.data.audio import duration_s, find_audio, fit_length, read_audio
-from mix2.distributed import shares_of_batches
+from mix2.distributed import BatchShares
 from mix2.errors import Mix2Error, input_error
 
 
@@ -166,7 +166,7 @@ class EpochItems(Sampler[int]):
     Lightning calls :meth:`set_epoch` before each epoch; a fixed ``epoch`` (validation's) never
     changes. With ``processes > 1`` the items are cut into global batches of ``batch_size`` (a
     last, partial one is dropped) and process ``rank`` takes its even share of each
-    (:func:`~mix2.distributed.shares_of_batches`), so the processes together take the batches one
+    (:class:`~mix2.distributed.BatchShares`), so the processes together take the batches one
     process would.
 
     Example:
@@ -185,20 +185,15 @@ class EpochItems(Sampler[int]):
         rank: int = 0,
         processes: int = 1,
     ) -> None:
-        if processes > 1 and (batch_size is None or batch_size % processes):
-            raise ValueError(f"a batch shared by {processes} processes needs a batch size that they divide, got {batch_size}")
+        self.shares = BatchShares(batch_size, rank, processes)
         self.crops, self.epoch, self.follow_epochs = crops, epoch, follow_epochs
-        self.batch_size, self.rank, self.processes = batch_size, rank, processes
 
     def set_epoch(self, epoch: int) -> None:
         if self.follow_epochs:
             self.epoch = epoch
 
     def __len__(self) -> int:
-        if self.processes == 1:
-            return self.crops
-        return self.crops // self.batch_size * (self.batch_size // self.processes)
+        return self.shares.length(self.crops)
 
     def __iter__(self) -> Iterator[int]:
-        items = list(range(self.epoch * self.crops, (self.epoch + 1) * self.crops))
-        return iter(shares_of_batches(items, self.batch_size or self.crops, self.rank, self.processes))
+        return iter(self.shares.of(list(range(self.epoch * self.crops, (self.epoch + 1) * self.crops))))

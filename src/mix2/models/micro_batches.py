@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -46,14 +48,19 @@ class MicroBatches:
 
     def __call__(self, x: torch.Tensor, start: str = "input", stop: str = "logits") -> torch.Tensor:
         """``model(x, start, stop)``, chunk by chunk along the batch, joined."""
-        if x.shape[0] <= self.size:
-            return self.model(x, start=start, stop=stop)
-        return torch.cat([self.model(chunk, start=start, stop=stop) for chunk in x.split(self.size)])
+        return in_chunks(lambda chunk: self.model(chunk, start=start, stop=stop), x, self.size)
 
     def forward_with_embedding(self, x: torch.Tensor, start: str = "input") -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits, embedding)`` from stage ``start``; the embedding of the whole batch, ``(batch, dim)``."""
         embedding = self(x, start=start, stop="embedding")
         return self.model(embedding, start="embedding"), embedding
+
+
+def in_chunks(function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, size: int | None) -> torch.Tensor:
+    """``function(x)``, run on chunks of ``size`` rows of ``x`` and joined (on ``x`` whole where ``size`` is ``None``)."""
+    if size is None or x.shape[0] <= size:
+        return function(x)
+    return torch.cat([function(chunk) for chunk in x.split(size)])
 
 
 def in_micro_batches(model: nn.Module, size: int | None) -> nn.Module | MicroBatches:
