@@ -20,7 +20,8 @@ process with one thread trains about as fast as with two.
 
 From a pretrained network (``mix2 pretrain``, issue 20): ``--pretrain`` first pretrains on
 ``../shared/data/nips4b_unlabelled`` and the audio of ``--data`` (labels unused; resumable, in
-``runs/benchmarks/pretrain-<epochs>x<crops>[-<mixing>]``, with ``--pretrain-mixing`` as its mixer),
+``runs/benchmarks/pretrain-<epochs>x<crops>[-<mixing>][-nobg]``, with ``--pretrain-mixing`` as its
+mixer and ``--pretrain-background`` as its background level),
 then fine-tunes every run from it (``--init``);
 ``--encoder-lr-factor 0`` makes every run a linear probe of the frozen encoder. Where the same
 experiment from scratch has finished, each method's difference to it is printed, paired by seed.
@@ -32,6 +33,7 @@ experiment from scratch has finished, each method's difference to it is printed,
     python benchmarks/quality.py --methods mix2 --pretrain --pretrain-epochs 10 --pretrain-crops 1024
     python benchmarks/quality.py --methods mix2 --pretrain --encoder-lr-factor 0   # a linear probe
     python benchmarks/quality.py --methods timeshift --pretrain --pretrain-mixing mix2  # i-Mix in pretraining
+    python benchmarks/quality.py --methods timeshift --pretrain --pretrain-background 0  # no background mixing
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mix2.config import apply_recipe, default_config
+from mix2.config import PretrainConfig, apply_recipe, default_config
 from mix2.experiment import Experiment, plan_experiment
 from mix2.registry import MIXERS, MODELS
 from mix2.run import baseline
@@ -55,6 +57,7 @@ from mix2.run_folder import is_finished
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nips4b"
 UNLABELLED = DEFAULT_DATA.parent / "nips4b_unlabelled"
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+DEFAULT_BACKGROUND = PretrainConfig().max_background_rms_ratio
 METHODS = {"timeshift": "no mixing", "mix2": "Mix2", "mix2+add": "Mix2 + ADD"}
 REFERENCE = "timeshift"
 COLUMNS = {
@@ -88,15 +91,24 @@ def plan(
     return plan_experiment(out_dir, Experiment(config, methods, seeds))
 
 
-def pretrained(out_root: Path, data: Path, epochs: int, crops: int, mixing: str = "none") -> Path:
-    """The folder of ``mix2 pretrain`` on the unlabelled recordings and ``data``'s audio, pretrained (or resumed) here."""
-    run_dir = out_root / (f"pretrain-{epochs}x{crops}" + ("" if mixing == "none" else f"-{mixing}"))
+def pretrained(
+    out_root: Path, data: Path, epochs: int, crops: int, mixing: str = "none", background: float = DEFAULT_BACKGROUND
+) -> Path:
+    """The folder of ``mix2 pretrain`` on the unlabelled recordings and ``data``'s audio, pretrained (or resumed) here.
+
+    Its name holds every setting that differs from ``mix2 pretrain``'s defaults: ``pretrain-10x1024``,
+    ``pretrain-10x1024-mix2`` (i-Mix), ``pretrain-10x1024-nobg`` (``background`` 0), ``pretrain-10x1024-bg0.25``.
+    """
+    suffix = "" if mixing == "none" else f"-{mixing}"
+    suffix += "" if background == DEFAULT_BACKGROUND else "-nobg" if background == 0 else f"-bg{background:g}"
+    run_dir = out_root / f"pretrain-{epochs}x{crops}{suffix}"
     if not (run_dir / "pretrained.json").is_file():
         if not UNLABELLED.exists():
             raise SystemExit(f"{UNLABELLED}: no such data; --pretrain needs ../shared/data/nips4b_unlabelled")
         where = ["--resume", str(run_dir)] if (run_dir / "recordings.csv").is_file() else ["--run-dir", str(run_dir)]
         settings = [] if where[0] == "--resume" else ["--data", str(UNLABELLED), str(data), "--epochs", str(epochs)]
         settings += [] if where[0] == "--resume" else ["--crops-per-epoch", str(crops), "--mixing", mixing]
+        settings += [] if where[0] == "--resume" else ["--max-background-rms-ratio", str(background)]
         print(f"pretraining into {run_dir}", flush=True)
         subprocess.run([sys.executable, "-m", "mix2.cli", "pretrain", *where, *settings, "--quiet"], env=ONE_THREAD, check=True)
     return run_dir
@@ -226,6 +238,12 @@ def main() -> None:
         "--pretrain-mixing", choices=MIXERS.names(), default="none", help="with --pretrain: its mixer, i-Mix (none)"
     )
     parser.add_argument(
+        "--pretrain-background",
+        type=float,
+        default=DEFAULT_BACKGROUND,
+        help=f"with --pretrain: its --max-background-rms-ratio ({DEFAULT_BACKGROUND:g}; 0: no background mixing)",
+    )
+    parser.add_argument(
         "--encoder-lr-factor",
         type=float,
         default=1.0,
@@ -245,7 +263,12 @@ def main() -> None:
     init = args.init
     if args.pretrain:
         pretrain_dir = pretrained(
-            Path("runs/benchmarks"), args.data, args.pretrain_epochs, args.pretrain_crops, args.pretrain_mixing
+            Path("runs/benchmarks"),
+            args.data,
+            args.pretrain_epochs,
+            args.pretrain_crops,
+            args.pretrain_mixing,
+            args.pretrain_background,
         )
         init = pretrain_dir / "checkpoints" / "best.ckpt"
     start = "" if init is None else f"-init-{init.parent.parent.name if init.parent.name == 'checkpoints' else init.stem}"
