@@ -255,6 +255,8 @@ def main() -> None:
         raise SystemExit(f"{args.data}: no such data; the quality benchmark needs ../shared/data/nips4b beside the repository")
     if args.epochs is not None and args.epochs < 1:
         raise SystemExit(f"--epochs must be 1 or more, got {args.epochs}")
+    if args.pretrain_background < 0:
+        raise SystemExit(f"--pretrain-background must be 0 or more, got {args.pretrain_background:g}")
     epochs = 4 if args.quick else args.epochs
     methods = [REFERENCE] + [method for method in METHODS if method in args.methods and method != REFERENCE]
     name = "quality-quick" if args.quick else "quality" + (f"-{epochs}-epochs" if epochs else "")
