@@ -105,12 +105,13 @@ def pretrained(
     if not (run_dir / "pretrained.json").is_file():
         if not UNLABELLED.exists():
             raise SystemExit(f"{UNLABELLED}: no such data; --pretrain needs ../shared/data/nips4b_unlabelled")
-        where = ["--resume", str(run_dir)] if (run_dir / "recordings.csv").is_file() else ["--run-dir", str(run_dir)]
-        settings = [] if where[0] == "--resume" else ["--data", str(UNLABELLED), str(data), "--epochs", str(epochs)]
-        settings += [] if where[0] == "--resume" else ["--crops-per-epoch", str(crops), "--mixing", mixing]
-        settings += [] if where[0] == "--resume" else ["--max-background-rms-ratio", str(background)]
+        if (run_dir / "recordings.csv").is_file():
+            arguments = ["--resume", str(run_dir)]  # a resumed run keeps its own settings
+        else:
+            arguments = ["--run-dir", str(run_dir), "--data", str(UNLABELLED), str(data), "--epochs", str(epochs)]
+            arguments += ["--crops-per-epoch", str(crops), "--mixing", mixing, "--max-background-rms-ratio", str(background)]
         print(f"pretraining into {run_dir}", flush=True)
-        subprocess.run([sys.executable, "-m", "mix2.cli", "pretrain", *where, *settings, "--quiet"], env=ONE_THREAD, check=True)
+        subprocess.run([sys.executable, "-m", "mix2.cli", "pretrain", *arguments, "--quiet"], env=ONE_THREAD, check=True)
     return run_dir
 
 
