@@ -12,8 +12,9 @@ each with training seeds 0, 1 and 2 on the split of ``--split-seed`` 0, and fits
 statistics + logistic regression baseline (``mix2 baseline``) on the same clips. It prints, as
 mean ± std over seeds, macro F1 over the classes with a test positive at 0.5 and at the
 per-class thresholds tuned on validation, frequent / common / rare macro F1, and mAP; then each
-method's difference to no mixing, seed by seed (paired: same seed, same split). Settings were
-chosen on the validation split; the test split is read only here, for these numbers.
+method's difference to no mixing, seed by seed (paired: same seed, same split), beside the
+difference in the kept epochs' validation mAP. Settings are chosen on that validation score; the
+test split is read only here, for these numbers.
 
 Training runs go ``--jobs`` at a time (default 2), one thread each: on 2 cores one training
 process with one thread trains about as fast as with two.
@@ -70,6 +71,17 @@ COLUMNS = {
     "mAP": lambda m: m["map"],
 }
 """The printed numbers and how each is read from ``metrics.json``; groups are at tuned thresholds unless marked."""
+
+
+def validation_score(metrics: dict) -> float:
+    """The kept epoch's validation score (``--monitor``, val_map by default): what settings are chosen on.
+    NaN where the last epoch was kept rather than a best one."""
+    value = metrics["kept"]["value"]
+    return float("nan") if value is None else value
+
+
+PAIRED = {"validation mAP": validation_score, **COLUMNS}
+"""The columns of the paired differences: the test numbers, and first the validation score that settings are chosen on."""
 
 
 def plan(
@@ -157,16 +169,18 @@ def summarise(out_dir: Path, experiment: Experiment) -> dict:
     }
     differences = {
         method: {
-            name: [read(runs[method, s]) - read(runs[REFERENCE, s]) for s in experiment.seeds] for name, read in COLUMNS.items()
+            name: [read(runs[method, s]) - read(runs[REFERENCE, s]) for s in experiment.seeds] for name, read in PAIRED.items()
         }
         for method in methods
         if method != REFERENCE
     }
+    validation = {method: [validation_score(runs[method, s]) for s in experiment.seeds] for method in methods}
     return {
         "seeds": experiment.seeds,
         "epochs": experiment.base.train.epochs,
         "test_clips": runs[REFERENCE, experiment.seeds[0]]["clips"],
         "methods": table,
+        "validation": validation,
         "baseline": {name: read(reference) for name, read in COLUMNS.items()},
         "differences_to_no_mixing": differences,
     }
@@ -182,14 +196,14 @@ def paired_to(out_dir: Path, experiment: Experiment, other_dir: Path) -> dict | 
     theirs = {(r.preset, r.seed): json.loads((other_dir / r.path / "metrics.json").read_text()) for r in runs}
     return {
         method: {
-            name: [read(ours[method, s]) - read(theirs[method, s]) for s in experiment.seeds] for name, read in COLUMNS.items()
+            name: [read(ours[method, s]) - read(theirs[method, s]) for s in experiment.seeds] for name, read in PAIRED.items()
         }
         for method in experiment.presets
     }
 
 
 def print_differences(title: str, differences: dict) -> None:
-    names = list(COLUMNS)
+    names = list(PAIRED)
     print(f"\n{title} (points; each seed, then mean ± std):\n")
     print("| method | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
@@ -213,6 +227,9 @@ def print_summary(summary: dict) -> None:
     )
     for method in summary["methods"][names[0]]:
         print(f"| {METHODS[method]} | " + " | ".join(mean_std(summary["methods"][n][method]) for n in names) + " |")
+    print("\nValidation mAP of each kept epoch, by seed: what settings are chosen on (the test numbers are only reported)\n")
+    for method, scores in summary["validation"].items():
+        print(f"- {METHODS[method]}: " + ", ".join(f"{score:.3f}" for score in scores) + f" (mean {np.mean(scores):.3f})")
     print_differences("Difference to no mixing, paired by seed", summary["differences_to_no_mixing"])
     if summary.get("differences_to_scratch"):
         print_differences("Difference to the same run from scratch, paired by seed", summary["differences_to_scratch"])
