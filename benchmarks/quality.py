@@ -31,6 +31,7 @@ experiment from scratch has finished, each method's difference to it is printed,
     python benchmarks/quality.py --quick             # 1 seed, 4 epochs: the whole path in about 5 minutes
     python benchmarks/quality.py --epochs 100 --methods mix2  # the paper's epochs, no mixing and Mix2 only
     python benchmarks/quality.py --json quality.json # also save every figure
+    python benchmarks/quality.py --epochs 100 --methods mix2 --pretrain --unmixed-final-fraction 0.25  # Mix2's last 25 % clean
     python benchmarks/quality.py --methods mix2 --pretrain --pretrain-epochs 10 --pretrain-crops 1024
     python benchmarks/quality.py --methods mix2 --pretrain --encoder-lr-factor 0   # a linear probe
     python benchmarks/quality.py --methods timeshift --pretrain --pretrain-mixing mix2  # i-Mix in pretraining
@@ -93,6 +94,7 @@ def plan(
     model: str | None,
     init: Path | None = None,
     encoder_lr_factor: float = 1.0,
+    unmixed_final_fraction: float = 0.0,
 ) -> Experiment:
     config = apply_recipe(default_config(str(data)), "small-data")
     if epochs is not None:
@@ -100,6 +102,7 @@ def plan(
     if model is not None:
         config.train.model = model
     config.train.init, config.train.encoder_lr_factor = (None if init is None else str(init)), encoder_lr_factor
+    config.mixing.unmixed_final_fraction = unmixed_final_fraction
     return plan_experiment(out_dir, Experiment(config, methods, seeds))
 
 
@@ -152,10 +155,11 @@ def train_all(out_dir: Path, experiment: Experiment, jobs: int) -> dict[str, flo
     return seconds
 
 
-def mean_std(values: list[float]) -> str:
+def mean_std(values: list[float], signed: bool = False) -> str:
+    """Mean ± sample std of fractions, in points; ``signed`` marks a difference's mean with its sign."""
     values = np.asarray(values, dtype=float)
     spread = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{100 * values.mean():.1f} ± {100 * spread:.1f}"
+    return f"{100 * values.mean():{'+' if signed else ''}.1f} ± {100 * spread:.1f}"
 
 
 def summarise(out_dir: Path, experiment: Experiment) -> dict:
@@ -208,7 +212,7 @@ def print_differences(title: str, differences: dict) -> None:
     print("| method | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
     for method, columns in differences.items():
-        cells = [" ".join(f"{100 * d:+.1f}" for d in columns[n]) + f" ({mean_std(columns[n])})" for n in names]
+        cells = [" ".join(f"{100 * d:+.1f}" for d in columns[n]) + f" ({mean_std(columns[n], signed=True)})" for n in names]
         print(f"| {METHODS[method]} | " + " | ".join(cells) + " |")
 
 
@@ -267,18 +271,27 @@ def main() -> None:
         default=1.0,
         help="with --init or --pretrain: 0 freezes the encoder, a linear probe (1)",
     )
+    parser.add_argument(
+        "--unmixed-final-fraction",
+        type=float,
+        default=0.0,
+        help="the mixed runs train their last fraction of epochs without mixing (mix2 train's option; 0)",
+    )
     parser.add_argument("--json", type=Path, help="save every figure here")
     args = parser.parse_args()
     if not args.data.exists():
         raise SystemExit(f"{args.data}: no such data; the quality benchmark needs ../shared/data/nips4b beside the repository")
     if args.epochs is not None and args.epochs < 1:
         raise SystemExit(f"--epochs must be 1 or more, got {args.epochs}")
+    if not 0 <= args.unmixed_final_fraction <= 1:
+        raise SystemExit(f"--unmixed-final-fraction must be from 0 to 1, got {args.unmixed_final_fraction:g}")
     if args.pretrain_background < 0:
         raise SystemExit(f"--pretrain-background must be 0 or more, got {args.pretrain_background:g}")
     epochs = 4 if args.quick else args.epochs
     methods = [REFERENCE] + [method for method in METHODS if method in args.methods and method != REFERENCE]
     name = "quality-quick" if args.quick else "quality" + (f"-{epochs}-epochs" if epochs else "")
     name += f"-{args.model}" if args.model else ""
+    name += f"-unmixed-final-{args.unmixed_final_fraction:g}" if args.unmixed_final_fraction else ""
     scratch_dir = Path("runs/benchmarks") / (name + ("" if methods == list(METHODS) else "".join(f"-{m}" for m in methods[1:])))
     init = args.init
     if args.pretrain:
@@ -295,7 +308,9 @@ def main() -> None:
     start += {1.0: "", 0.0: "-probe"}.get(args.encoder_lr_factor, f"-encoder-lr-{args.encoder_lr_factor:g}") if init else ""
     out_dir = args.out or scratch_dir.with_name(scratch_dir.name + start)
     seeds = [0] if args.quick else [0, 1, 2]
-    experiment = plan(out_dir, args.data, seeds, epochs, methods, args.model, init, args.encoder_lr_factor)
+    experiment = plan(
+        out_dir, args.data, seeds, epochs, methods, args.model, init, args.encoder_lr_factor, args.unmixed_final_fraction
+    )
     seconds = train_all(out_dir, experiment, args.jobs)
     summary = summarise(out_dir, experiment)
     summary["wall_s_this_session"] = seconds
