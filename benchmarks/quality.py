@@ -50,10 +50,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mix2.config import PretrainConfig, apply_recipe, default_config
+from mix2.cli import FLAGS
+from mix2.config import PretrainConfig, RunConfig, apply_recipe, default_config
+from mix2.errors import Mix2Error, SettingError
 from mix2.experiment import Experiment, plan_experiment
 from mix2.registry import MIXERS, MODELS
-from mix2.run import baseline
+from mix2.run import baseline, check_config
 from mix2.run_folder import is_finished
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nips4b"
@@ -85,25 +87,24 @@ PAIRED = {"validation mAP": validation_score, **COLUMNS}
 """The columns of the paired differences: the test numbers, and first the validation score that settings are chosen on."""
 
 
-def plan(
-    out_dir: Path,
-    data: Path,
-    seeds: list[int],
-    epochs: int | None,
-    methods: list[str],
-    model: str | None,
-    init: Path | None = None,
-    encoder_lr_factor: float = 1.0,
-    unmixed_final_fraction: float = 0.0,
-) -> Experiment:
+def configure(
+    data: Path, epochs: int | None, model: str | None, encoder_lr_factor: float = 1.0, unmixed_final_fraction: float = 0.0
+) -> RunConfig:
+    """The ``small-data`` recipe on ``data`` with the benchmark's settings, checked in one line before any work starts
+    (all but ``init``, which may not exist until ``--pretrain`` has made it)."""
     config = apply_recipe(default_config(str(data)), "small-data")
     if epochs is not None:
         config.train.epochs = epochs
     if model is not None:
         config.train.model = model
-    config.train.init, config.train.encoder_lr_factor = (None if init is None else str(init)), encoder_lr_factor
+    config.train.encoder_lr_factor = encoder_lr_factor
     config.mixing.unmixed_final_fraction = unmixed_final_fraction
-    return plan_experiment(out_dir, Experiment(config, methods, seeds))
+    try:
+        check_config(config, here=False, starting=False)
+    except SettingError as error:
+        flag = FLAGS.get((error.section, error.name))
+        raise SystemExit(f"{flag or ''} ({error.section}.{error.name}) {error.problem}".lstrip()) from None
+    return config
 
 
 def pretrained(
@@ -281,10 +282,6 @@ def main() -> None:
     args = parser.parse_args()
     if not args.data.exists():
         raise SystemExit(f"{args.data}: no such data; the quality benchmark needs ../shared/data/nips4b beside the repository")
-    if args.epochs is not None and args.epochs < 1:
-        raise SystemExit(f"--epochs must be 1 or more, got {args.epochs}")
-    if not 0 <= args.unmixed_final_fraction <= 1:
-        raise SystemExit(f"--unmixed-final-fraction must be from 0 to 1, got {args.unmixed_final_fraction:g}")
     if args.pretrain_background < 0:
         raise SystemExit(f"--pretrain-background must be 0 or more, got {args.pretrain_background:g}")
     epochs = 4 if args.quick else args.epochs
@@ -293,6 +290,7 @@ def main() -> None:
     name += f"-{args.model}" if args.model else ""
     name += f"-unmixed-final-{args.unmixed_final_fraction:g}" if args.unmixed_final_fraction else ""
     scratch_dir = Path("runs/benchmarks") / (name + ("" if methods == list(METHODS) else "".join(f"-{m}" for m in methods[1:])))
+    config = configure(args.data, epochs, args.model, args.encoder_lr_factor, args.unmixed_final_fraction)
     init = args.init
     if args.pretrain:
         pretrain_dir = pretrained(
@@ -308,9 +306,8 @@ def main() -> None:
     start += {1.0: "", 0.0: "-probe"}.get(args.encoder_lr_factor, f"-encoder-lr-{args.encoder_lr_factor:g}") if init else ""
     out_dir = args.out or scratch_dir.with_name(scratch_dir.name + start)
     seeds = [0] if args.quick else [0, 1, 2]
-    experiment = plan(
-        out_dir, args.data, seeds, epochs, methods, args.model, init, args.encoder_lr_factor, args.unmixed_final_fraction
-    )
+    config.train.init = None if init is None else str(init)
+    experiment = plan_experiment(out_dir, Experiment(config, methods, seeds))
     seconds = train_all(out_dir, experiment, args.jobs)
     summary = summarise(out_dir, experiment)
     summary["wall_s_this_session"] = seconds
@@ -332,4 +329,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Mix2Error as error:  # a folder that holds another experiment, an --init that is not a checkpoint
+        raise SystemExit(str(error)) from None
