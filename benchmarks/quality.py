@@ -49,14 +49,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from mix2.cli import FLAGS
 from mix2.config import PretrainConfig, RunConfig, apply_recipe, default_config
 from mix2.errors import Mix2Error, SettingError
 from mix2.experiment import Experiment, plan_experiment
+from mix2.metrics import recording_bootstrap, weighted_average_precision, weighted_f1
 from mix2.registry import MIXERS, MODELS
 from mix2.run import baseline, check_config
-from mix2.run_folder import is_finished
+from mix2.run_folder import is_finished, read_run_clips
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nips4b"
 UNLABELLED = DEFAULT_DATA.parent / "nips4b_unlabelled"
@@ -74,6 +76,62 @@ COLUMNS = {
     "mAP": lambda m: m["map"],
 }
 """The printed numbers and how each is read from ``metrics.json``; groups are at tuned thresholds unless marked."""
+
+
+RESAMPLES = 1000
+"""Bootstrap resamples of the test recordings behind each interval of a paired difference."""
+
+
+def resampled_columns(run_dir: Path, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Each of :data:`COLUMNS` for a finished run, recomputed from its test predictions under each row of clip
+    ``weights`` (``(resamples, test clips)``): ``(resamples,)`` each, NaN where a resample hears no class of a group.
+    With unit weights it reproduces ``metrics.json``'s numbers, to the rounding of ``test_predictions.csv``'s scores
+    (6 decimals: within 0.1 points on NIPS4B)."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    test = read_run_clips(run_dir).split("test")
+    labels = test.labels.astype(np.float64)
+    scores = pd.read_csv(run_dir / "test_predictions.csv")[test.classes].to_numpy()
+    heard = weights @ labels > 0  # (resamples, classes): the classes with a positive in each resample
+
+    def macro(f1: np.ndarray, members: list[str] | None = None) -> np.ndarray:
+        scored = heard if members is None else heard & np.isin(test.classes, members)
+        counted = scored.sum(axis=1)
+        return np.where(counted > 0, np.where(scored, f1, 0).sum(axis=1) / np.maximum(counted, 1), np.nan)
+
+    at_half = weighted_f1(labels, scores >= metrics["threshold"], weights)
+    tuned = weighted_f1(labels, scores >= np.asarray(metrics["tuned"]["threshold"]), weights)
+    groups = metrics["group_classes"]
+    return {
+        "F1 @0.5": macro(at_half),
+        "F1 tuned": macro(tuned),
+        **{group: macro(tuned, groups[group]) for group in ("frequent", "common", "rare")},
+        "rare @0.5": macro(at_half, groups["rare"]),
+        "mAP": np.nanmean(weighted_average_precision(labels, scores, weights), axis=1),
+    }
+
+
+def difference_intervals(out_dir: Path, experiment: Experiment, seed: int = 0) -> dict:
+    """95 % BCa intervals of each method's mean paired difference to no mixing over the seeds, on the test columns,
+    from :data:`RESAMPLES` bootstrap resamples of the test recordings (every run scored under the same resamples):
+    how far the differences could move with another draw of test recordings, the seeds held fixed."""
+    first = out_dir / experiment.runs()[0].path
+    recordings = read_run_clips(first).split("test").clips["group"].to_numpy()
+    outputs = [(method, name) for method in experiment.presets if method != REFERENCE for name in COLUMNS]
+
+    def mean_differences(weights: np.ndarray) -> np.ndarray:
+        columns = {(run.preset, run.seed): resampled_columns(out_dir / run.path, weights) for run in experiment.runs()}
+        return np.stack(
+            [
+                np.mean([columns[method, s][name] - columns[REFERENCE, s][name] for s in experiment.seeds], axis=0)
+                for method, name in outputs
+            ]
+        )
+
+    low, high = recording_bootstrap(mean_differences, recordings, RESAMPLES, seed=seed)
+    intervals: dict[str, dict[str, list[float]]] = {}
+    for (method, name), lower, upper in zip(outputs, low, high):
+        intervals.setdefault(method, {})[name] = [float(lower), float(upper)]
+    return intervals
 
 
 def validation_score(metrics: dict) -> float:
@@ -188,6 +246,7 @@ def summarise(out_dir: Path, experiment: Experiment) -> dict:
         "validation": validation,
         "baseline": {name: read(reference) for name, read in COLUMNS.items()},
         "differences_to_no_mixing": differences,
+        "intervals_to_no_mixing": difference_intervals(out_dir, experiment),
     }
 
 
@@ -236,6 +295,18 @@ def print_summary(summary: dict) -> None:
     for method, scores in summary["validation"].items():
         print(f"- {METHODS[method]}: " + ", ".join(f"{score:.3f}" for score in scores) + f" (mean {np.mean(scores):.3f})")
     print_differences("Difference to no mixing, paired by seed", summary["differences_to_no_mixing"])
+    print(
+        f"\n95 % interval of the mean difference to no mixing over the seeds, resampling whole test recordings "
+        f"(BCa bootstrap, {RESAMPLES} resamples; the seeds held fixed):\n"
+    )
+    print("| method | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for method, columns in summary["intervals_to_no_mixing"].items():
+        print(
+            f"| {METHODS[method]} | "
+            + " | ".join(f"{100 * low:+.1f} to {100 * high:+.1f}" for low, high in columns.values())
+            + " |"
+        )
     if summary.get("differences_to_scratch"):
         print_differences("Difference to the same run from scratch, paired by seed", summary["differences_to_scratch"])
 

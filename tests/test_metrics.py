@@ -1,8 +1,17 @@
 import numpy as np
 import pytest
+from scipy.stats import bootstrap
 from sklearn.metrics import average_precision_score, f1_score
 
-from mix2.metrics import class_groups, evaluate_scores, polyphony_f1, tune_thresholds
+from mix2.metrics import (
+    class_groups,
+    evaluate_scores,
+    polyphony_f1,
+    recording_bootstrap,
+    tune_thresholds,
+    weighted_average_precision,
+    weighted_f1,
+)
 
 Y = np.array([[1, 0, 0, 1], [0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 1], [0, 0, 0, 0]])
 S = np.array(
@@ -90,3 +99,71 @@ def test_tuned_threshold_hand_example_and_highest_of_ties():
     # cuts 0.9 and 0.3 both give F1 2/3: the higher one, with fewer false alarms, is kept
     tied = tune_thresholds(np.array([[1], [0], [0], [1]]), np.array([[0.9], [0.7], [0.5], [0.3]]))
     assert tied.tolist() == [0.9]
+
+
+def test_recording_bootstrap_resamples_whole_recordings():
+    recordings = np.array(["r1", "r1", "r1", "r2", "r3", "r3"])
+    seen = []
+
+    def record(weights):
+        seen.append(weights)
+        return weights.sum(axis=1)
+
+    recording_bootstrap(record, recordings, n_resamples=500, seed=7)
+    weights = np.vstack([w for w in seen if w.shape[0] == 500])
+    # the windows of one recording weigh alike, and each resample draws exactly 3 recordings
+    assert (weights[:, 0] == weights[:, 2]).all() and (weights[:, 4] == weights[:, 5]).all()
+    assert (weights[:, [0, 3, 4]].sum(axis=1) == 3).all()
+    assert (weights == 0).any() and weights.max() == 3
+    # BCa's jackknife leaves one recording out at a time; the statistic also sees all clips once
+    assert any(w.shape == (3, 6) and (w[:, [0, 3, 4]].sum(axis=1) == 2).all() for w in seen)
+    assert any(w.shape == (1, 6) and (w == 1).all() for w in seen)
+
+
+def test_recording_bootstrap_equals_scipy_when_each_recording_is_one_clip():
+    values = np.random.default_rng(3).normal(size=25)
+    expected = bootstrap((values,), np.mean, n_resamples=400, method="BCa", rng=5).confidence_interval
+
+    def weighted_mean_and_max(weights):
+        heard = np.where(weights > 0, values, -np.inf)
+        return np.stack([weights @ values / weights.sum(axis=1), heard.max(axis=1)])
+
+    low, high = recording_bootstrap(weighted_mean_and_max, np.arange(25), n_resamples=400, seed=5)
+    assert (low[0], high[0]) == pytest.approx((expected.low, expected.high), abs=1e-12)
+    assert low.shape == (2,) and low[1] <= values.max() == high[1]  # the second statistic, under the same draws
+    narrower = recording_bootstrap(weighted_mean_and_max, np.arange(25), n_resamples=400, seed=5, confidence=0.5)
+    assert low[0] < narrower[0][0] < narrower[1][0] < high[0]
+
+
+def test_weighted_metrics_equal_sklearn_with_sample_weight():
+    rng = np.random.default_rng(0)
+    y = (rng.random((40, 5)) < 0.3).astype(int)
+    y[:, 4] = 0
+    y[7, 4] = 1  # a class heard once: resamples that leave its clip out have no average precision
+    scores = np.round(rng.random((40, 5)), 1)  # many tied scores
+    weights = rng.multinomial(10, np.full(10, 0.1), size=30)[:, rng.integers(0, 10, 40)].astype(float)
+    precision = weighted_average_precision(y, scores, weights)
+    f1 = weighted_f1(y, scores >= 0.5, weights)
+    for r in range(30):
+        expected_f1 = f1_score(y, scores >= 0.5, average=None, sample_weight=weights[r], zero_division=0)
+        assert f1[r] == pytest.approx(expected_f1, abs=1e-12)
+        for c in range(5):
+            if weights[r] @ y[:, c] > 0:
+                expected = average_precision_score(y[:, c], scores[:, c], sample_weight=weights[r])
+                assert precision[r, c] == pytest.approx(expected, abs=1e-12)
+            else:
+                assert np.isnan(precision[r, c])
+    assert np.isnan(precision[:, 4]).any() and not np.isnan(precision[:, 4]).all()
+
+
+def test_weighted_average_precision_hand_values():
+    y = np.array([[1], [0], [1]])
+    scores = np.array([[0.9], [0.8], [0.7]])
+    weights = np.array([[1.0, 1, 1], [1, 1, 0], [0, 1, 1], [2, 1, 1], [1, 1, 1]])
+    # ranks 1, 2, 3: recall 1/2 at precision 1, then recall 1 at precision 2/3; the last row ties the
+    # negative with the second positive (0.7), cut together: precision 2/3 at recall 1 as well
+    ties = np.array([[0.9], [0.7], [0.7]])
+    assert weighted_average_precision(y, scores, weights[:4])[:, 0] == pytest.approx([5 / 6, 1.0, 0.5, 2 / 3 * 1 + 1 / 3 * 3 / 4])
+    assert weighted_average_precision(y, ties, weights[4:])[0, 0] == pytest.approx(1 / 2 + 1 / 2 * 2 / 3)
+    # at 0.75 the negative is a false alarm: F1 = 2 tp / (2 tp + fp + fn) under each weighting
+    assert weighted_f1(y, scores >= 0.75, weights).ravel() == pytest.approx([1 / 2, 2 / 3, 0.0, 2 / 3, 1 / 2])

@@ -5,7 +5,10 @@
 - macro F1 over frequent, common and rare classes (each over its classes with a test positive);
 - F1 by polyphony: clips grouped by their number of species;
 - mAP: mean average precision over the classes with at least one positive clip;
-- per-class thresholds tuned for F1 on a validation split.
+- per-class thresholds tuned for F1 on a validation split;
+- confidence intervals that resample whole recordings (:func:`recording_bootstrap`), with
+  per-class F1 and average precision under many clip weightings at once (:func:`weighted_f1`,
+  :func:`weighted_average_precision`, equal to scikit-learn's with ``sample_weight``).
 
 Example:
     >>> import numpy as np
@@ -18,7 +21,10 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+from scipy.stats import bootstrap
 from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve
 
 GROUPS = ("frequent", "common", "rare")
@@ -165,3 +171,89 @@ def evaluate_scores(
         "clips": len(y_true),
         "per_class": per_class,
     }
+
+
+def recording_bootstrap(
+    statistic: Callable[[np.ndarray], np.ndarray],
+    recordings: np.ndarray,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """BCa confidence interval of a statistic of clips, resampling whole recordings (``scipy.stats.bootstrap``).
+
+    Windows of one recording overlap and share its animals, so they are not independent draws:
+    each resample draws as many recordings as there are, with replacement, and hands
+    ``statistic`` a weight per clip, how often its recording was drawn. ``statistic`` maps
+    ``(resamples, clips)`` weights to ``(resamples,)`` values, or ``(outputs, resamples)`` for
+    several statistics under the same draws; weighted metrics of two runs scored on the same
+    clips under the same weights give paired intervals. BCa (bias-corrected and accelerated)
+    because a macro average over the classes heard in a resample is biased under resampling:
+    a resample that misses a rare class's only recording averages over fewer classes.
+
+    Returns:
+        ``(low, high)``, each of ``statistic``'s output shape without the resample axis.
+
+    Example (the mean of one value per clip, two clips of recording ``a``, one of ``b``):
+        >>> values = np.array([1.0, 1.0, 4.0])
+        >>> def weighted_mean(weights):
+        ...     return weights @ values / weights.sum(axis=1)
+        >>> low, high = recording_bootstrap(weighted_mean, np.array(["a", "a", "b"]), n_resamples=200)
+        >>> bool(1.0 <= low <= 2.0 <= high <= 4.0)
+        True
+    """
+    names, recording_of_clip = np.unique(np.asarray(recordings), return_inverse=True)
+
+    def of_draws(draws: np.ndarray, axis: int = -1) -> np.ndarray:
+        draws = np.moveaxis(draws, axis, -1)
+        flat = draws.reshape(-1, draws.shape[-1])
+        counts = np.zeros((len(flat), len(names)))
+        np.add.at(counts, (np.arange(len(flat))[:, None], flat), 1.0)
+        values = np.asarray(statistic(counts[:, recording_of_clip]))
+        return values.reshape(values.shape[:-1] + draws.shape[:-1])
+
+    result = bootstrap(
+        (np.arange(len(names)),),
+        of_draws,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="BCa",
+        rng=seed,
+        vectorized=True,
+    )
+    return np.asarray(result.confidence_interval.low), np.asarray(result.confidence_interval.high)
+
+
+def weighted_f1(y_true: np.ndarray, y_pred: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per-class F1 under each row of clip weights, ``(clips, classes), (resamples, clips) -> (resamples, classes)``;
+    row ``r`` equals ``f1_score(y_true, y_pred, average=None, sample_weight=weights[r], zero_division=0)``."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    true_positives = weights @ (y_true * y_pred)
+    false_positives = weights @ ((1 - y_true) * y_pred)
+    false_negatives = weights @ (y_true * (1 - y_pred))
+    denominator = 2 * true_positives + false_positives + false_negatives
+    return np.divide(2 * true_positives, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+
+
+def weighted_average_precision(y_true: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per-class average precision under each row of clip weights,
+    ``(clips, classes), (resamples, clips) -> (resamples, classes)``, NaN where a row weighs no positive.
+
+    Row ``r``, class ``c`` equals ``average_precision_score(y_true[:, c], scores[:, c],
+    sample_weight=weights[r])`` (to float rounding): the sum over score cuts, highest first and
+    tied scores cut together, of the gain in recall times the precision at the cut.
+    """
+    y_true, scores = np.asarray(y_true, dtype=np.float64), np.asarray(scores, dtype=np.float64)
+    result = np.full((weights.shape[0], y_true.shape[1]), np.nan)
+    for c in range(y_true.shape[1]):
+        order = np.argsort(-scores[:, c], kind="stable")
+        ranked = scores[order, c]
+        cuts = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # the last clip of each run of tied scores
+        positives = np.cumsum(weights[:, order] * y_true[order, c], axis=1)[:, cuts]
+        negatives = np.cumsum(weights[:, order] * (1 - y_true[order, c]), axis=1)[:, cuts]
+        total = positives[:, -1:]
+        heard = total[:, 0] > 0
+        precision = np.divide(positives, positives + negatives, out=np.zeros_like(positives), where=positives + negatives > 0)
+        recall_gain = np.diff(positives, axis=1, prepend=0.0)[heard] / total[heard]
+        result[heard, c] = np.maximum(0.0, (recall_gain * precision[heard]).sum(axis=1))
+    return result
