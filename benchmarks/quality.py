@@ -90,7 +90,10 @@ def resampled_columns(run_dir: Path, weights: np.ndarray) -> dict[str, np.ndarra
     metrics = json.loads((run_dir / "metrics.json").read_text())
     test = read_run_clips(run_dir).split("test")
     labels = test.labels.astype(np.float64)
-    scores = pd.read_csv(run_dir / "test_predictions.csv")[test.classes].to_numpy()
+    predictions = pd.read_csv(run_dir / "test_predictions.csv", dtype={"file": str}, keep_default_na=False)
+    if not predictions[["file", "start_s"]].equals(test.clips[["file", "start_s"]].reset_index(drop=True)):
+        raise SystemExit(f"{run_dir / 'test_predictions.csv'}: its clips are not the run's test clips in order")
+    scores = predictions[test.classes].to_numpy()
     heard = weights @ labels > 0  # (resamples, classes): the classes with a positive in each resample
 
     def macro(f1: np.ndarray, members: list[str] | None = None) -> np.ndarray:
@@ -117,6 +120,12 @@ def difference_intervals(out_dir: Path, experiment: Experiment, seed: int = 0) -
     first = out_dir / experiment.runs()[0].path
     recordings = read_run_clips(first).split("test").clips["group"].to_numpy()
     outputs = [(method, name) for method in experiment.presets if method != REFERENCE for name in COLUMNS]
+
+    for run in experiment.runs():  # the recomputed columns are those printed, read from metrics.json
+        metrics = json.loads((out_dir / run.path / "metrics.json").read_text())
+        unit = resampled_columns(out_dir / run.path, np.ones((1, len(recordings))))
+        if any(abs(unit[name][0] - read(metrics)) > 0.002 for name, read in COLUMNS.items()):
+            raise SystemExit(f"{out_dir / run.path}: its test predictions do not reproduce its metrics.json")
 
     def mean_differences(weights: np.ndarray) -> np.ndarray:
         columns = {(run.preset, run.seed): resampled_columns(out_dir / run.path, weights) for run in experiment.runs()}
