@@ -49,16 +49,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from mix2.cli import FLAGS
 from mix2.config import PretrainConfig, RunConfig, apply_recipe, default_config
+from mix2.data.clips import ClipTable
 from mix2.errors import Mix2Error, SettingError
 from mix2.experiment import Experiment, plan_experiment
-from mix2.metrics import recording_bootstrap, weighted_average_precision, weighted_f1
+from mix2.metrics import weighted_macro_scores
 from mix2.registry import MIXERS, MODELS
+from mix2.reporting.results import PAIRED_RESAMPLES, paired_intervals
 from mix2.run import baseline, check_config
-from mix2.run_folder import is_finished, read_run_clips
+from mix2.run_folder import is_finished, read_test_scores
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nips4b"
 UNLABELLED = DEFAULT_DATA.parent / "nips4b_unlabelled"
@@ -78,69 +79,37 @@ COLUMNS = {
 """The printed numbers and how each is read from ``metrics.json``; groups are at tuned thresholds unless marked."""
 
 
-RESAMPLES = 1000
-"""Bootstrap resamples of the test recordings behind each interval of a paired difference."""
-
-
-def resampled_columns(run_dir: Path, weights: np.ndarray) -> dict[str, np.ndarray]:
-    """Each of :data:`COLUMNS` for a finished run, recomputed from its test predictions under each row of clip
-    ``weights`` (``(resamples, test clips)``): ``(resamples,)`` each, NaN where a resample hears no class of a group.
-    With unit weights it reproduces ``metrics.json``'s numbers, to the rounding of ``test_predictions.csv``'s scores
-    (6 decimals: within 0.1 points on NIPS4B)."""
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    test = read_run_clips(run_dir).split("test")
-    labels = test.labels.astype(np.float64)
-    predictions = pd.read_csv(run_dir / "test_predictions.csv", dtype={"file": str}, keep_default_na=False)
-    if not predictions[["file", "start_s"]].equals(test.clips[["file", "start_s"]].reset_index(drop=True)):
-        raise SystemExit(f"{run_dir / 'test_predictions.csv'}: its clips are not the run's test clips in order")
-    scores = predictions[test.classes].to_numpy()
-    heard = weights @ labels > 0  # (resamples, classes): the classes with a positive in each resample
-
-    def macro(f1: np.ndarray, members: list[str] | None = None) -> np.ndarray:
-        scored = heard if members is None else heard & np.isin(test.classes, members)
-        counted = scored.sum(axis=1)
-        return np.where(counted > 0, np.where(scored, f1, 0).sum(axis=1) / np.maximum(counted, 1), np.nan)
-
-    at_half = weighted_f1(labels, scores >= metrics["threshold"], weights)
-    tuned = weighted_f1(labels, scores >= np.asarray(metrics["tuned"]["threshold"]), weights)
+def resampled_columns(metrics: dict, test: ClipTable, scores: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Each of :data:`COLUMNS` for a finished run, recomputed from its test scores under each row of clip ``weights``
+    (``(resamples, test clips)``): ``(resamples,)`` each. With unit weights it reproduces ``metrics.json``'s numbers,
+    to the rounding of ``test_predictions.csv``'s scores (6 decimals: within 0.1 points on NIPS4B)."""
     groups = metrics["group_classes"]
+    at_half = weighted_macro_scores(test.labels, scores, test.classes, groups, weights, metrics["threshold"])
+    tuned = weighted_macro_scores(test.labels, scores, test.classes, groups, weights, np.asarray(metrics["tuned"]["threshold"]))
     return {
-        "F1 @0.5": macro(at_half),
-        "F1 tuned": macro(tuned),
-        **{group: macro(tuned, groups[group]) for group in ("frequent", "common", "rare")},
-        "rare @0.5": macro(at_half, groups["rare"]),
-        "mAP": np.nanmean(weighted_average_precision(labels, scores, weights), axis=1),
+        "F1 @0.5": at_half["macro_f1_active"],
+        "F1 tuned": tuned["macro_f1_active"],
+        **{group: tuned[group] for group in ("frequent", "common", "rare")},
+        "rare @0.5": at_half["rare"],
+        "mAP": at_half["map"],
     }
 
 
-def difference_intervals(out_dir: Path, experiment: Experiment, seed: int = 0) -> dict:
-    """95 % BCa intervals of each method's mean paired difference to no mixing over the seeds, on the test columns,
-    from :data:`RESAMPLES` bootstrap resamples of the test recordings (every run scored under the same resamples):
-    how far the differences could move with another draw of test recordings, the seeds held fixed."""
-    first = out_dir / experiment.runs()[0].path
-    recordings = read_run_clips(first).split("test").clips["group"].to_numpy()
-    outputs = [(method, name) for method in experiment.presets if method != REFERENCE for name in COLUMNS]
-
-    for run in experiment.runs():  # the recomputed columns are those printed, read from metrics.json
-        metrics = json.loads((out_dir / run.path / "metrics.json").read_text())
-        unit = resampled_columns(out_dir / run.path, np.ones((1, len(recordings))))
+def difference_intervals(out_dir: Path, experiment: Experiment) -> dict:
+    """The 95 % interval over test recordings of each method's mean paired difference to no mixing, on
+    :data:`COLUMNS` (:func:`mix2.reporting.results.paired_intervals`), after checking that the recomputed
+    columns are those printed, read from ``metrics.json``."""
+    runs = {(run.preset, run.seed): out_dir / run.path for run in experiment.runs()}
+    for run_dir in runs.values():
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        test, scores = read_test_scores(run_dir)
+        unit = resampled_columns(metrics, test, scores, np.ones((1, len(scores))))
         if any(abs(unit[name][0] - read(metrics)) > 0.002 for name, read in COLUMNS.items()):
-            raise SystemExit(f"{out_dir / run.path}: its test predictions do not reproduce its metrics.json")
-
-    def mean_differences(weights: np.ndarray) -> np.ndarray:
-        columns = {(run.preset, run.seed): resampled_columns(out_dir / run.path, weights) for run in experiment.runs()}
-        return np.stack(
-            [
-                np.mean([columns[method, s][name] - columns[REFERENCE, s][name] for s in experiment.seeds], axis=0)
-                for method, name in outputs
-            ]
-        )
-
-    low, high = recording_bootstrap(mean_differences, recordings, RESAMPLES, seed=seed)
-    intervals: dict[str, dict[str, list[float]]] = {}
-    for (method, name), lower, upper in zip(outputs, low, high):
-        intervals.setdefault(method, {})[name] = [float(lower), float(upper)]
-    return intervals
+            raise SystemExit(f"{run_dir}: its test predictions do not reproduce its metrics.json")
+    paired = paired_intervals(runs, REFERENCE, resampled_columns)
+    if paired is None:
+        raise SystemExit(f"{out_dir}: its runs do not share their test clips")
+    return paired[1]
 
 
 def validation_score(metrics: dict) -> float:
@@ -306,7 +275,7 @@ def print_summary(summary: dict) -> None:
     print_differences("Difference to no mixing, paired by seed", summary["differences_to_no_mixing"])
     print(
         f"\n95 % interval of the mean difference to no mixing over the seeds, resampling whole test recordings "
-        f"(BCa bootstrap, {RESAMPLES} resamples; the seeds held fixed):\n"
+        f"(BCa bootstrap, {PAIRED_RESAMPLES} resamples; the seeds held fixed):\n"
     )
     print("| method | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")

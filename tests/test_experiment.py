@@ -1,6 +1,7 @@
 """Experiments: the plan, resuming, array-job tasks, and tables whose numbers are the runs' own."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -8,9 +9,13 @@ import pytest
 
 from mix2 import default_config
 from mix2.cli import main
+from mix2.data.clips import ClipTable
 from mix2.errors import Mix2Error
 from mix2.experiment import Experiment, aggregate_experiment, plan_experiment
+from mix2.metrics import evaluate_scores
+from mix2.reporting.results import paired_differences
 from mix2.reporting.tables import format_mean_std, per_class_table, summary_table, to_markdown
+from mix2.run_folder import write_clips
 
 CLASSES = ["a", "b", "c"]
 GROUPS = {"frequent": ["a"], "common": ["b"], "rare": ["c"]}
@@ -183,3 +188,79 @@ def test_experiment_refuses_what_its_presets_and_seeds_set_for_each_run(flag, tm
         main(["experiment", str(tmp_path / "exp"), flag, *(["x"] if flag != "--no-specaugment" else [])])
     assert exit_info.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
     assert not (tmp_path / "exp").exists()
+
+
+def scored_experiment(tmp_path, seeds=(0, 1)):
+    """An experiment whose runs hold real test predictions: ``timeshift`` scores at random, ``mix2`` near the truth
+    on the first half of its recordings; test clips, 3 windows from each of 12 recordings, as ``evaluate`` writes them."""
+    plan = plan_experiment(tmp_path, Experiment(default_config("data"), ["timeshift", "mix2"], list(seeds)))
+    rng = np.random.default_rng(1)
+    files = [f"rec{r:02d}.wav" for r in range(12) for _ in range(3)]
+    clips = pd.DataFrame(
+        {"file": files, "start_s": [float(i % 3) for i in range(36)], "end_s": 3.0, "group": files, "split": "test"}
+    )
+    labels = (rng.random((36, 3)) < 0.4).astype(np.uint8)
+    labels[:3, 2] = 1  # every class is heard
+    table = ClipTable(clips, labels, CLASSES, tmp_path)
+    for run in plan.runs():
+        run_dir = tmp_path / run.path
+        run_dir.mkdir(parents=True)
+        write_clips(run_dir, table)
+        scores = rng.random((36, 3))
+        if run.preset == "mix2":
+            scores[:18] = 0.1 + 0.8 * labels[:18]
+        metrics = evaluate_scores(labels, scores, CLASSES, GROUPS)
+        tuned = np.array([0.5, 0.4, 0.6])
+        metrics["tuned"] = evaluate_scores(labels, scores, CLASSES, GROUPS, threshold=tuned)
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+        predictions = pd.concat([clips[["file", "start_s", "end_s"]], pd.DataFrame(scores, columns=CLASSES)], axis=1)
+        predictions.to_csv(run_dir / "test_predictions.csv", index=False, float_format="%.6f")
+    return plan
+
+
+def test_paired_differences_are_the_runs_own_with_an_interval_over_test_recordings(tmp_path):
+    scored_experiment(tmp_path)
+    for tuned in (False, True):
+        table = paired_differences(tmp_path, tuned=tuned)
+        assert list(table.index) == ["mix2"] and table.index.name == "preset - timeshift" and table.loc["mix2", "seeds"] == 2
+        runs = {
+            (p, s): json.loads((tmp_path / f"runs/{p}/seed{s}/metrics.json").read_text())
+            for p in ("timeshift", "mix2")
+            for s in (0, 1)
+        }
+        report = {key: m["tuned"] if tuned else m for key, m in runs.items()}
+        recorded = {
+            key: {"All": report[key]["macro_f1"], "Rare": report[key]["groups"]["rare"], "mAP": m["map"]}
+            for key, m in runs.items()
+        }
+        for label in ("All", "Rare", "mAP"):
+            expected = 100 * np.mean([recorded["mix2", s][label] - recorded["timeshift", s][label] for s in (0, 1)])
+            assert table.loc["mix2", f"{label} mean"] == pytest.approx(expected, abs=1e-9)
+            assert table.loc["mix2", f"{label} low"] < table.loc["mix2", f"{label} mean"] < table.loc["mix2", f"{label} high"]
+        # near-perfect scores on half the recordings against random ones: better under every resample
+        assert table.loc["mix2", "All low"] > 0 and table.loc["mix2", "mAP low"] > 0
+    written = aggregate_experiment(tmp_path)
+    markdown = written["paired_tuned"].read_text()
+    assert markdown.startswith("Difference to timeshift (points) at thresholds tuned on validation, mean over seeds paired")
+    assert re.search(r"\| mix2 \| [+-]\d+\.\d \([+-]\d+\.\d to [+-]\d+\.\d\) \|", markdown)
+
+
+def test_paired_differences_need_paired_runs_with_predictions_and_shared_test_clips(tmp_path):
+    fake_experiment(tmp_path / "no-predictions")
+    assert paired_differences(tmp_path / "no-predictions") is None
+    assert "paired" not in aggregate_experiment(tmp_path / "no-predictions")
+    scored_experiment(tmp_path / "one-seed-each")
+    for path in ("runs/mix2/seed0", "runs/timeshift/seed1"):
+        (tmp_path / "one-seed-each" / path / "metrics.json").unlink()  # unfinished
+    assert paired_differences(tmp_path / "one-seed-each") is None
+    scored_experiment(tmp_path / "other-clips")
+    other = tmp_path / "other-clips" / "runs/mix2/seed1"
+    clips = pd.read_csv(other / "clips.csv")
+    clips.loc[0, "start_s"] = 0.5
+    clips.to_csv(other / "clips.csv", index=False)
+    with pytest.raises(Mix2Error, match="test_predictions.csv: its clips or classes are not the run's test clips"):
+        paired_differences(tmp_path / "other-clips")
+    predictions = pd.read_csv(other / "test_predictions.csv")
+    predictions.loc[0, "start_s"] = 0.5
+    predictions.to_csv(other / "test_predictions.csv", index=False)
+    assert paired_differences(tmp_path / "other-clips") is None

@@ -11,6 +11,7 @@ from mix2.metrics import (
     tune_thresholds,
     weighted_average_precision,
     weighted_f1,
+    weighted_macro_scores,
 )
 
 Y = np.array([[1, 0, 0, 1], [0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 1], [0, 0, 0, 0]])
@@ -110,7 +111,8 @@ def test_recording_bootstrap_resamples_whole_recordings():
         return weights.sum(axis=1)
 
     recording_bootstrap(record, recordings, n_resamples=500, seed=7)
-    weights = np.vstack([w for w in seen if w.shape[0] == 500])
+    weights = np.vstack([w for w in seen if len(w) > 3])  # the resamples, in batches; not the jackknife or the data
+    assert weights.shape == (500, 6)
     # the windows of one recording weigh alike, and each resample draws exactly 3 recordings
     assert (weights[:, 0] == weights[:, 2]).all() and (weights[:, 4] == weights[:, 5]).all()
     assert (weights[:, [0, 3, 4]].sum(axis=1) == 3).all()
@@ -133,6 +135,13 @@ def test_recording_bootstrap_equals_scipy_when_each_recording_is_one_clip():
     assert low.shape == (2,) and low[1] <= values.max() == high[1]  # the second statistic, under the same draws
     narrower = recording_bootstrap(weighted_mean_and_max, np.arange(25), n_resamples=400, seed=5, confidence=0.5)
     assert low[0] < narrower[0][0] < narrower[1][0] < high[0]
+
+
+def test_recording_bootstrap_of_a_constant_is_that_constant_without_warnings(recwarn):
+    recordings = np.array(["r1", "r1", "r2", "r3"])
+    low, high = recording_bootstrap(lambda weights: np.stack([np.full(len(weights), 2.5), weights[:, 0]]), recordings, 100)
+    assert low[0] == high[0] == 2.5 and 0 <= low[1] < high[1] <= 3
+    assert not recwarn.list
 
 
 def test_weighted_metrics_equal_sklearn_with_sample_weight():
@@ -167,3 +176,25 @@ def test_weighted_average_precision_hand_values():
     assert weighted_average_precision(y, ties, weights[4:])[0, 0] == pytest.approx(1 / 2 + 1 / 2 * 2 / 3)
     # at 0.75 the negative is a false alarm: F1 = 2 tp / (2 tp + fp + fn) under each weighting
     assert weighted_f1(y, scores >= 0.75, weights).ravel() == pytest.approx([1 / 2, 2 / 3, 0.0, 2 / 3, 1 / 2])
+
+
+def test_weighted_macro_scores_equal_evaluate_scores_on_the_clips_repeated_by_their_weights():
+    rng = np.random.default_rng(4)
+    y = (rng.random((30, 4)) < 0.3).astype(int)
+    y[:, 2] = 0
+    y[5, 2] = 1  # heard in one clip: some weightings leave it, and the rare group, out
+    scores = np.round(rng.random((30, 4)), 2)
+    groups = {"frequent": ["a"], "common": ["b"], "rare": ["c", "d"]}
+    thresholds = np.array([0.5, 0.3, 0.6, 0.4])
+    weights = rng.multinomial(30, np.full(30, 1 / 30), size=6).astype(float)
+    weights[0], weights[1, 5] = 1.0, 0.0  # all clips once; then a weighting without the one clip of class c
+    for threshold in (0.5, thresholds):
+        resampled = weighted_macro_scores(y, scores, CLASSES, groups, weights, threshold)
+        for r, row in enumerate(weights):
+            repeated = np.repeat(np.arange(30), row.astype(int))
+            expected = evaluate_scores(y[repeated], scores[repeated], CLASSES, groups, threshold)
+            assert resampled["macro_f1"][r] == pytest.approx(expected["macro_f1"], abs=1e-12)
+            assert resampled["macro_f1_active"][r] == pytest.approx(expected["macro_f1_active"], abs=1e-12)
+            assert resampled["map"][r] == pytest.approx(expected["map"], abs=1e-12)
+            for group in groups:
+                assert resampled[group][r] == pytest.approx(expected["groups"][group], abs=1e-12)

@@ -21,10 +21,11 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
-from scipy.stats import bootstrap
+from scipy.stats import DegenerateDataWarning, bootstrap
 from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve
 
 GROUPS = ("frequent", "common", "rare")
@@ -173,6 +174,10 @@ def evaluate_scores(
     }
 
 
+BOOTSTRAP_BATCH = 250
+"""Resamples (and jackknife leave-outs) handed to a statistic at once by :func:`recording_bootstrap`."""
+
+
 def recording_bootstrap(
     statistic: Callable[[np.ndarray], np.ndarray],
     recordings: np.ndarray,
@@ -192,7 +197,9 @@ def recording_bootstrap(
     a resample that misses a rare class's only recording averages over fewer classes.
 
     Returns:
-        ``(low, high)``, each of ``statistic``'s output shape without the resample axis.
+        ``(low, high)``, each of ``statistic``'s output shape without the resample axis. A
+        statistic equal under every resample (two runs that agree on every clip) gets that value
+        at both ends; one that is NaN under some resample gets NaN.
 
     Example (the mean of one value per clip, two clips of recording ``a``, one of ``b``):
         >>> values = np.array([1.0, 1.0, 4.0])
@@ -212,16 +219,24 @@ def recording_bootstrap(
         values = np.asarray(statistic(counts[:, recording_of_clip]))
         return values.reshape(values.shape[:-1] + draws.shape[:-1])
 
-    result = bootstrap(
-        (np.arange(len(names)),),
-        of_draws,
-        n_resamples=n_resamples,
-        confidence_level=confidence,
-        method="BCa",
-        rng=seed,
-        vectorized=True,
-    )
-    return np.asarray(result.confidence_interval.low), np.asarray(result.confidence_interval.high)
+    with warnings.catch_warnings():  # a constant statistic is answered below, not warned about
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = bootstrap(
+            (np.arange(len(names)),),
+            of_draws,
+            n_resamples=n_resamples,
+            confidence_level=confidence,
+            method="BCa",
+            rng=seed,
+            vectorized=True,
+            batch=BOOTSTRAP_BATCH,  # bounds the weights in memory: (batch, clips)
+        )
+    distribution = np.asarray(result.bootstrap_distribution)
+    constant = (distribution == distribution[..., :1]).all(axis=-1)
+    low = np.where(constant, distribution[..., 0], result.confidence_interval.low)
+    high = np.where(constant, distribution[..., 0], result.confidence_interval.high)
+    return low, high
 
 
 def weighted_f1(y_true: np.ndarray, y_pred: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -257,3 +272,34 @@ def weighted_average_precision(y_true: np.ndarray, scores: np.ndarray, weights: 
         recall_gain = np.diff(positives, axis=1, prepend=0.0)[heard] / total[heard]
         result[heard, c] = np.maximum(0.0, (recall_gain * precision[heard]).sum(axis=1))
     return result
+
+
+def weighted_macro_scores(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    classes: list[str],
+    groups: dict[str, list[str]],
+    weights: np.ndarray,
+    threshold: float | np.ndarray = 0.5,
+) -> dict[str, np.ndarray]:
+    """The macro numbers of :func:`evaluate_scores` under each row of clip weights, ``(resamples,)`` each.
+
+    ``macro_f1`` (all classes), ``macro_f1_active`` (the classes with a weighted positive), one
+    entry per group of ``groups`` (its classes with a weighted positive) and ``map``; NaN where a
+    row weighs no positive of what is averaged. Under unit weights each equals
+    :func:`evaluate_scores`' number of the same name (a group's under ``report["groups"]``).
+    """
+    y_true = np.asarray(y_true, dtype=np.float64)
+    f1 = weighted_f1(y_true, np.asarray(scores) >= threshold, weights)
+    heard = weights @ y_true > 0
+
+    def macro(values: np.ndarray, members: np.ndarray) -> np.ndarray:
+        counted = members.sum(axis=1)
+        return np.where(counted > 0, np.where(members, values, 0.0).sum(axis=1) / np.maximum(counted, 1), np.nan)
+
+    return {
+        "macro_f1": f1.mean(axis=1),
+        "macro_f1_active": macro(f1, heard),
+        **{name: macro(f1, heard & np.isin(classes, members)) for name, members in groups.items()},
+        "map": macro(weighted_average_precision(y_true, scores, weights), heard),
+    }

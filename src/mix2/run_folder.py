@@ -8,7 +8,7 @@ A run folder holds:
 - ``checkpoints/best.ckpt`` (best validation mAP, or ``train.monitor``) and ``checkpoints/last.ckpt``;
 - ``logs/metrics.csv``: one row per epoch, counted from 1: the training loss and its terms,
   the validation loss, mAP and macro F1 (``logs/speed.csv``: each epoch's training speed);
-- ``metrics.json``, ``test_predictions.csv`` and ``plots/*.png``: the test results, at the
+- ``metrics.json``, ``test_predictions.csv`` (:func:`read_test_scores`) and ``plots/*.png``: the test results, at the
   global threshold and at per-class thresholds tuned on validation (stored in the checkpoint);
   ``metrics.json`` is written last, once training has finished, so a folder that has it holds
   a finished run (:func:`is_finished`);
@@ -26,6 +26,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mix2.config import RunConfig
@@ -72,6 +73,21 @@ def read_run_clips(run_dir: str | Path) -> ClipTable:
         class_groups=dataset["class_groups"],
         name=dataset["name"],
     )
+
+
+def read_test_scores(run_dir: str | Path) -> tuple[ClipTable, np.ndarray]:
+    """A finished run's test clips and their ``(clips, classes)`` probabilities from ``test_predictions.csv``."""
+    run_dir = Path(run_dir)
+    test = read_run_clips(run_dir).split("test")
+    path = run_dir / "test_predictions.csv"
+    if not path.is_file():
+        raise input_error(path, "missing; is this a finished mix2 run folder?")
+    predictions = pd.read_csv(path, dtype={"file": str}, keep_default_na=False)
+    if list(predictions.columns[3:]) != test.classes or not predictions[["file", "start_s"]].equals(
+        test.clips[["file", "start_s"]].reset_index(drop=True)
+    ):
+        raise input_error(path, "its clips or classes are not the run's test clips, in order")
+    return test, predictions[test.classes].to_numpy()
 
 
 def write_failures(run_dir: Path, failures: list[tuple[str, str]]) -> None:

@@ -100,7 +100,7 @@ def _experiment_section(folder: Path) -> str:
         f"{', '.join(map(str, experiment.seeds))}; data {experiment.base.data.source}{variants}."
     )
     parts = [f'<p class="note">{html.escape(summary)}</p>']
-    for name in ("table1", "table1_tuned", "table2"):
+    for name in ("table1", "table1_tuned", "paired", "paired_tuned", "table2"):
         if name in tables:
             title, table = tables[name]
             parts.append(f"<h2>{html.escape(title)}</h2>{_table(table)}")

@@ -12,15 +12,18 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from mix2.data.clips import ClipTable
 from mix2.errors import input_error
 from mix2.experiment_plan import stored_plan
-from mix2.metrics import group_of_class
-from mix2.reporting.tables import per_class_table, summary_table
-from mix2.run_folder import is_finished
+from mix2.metrics import group_of_class, recording_bootstrap, weighted_macro_scores
+from mix2.reporting.tables import SCORE_COLUMNS, per_class_table, summary_table
+from mix2.run_folder import is_finished, read_test_scores
 
 
 def collect_results(out_dir: str | Path) -> dict[str, pd.DataFrame]:
@@ -55,6 +58,104 @@ def collect_results(out_dir: str | Path) -> dict[str, pd.DataFrame]:
     return {"scores": pd.DataFrame(scores), "polyphony": pd.DataFrame(polyphony), "per_class": pd.DataFrame(per_class)}
 
 
+PAIRED_RESAMPLES = 1000
+"""Bootstrap resamples of the test recordings behind each interval of :func:`paired_intervals`."""
+
+RunNumbers = Callable[[dict, ClipTable, np.ndarray, np.ndarray], dict[str, np.ndarray]]
+"""``(metrics.json, test clips, test scores, (resamples, clips) weights) -> {name: (resamples,)}``: a run's numbers
+under each weighting of its test clips, e.g. from :func:`~mix2.metrics.weighted_macro_scores`."""
+
+
+def paired_intervals(
+    runs: dict[tuple[str, int], Path], reference: str, numbers: RunNumbers, seed: int = 0
+) -> tuple[dict[str, list[int]], dict[str, dict[str, tuple[float, float]]]] | None:
+    """95 % intervals of each preset's mean paired difference to ``reference``, resampling whole test recordings.
+
+    ``runs`` maps ``(preset, seed)`` to finished run folders that share their test clips. Each
+    preset is paired with ``reference`` over the seeds both have; for each name that ``numbers``
+    gives, the mean over those seeds of the difference gets a 95 % BCa interval from
+    :data:`PAIRED_RESAMPLES` resamples of the test recordings
+    (:func:`~mix2.metrics.recording_bootstrap`), every run scored under the same resamples and
+    the seeds held fixed: how far the difference could move with another draw of test recordings.
+
+    Returns:
+        ``(seeds, intervals)``: the paired seeds of each preset, and ``intervals[preset][name] =
+        (low, high)``; ``None`` where no preset pairs with ``reference`` or the runs do not share
+        their test clips.
+    """
+    pairs = {p: [s for (q, s) in runs if q == p and (reference, s) in runs] for p in dict.fromkeys(q for q, _ in runs)}
+    pairs = {preset: seeds for preset, seeds in pairs.items() if seeds and preset != reference}
+    if not pairs:
+        return None
+    used = sorted(
+        {(reference, s) for seeds in pairs.values() for s in seeds} | {(p, s) for p, seeds in pairs.items() for s in seeds}
+    )
+    scored = {key: read_test_scores(runs[key]) for key in used}
+    metrics = {key: json.loads((runs[key] / "metrics.json").read_text()) for key in used}
+    clips = scored[used[0]][0].clips
+    if not all(test.clips[["file", "start_s"]].equals(clips[["file", "start_s"]]) for test, _ in scored.values()):
+        return None
+    names = list(numbers(metrics[used[0]], *scored[used[0]], np.ones((1, len(clips)))))
+    outputs = [(preset, name) for preset in pairs for name in names]
+
+    def mean_differences(weights: np.ndarray) -> np.ndarray:
+        by_run = {key: numbers(metrics[key], *scored[key], weights) for key in used}
+        return np.stack(
+            [np.mean([by_run[p, s][name] - by_run[reference, s][name] for s in pairs[p]], axis=0) for p, name in outputs]
+        )
+
+    low, high = recording_bootstrap(mean_differences, clips["group"].to_numpy(), PAIRED_RESAMPLES, seed=seed)
+    intervals: dict[str, dict[str, tuple[float, float]]] = {preset: {} for preset in pairs}
+    for (preset, name), lower, upper in zip(outputs, low, high):
+        intervals[preset][name] = (float(lower), float(upper))
+    return pairs, intervals
+
+
+def paired_differences(out_dir: str | Path, tuned: bool = False) -> pd.DataFrame | None:
+    """Each preset's difference to the first preset (points), paired by seed, with a 95 % interval over test recordings.
+
+    On the first variant: the mean over the paired seeds of the differences in Frequent / Common
+    / Rare / All macro F1 and mAP (the runs' ``metrics.json``, as in Table I), at the run's
+    threshold (or, ``tuned``, at each run's thresholds tuned on validation), with its interval
+    from :func:`paired_intervals`. Columns ``"<name> mean"``, ``"<name> low"``, ``"<name> high"``
+    and ``seeds``; ``None`` where no preset pairs with the first (or the runs lack
+    ``test_predictions.csv``, or do not share their test clips).
+    """
+    out_dir = Path(out_dir)
+    experiment = stored_plan(out_dir)
+    variant = (experiment.variants or [None])[0]
+    reference = experiment.presets[0]
+    runs = {(run.preset, run.seed): out_dir / run.path for run in experiment.runs() if run.variant == variant}
+    runs = {
+        key: run_dir for key, run_dir in runs.items() if is_finished(run_dir) and (run_dir / "test_predictions.csv").is_file()
+    }
+
+    def reported(metrics: dict) -> dict[str, float]:  # the run's own numbers, as Table I shows them
+        report = metrics["tuned"] if tuned else metrics
+        values = {**report["groups"], "all": report["macro_f1"], "map": metrics["map"]}
+        return {key: np.nan if values[key] is None else values[key] for key in SCORE_COLUMNS}
+
+    def resampled(metrics: dict, test: ClipTable, scores: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
+        threshold = np.asarray(metrics["tuned"]["threshold"]) if tuned else metrics["threshold"]
+        values = weighted_macro_scores(test.labels, scores, test.classes, metrics["group_classes"], weights, threshold)
+        return {key: values["macro_f1" if key == "all" else key] for key in SCORE_COLUMNS}
+
+    paired = paired_intervals(runs, reference, resampled)
+    if paired is None:
+        return None
+    pairs, intervals = paired
+    recorded = {key: reported(json.loads((run_dir / "metrics.json").read_text())) for key, run_dir in runs.items()}
+    table: dict[str, dict[str, float | int]] = {}
+    for preset, seeds in pairs.items():
+        row: dict[str, float | int] = {}
+        for key, label in SCORE_COLUMNS.items():
+            mean = np.mean([recorded[preset, s][key] - recorded[reference, s][key] for s in seeds])
+            low, high = intervals[preset][key]
+            row.update({f"{label} mean": 100 * mean, f"{label} low": 100 * low, f"{label} high": 100 * high})
+        table[preset] = {**row, "seeds": len(seeds)}
+    return pd.DataFrame.from_dict(table, orient="index").rename_axis(f"preset - {reference}")
+
+
 def unfinished_runs(out_dir: str | Path) -> list[str]:
     """The experiment's runs (relative paths) that have not finished yet."""
     return [run.path for run in stored_plan(out_dir).runs() if not is_finished(Path(out_dir) / run.path)]
@@ -67,6 +168,8 @@ def experiment_tables(out_dir: str | Path, results: dict[str, pd.DataFrame] | No
       row per preset, on the first variant, at the run's threshold (0.5, the paper's);
       ``table1_tuned`` at the per-class thresholds tuned on validation;
     - ``table2`` (with several variants): the same on the other variants, side by side;
+    - ``paired``, ``paired_tuned``: each preset's difference to the first, paired by seed, with
+      its interval over test recordings (:func:`paired_differences`), where runs can be paired;
     - ``per_class``: each class's F1 under every preset, classes by training count.
 
     ``results`` is :func:`collect_results`' output, read again where not given.
@@ -97,6 +200,11 @@ def experiment_tables(out_dir: str | Path, results: dict[str, pd.DataFrame] | No
             f"Table II: macro F1 (%) at threshold {threshold:g} on the variants, mean ± std over seeds {seeds}",
             pd.concat(parts, axis=1),
         )
+    for tuned, suffix, how in ((False, "", f"at threshold {threshold:g}"), (True, "_tuned", "at thresholds tuned on validation")):
+        paired = paired_differences(out_dir, tuned)
+        if paired is not None:
+            title = f"Difference to {experiment.presets[0]}{label} (points) {how}, mean over seeds paired by seed, "
+            tables[f"paired{suffix}"] = (title + "with its 95 % interval resampling test recordings", paired)
     per_class = results["per_class"]
     tables["per_class"] = (
         f"Per-class F1 (%){label} at threshold {threshold:g}, mean ± std over seeds {seeds}",

@@ -2,7 +2,8 @@
 
 A summary table has a ``"<name> mean"`` and a ``"<name> std"`` column per quantity (the std is
 the sample standard deviation over seeds, 0 for a single seed); :func:`format_mean_std` turns
-each pair into one ``"60.8 ± 1.2"`` column for Markdown and HTML.
+each pair into one ``"60.8 ± 1.2"`` column for Markdown and HTML. A table of paired differences
+has ``"<name> mean"``, ``"<name> low"`` and ``"<name> high"``, shown as ``"+2.1 (-0.2 to +4.4)"``.
 
 Example:
     >>> rows = pd.DataFrame({"preset": ["a", "a"], "frequent": [0.5, 0.7], "common": [0.2, 0.4],
@@ -64,14 +65,20 @@ def per_class_table(per_class: pd.DataFrame, presets: list[str]) -> pd.DataFrame
 
 
 def format_mean_std(table: pd.DataFrame) -> pd.DataFrame:
-    """Join each ``"<name> mean"`` / ``"<name> std"`` pair into one ``"<name>"`` text column."""
+    """Join each ``"<name> mean"`` / ``"<name> std"`` pair into one ``"<name>"`` text column, ``"60.8 ± 1.2"``,
+    and each ``"<name> mean"`` / ``"<name> low"`` / ``"<name> high"`` difference into ``"+2.1 (-0.2 to +4.4)"``."""
     formatted = {}
     for column in table.columns:
-        if column.endswith(" std"):
+        if column.endswith((" std", " low", " high")):
             continue
-        if column.endswith(" mean") and f"{column[:-5]} std" in table:
-            name = column[:-5]
+        name = column[:-5]
+        if column.endswith(" mean") and f"{name} std" in table:
             formatted[name] = [f"{m:.1f} ± {s:.1f}" for m, s in zip(table[column], table[f"{name} std"])]
+        elif column.endswith(" mean") and f"{name} low" in table:
+            formatted[name] = [
+                f"{m:+.1f} ({lo:+.1f} to {hi:+.1f})"
+                for m, lo, hi in zip(table[column], table[f"{name} low"], table[f"{name} high"])
+            ]
         else:
             formatted[column] = list(table[column])
     return pd.DataFrame(formatted, index=table.index)
