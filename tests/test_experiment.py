@@ -13,7 +13,8 @@ from mix2.data.clips import ClipTable
 from mix2.errors import Mix2Error
 from mix2.experiment import Experiment, aggregate_experiment, plan_experiment
 from mix2.metrics import evaluate_scores
-from mix2.reporting.results import paired_differences
+from mix2.reporting import results
+from mix2.reporting.results import ResamplingTooLarge, paired_differences
 from mix2.reporting.tables import format_mean_std, per_class_table, summary_table, to_markdown
 from mix2.run_folder import write_clips
 
@@ -264,3 +265,16 @@ def test_paired_differences_need_paired_runs_with_predictions_and_shared_test_cl
     predictions.loc[0, "start_s"] = 0.5
     predictions.to_csv(other / "test_predictions.csv", index=False)
     assert paired_differences(tmp_path / "other-clips") is None
+
+
+def test_paired_intervals_too_large_to_resample_are_left_out_with_a_line(tmp_path, capsys, monkeypatch):
+    scored_experiment(tmp_path)
+    # 4 runs x 36 test clips x 3 classes x (1000 resamples + 12 recordings) weightings
+    with pytest.raises(ResamplingTooLarge, match=r"4 runs x 36 test clips x 3 classes x 1012 weightings \(4.4e\+05"):
+        paired_differences(tmp_path, max_work=4e5)
+    monkeypatch.setattr(results, "PAIRED_WORK_LIMIT", 4e5)
+    written = aggregate_experiment(tmp_path)
+    assert "paired" not in written and "paired_tuned" not in written and "table1" in written
+    out = capsys.readouterr().out
+    assert out.count("the paired differences' intervals are left out: 4 runs x 36 test clips") == 1
+    assert f"paired_differences('{tmp_path}') computes them" in out

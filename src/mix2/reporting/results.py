@@ -61,13 +61,24 @@ def collect_results(out_dir: str | Path) -> dict[str, pd.DataFrame]:
 PAIRED_RESAMPLES = 1000
 """Bootstrap resamples of the test recordings behind each interval of :func:`paired_intervals`."""
 
+PAIRED_WORK_LIMIT = 5e9
+"""Most runs x test clips x classes x weightings that :func:`experiment_tables` resamples on its own, per table:
+about a minute on one CPU core. NIPS4B's 9 runs are 3.9e8 (5 s); AnuraSet's Table I (33 runs, some 25,000 test
+clips of 42 classes, 2,600 weightings) would be 9e10, about 20 minutes a table; :func:`paired_differences`
+computes it when called directly."""
+
+
+class ResamplingTooLarge(Exception):
+    """The paired intervals would take longer than ``max_work`` allows; the message says how much work it would be."""
+
+
 RunNumbers = Callable[[dict, ClipTable, np.ndarray, np.ndarray], dict[str, np.ndarray]]
 """``(metrics.json, test clips, test scores, (resamples, clips) weights) -> {name: (resamples,)}``: a run's numbers
 under each weighting of its test clips, e.g. from :func:`~mix2.metrics.weighted_macro_scores`."""
 
 
 def paired_intervals(
-    runs: dict[tuple[str, int], Path], reference: str, numbers: RunNumbers, seed: int = 0
+    runs: dict[tuple[str, int], Path], reference: str, numbers: RunNumbers, seed: int = 0, max_work: float | None = None
 ) -> tuple[dict[str, list[int]], dict[str, dict[str, tuple[float, float]]]] | None:
     """95 % intervals of each preset's mean paired difference to ``reference``, resampling whole test recordings.
 
@@ -82,6 +93,10 @@ def paired_intervals(
         ``(seeds, intervals)``: the paired seeds of each preset, and ``intervals[preset][name] =
         (low, high)``; ``None`` where no preset pairs with ``reference`` or the runs do not share
         their test clips.
+
+    Raises:
+        ResamplingTooLarge: where runs x test clips x classes x weightings (the resamples and
+            BCa's jackknife, one per recording) exceeds ``max_work``.
     """
     pairs = {p: [s for (q, s) in runs if q == p and (reference, s) in runs] for p in dict.fromkeys(q for q, _ in runs)}
     pairs = {preset: seeds for preset, seeds in pairs.items() if seeds and preset != reference}
@@ -95,6 +110,13 @@ def paired_intervals(
     clips = scored[used[0]][0].clips
     if not all(test.clips[["file", "start_s"]].equals(clips[["file", "start_s"]]) for test, _ in scored.values()):
         return None
+    recordings = clips["group"].to_numpy()
+    work = len(used) * scored[used[0]][1].size * (PAIRED_RESAMPLES + len(set(recordings)))
+    if max_work is not None and work > max_work:
+        raise ResamplingTooLarge(
+            f"{len(used)} runs x {len(clips)} test clips x {len(scored[used[0]][0].classes)} classes x "
+            f"{PAIRED_RESAMPLES + len(set(recordings))} weightings ({work:.1e}, above {max_work:.0e})"
+        )
     names = list(numbers(metrics[used[0]], *scored[used[0]], np.ones((1, len(clips)))))
     outputs = [(preset, name) for preset in pairs for name in names]
 
@@ -104,14 +126,14 @@ def paired_intervals(
             [np.mean([by_run[p, s][name] - by_run[reference, s][name] for s in pairs[p]], axis=0) for p, name in outputs]
         )
 
-    low, high = recording_bootstrap(mean_differences, clips["group"].to_numpy(), PAIRED_RESAMPLES, seed=seed)
+    low, high = recording_bootstrap(mean_differences, recordings, PAIRED_RESAMPLES, seed=seed)
     intervals: dict[str, dict[str, tuple[float, float]]] = {preset: {} for preset in pairs}
     for (preset, name), lower, upper in zip(outputs, low, high):
         intervals[preset][name] = (float(lower), float(upper))
     return pairs, intervals
 
 
-def paired_differences(out_dir: str | Path, tuned: bool = False) -> pd.DataFrame | None:
+def paired_differences(out_dir: str | Path, tuned: bool = False, max_work: float | None = None) -> pd.DataFrame | None:
     """Each preset's difference to the first preset (points), paired by seed, with a 95 % interval over test recordings.
 
     On the first variant: the mean over the paired seeds of the differences in Frequent / Common
@@ -119,7 +141,8 @@ def paired_differences(out_dir: str | Path, tuned: bool = False) -> pd.DataFrame
     threshold (or, ``tuned``, at each run's thresholds tuned on validation), with its interval
     from :func:`paired_intervals`. Columns ``"<name> mean"``, ``"<name> low"``, ``"<name> high"``
     and ``seeds``; ``None`` where no preset pairs with the first (or the runs lack
-    ``test_predictions.csv``, or do not share their test clips).
+    ``test_predictions.csv``, or do not share their test clips); :class:`ResamplingTooLarge`
+    beyond ``max_work`` (see :func:`paired_intervals`).
     """
     out_dir = Path(out_dir)
     experiment = stored_plan(out_dir)
@@ -140,7 +163,7 @@ def paired_differences(out_dir: str | Path, tuned: bool = False) -> pd.DataFrame
         values = weighted_macro_scores(test.labels, scores, test.classes, metrics["group_classes"], weights, threshold)
         return {key: values["macro_f1" if key == "all" else key] for key in SCORE_COLUMNS}
 
-    paired = paired_intervals(runs, reference, resampled)
+    paired = paired_intervals(runs, reference, resampled, max_work=max_work)
     if paired is None:
         return None
     pairs, intervals = paired
@@ -169,7 +192,8 @@ def experiment_tables(out_dir: str | Path, results: dict[str, pd.DataFrame] | No
       ``table1_tuned`` at the per-class thresholds tuned on validation;
     - ``table2`` (with several variants): the same on the other variants, side by side;
     - ``paired``, ``paired_tuned``: each preset's difference to the first, paired by seed, with
-      its interval over test recordings (:func:`paired_differences`), where runs can be paired;
+      its interval over test recordings (:func:`paired_differences`), where runs can be paired
+      and the resampling is within :data:`PAIRED_WORK_LIMIT`;
     - ``per_class``: each class's F1 under every preset, classes by training count.
 
     ``results`` is :func:`collect_results`' output, read again where not given.
@@ -201,7 +225,14 @@ def experiment_tables(out_dir: str | Path, results: dict[str, pd.DataFrame] | No
             pd.concat(parts, axis=1),
         )
     for tuned, suffix, how in ((False, "", f"at threshold {threshold:g}"), (True, "_tuned", "at thresholds tuned on validation")):
-        paired = paired_differences(out_dir, tuned)
+        try:
+            paired = paired_differences(out_dir, tuned, max_work=PAIRED_WORK_LIMIT)
+        except ResamplingTooLarge as too_large:
+            print(
+                f"mix2: the paired differences' intervals are left out: {too_large}; "
+                f"mix2.reporting.results.paired_differences({str(out_dir)!r}) computes them"
+            )
+            break
         if paired is not None:
             title = f"Difference to {experiment.presets[0]}{label} (points) {how}, mean over seeds paired by seed, "
             tables[f"paired{suffix}"] = (title + "with its 95 % interval resampling test recordings", paired)
