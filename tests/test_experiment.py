@@ -177,6 +177,7 @@ def test_cli_experiment_trains_resumes_and_runs_one_array_task(tmp_path, capsys)
     assert "[1/2] runs/timeshift/seed0" in printed and "[2/2]" not in printed  # the finished run is kept
     assert (out / "runs/mixup/seed0/metrics.json").stat().st_mtime_ns == finished
     assert "| timeshift |" in printed and (out / "results/table1.md").is_file()
+    assert "Difference to timeshift (points) at threshold 0.5" in printed and "| mixup | " in printed
     assert main(["experiment", str(out), "--run-index", "2"]) == 2
     assert "outside this experiment's runs 0..1" in capsys.readouterr().err
     assert main([*argv[:-1], "1"]) == 2  # another plan in the same folder

@@ -583,8 +583,10 @@ def _experiment(args: argparse.Namespace) -> None:
         written = aggregate_experiment(args.dir)
     else:
         written = run_experiment(args.dir, experiment, run_index=args.run_index, progress=not args.quiet)
+    for name in ("table1", "paired"):  # the paper's table, and whether its differences hold over test recordings
+        if name in written:
+            print(written[name].read_text())
     if "table1" in written:
-        print(written["table1"].read_text())
         print(f"results: {written['table1'].parent}")
 
 
