@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mix2.cli import FLAGS
+from mix2.cli import setting_problem
 from mix2.config import PretrainConfig, RunConfig, apply_recipe, default_config
 from mix2.data.clips import ClipTable
 from mix2.errors import Mix2Error, SettingError
@@ -138,8 +138,7 @@ def configure(
     try:
         check_config(config, here=False, starting=False)
     except SettingError as error:
-        flag = FLAGS.get((error.section, error.name))
-        raise SystemExit(f"{flag or ''} ({error.section}.{error.name}) {error.problem}".lstrip()) from None
+        raise SystemExit(setting_problem(error)) from None
     return config
 
 

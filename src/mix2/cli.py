@@ -148,6 +148,14 @@ FLAGS = {(section, field): flag for flag, section, field, *_ in [*ALL_OPTIONS, *
 """The flag that sets each ``(section, field)`` of the configuration."""
 
 
+def setting_problem(err: SettingError) -> str:
+    """A setting's problem in one line, naming the flag that sets it where it has one:
+    ``--lr (train.lr) must be a positive number, got -1.0``."""
+    flag = FLAGS.get((err.section, err.name))
+    where = f"{flag} ({err.section}.{err.name})" if flag else f"{err.section}.{err.name}"
+    return f"{where} {err.problem}"
+
+
 TRAIN_EXAMPLES = """examples:
   mix2 train                                         # the demonstration on the built-in chorus (3 to 4.5 minutes)
   mix2 train --data ../shared/data/nips4b --recipe small-data --preset mix2 --out runs/nips4b
@@ -695,9 +703,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nmix2: {err}", file=sys.stderr)
         return err.exit_status
     except SettingError as err:
-        flag = FLAGS.get((err.section, err.name))
-        where = f"{flag} ({err.section}.{err.name})" if flag else f"{err.section}.{err.name}"
-        print(f"mix2: error: {where} {err.problem}", file=sys.stderr)
+        print(f"mix2: error: {setting_problem(err)}", file=sys.stderr)
         return err.exit_status
     except Mix2Error as err:
         print(f"mix2: error: {err}", file=sys.stderr)

@@ -111,11 +111,12 @@ def paired_intervals(
     if not all(test.clips[["file", "start_s"]].equals(clips[["file", "start_s"]]) for test, _ in scored.values()):
         return None
     recordings = clips["group"].to_numpy()
-    work = len(used) * scored[used[0]][1].size * (PAIRED_RESAMPLES + len(set(recordings)))
+    weightings = PAIRED_RESAMPLES + len(set(recordings))  # the resamples, and BCa's jackknife: one per recording
+    work = len(used) * scored[used[0]][1].size * weightings
     if max_work is not None and work > max_work:
         raise ResamplingTooLarge(
             f"{len(used)} runs x {len(clips)} test clips x {len(scored[used[0]][0].classes)} classes x "
-            f"{PAIRED_RESAMPLES + len(set(recordings))} weightings ({work:.1e}, above {max_work:.0e})"
+            f"{weightings} weightings ({work:.1e}, above {max_work:.0e})"
         )
     names = list(numbers(metrics[used[0]], *scored[used[0]], np.ones((1, len(clips)))))
     outputs = [(preset, name) for preset in pairs for name in names]
