@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from mix2.cli import setting_problem
-from mix2.config import PretrainConfig, RunConfig, apply_recipe, default_config
+from mix2.config import VAL_SPLITS, PretrainConfig, RunConfig, apply_recipe, default_config
 from mix2.data.clips import ClipTable
 from mix2.errors import Mix2Error, SettingError
 from mix2.experiment import Experiment, plan_experiment
@@ -124,7 +124,12 @@ PAIRED = {"validation mAP": validation_score, **COLUMNS}
 
 
 def configure(
-    data: Path, epochs: int | None, model: str | None, encoder_lr_factor: float = 1.0, unmixed_final_fraction: float = 0.0
+    data: Path,
+    epochs: int | None,
+    model: str | None,
+    encoder_lr_factor: float = 1.0,
+    unmixed_final_fraction: float = 0.0,
+    val_split: str = "random",
 ) -> RunConfig:
     """The ``small-data`` recipe on ``data`` with the benchmark's settings, checked in one line before any work starts
     (all but ``init``, which may not exist until ``--pretrain`` has made it)."""
@@ -135,6 +140,7 @@ def configure(
         config.train.model = model
     config.train.encoder_lr_factor = encoder_lr_factor
     config.mixing.unmixed_final_fraction = unmixed_final_fraction
+    config.data.val_split = val_split
     try:
         check_config(config, here=False, starting=False)
     except SettingError as error:
@@ -286,6 +292,12 @@ def print_summary(summary: dict) -> None:
         )
     if summary.get("differences_to_scratch"):
         print_differences("Difference to the same run from scratch, paired by seed", summary["differences_to_scratch"])
+    if summary.get("differences_to_random_val"):
+        print_differences(
+            "Difference to the same run with validation drawn at random, paired by seed (the same test clips; "
+            "the validation mAPs are of different clips)",
+            summary["differences_to_random_val"],
+        )
 
 
 def main() -> None:
@@ -326,10 +338,19 @@ def main() -> None:
         default=0.0,
         help="the mixed runs train their last fraction of epochs without mixing (mix2 train's option; 0)",
     )
+    parser.add_argument(
+        "--val-split",
+        choices=VAL_SPLITS,
+        default="random",
+        help="validation carved out of train at random or stratified by class (mix2 train's option; random)",
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (0 1 2; --quick: 0)")
     parser.add_argument("--json", type=Path, help="save every figure here")
     args = parser.parse_args()
     if not args.data.exists():
         raise SystemExit(f"{args.data}: no such data; the quality benchmark needs ../shared/data/nips4b beside the repository")
+    if min(args.seeds) < 0 or len(set(args.seeds)) < len(args.seeds):
+        raise SystemExit(f"--seeds must be distinct whole numbers, 0 or more, got {' '.join(map(str, args.seeds))}")
     if args.pretrain_background < 0:
         raise SystemExit(f"--pretrain-background must be 0 or more, got {args.pretrain_background:g}")
     epochs = 4 if args.quick else args.epochs
@@ -337,8 +358,12 @@ def main() -> None:
     name = "quality-quick" if args.quick else "quality" + (f"-{epochs}-epochs" if epochs else "")
     name += f"-{args.model}" if args.model else ""
     name += f"-unmixed-final-{args.unmixed_final_fraction:g}" if args.unmixed_final_fraction else ""
-    scratch_dir = Path("runs/benchmarks") / (name + ("" if methods == list(METHODS) else "".join(f"-{m}" for m in methods[1:])))
-    config = configure(args.data, epochs, args.model, args.encoder_lr_factor, args.unmixed_final_fraction)
+    name += "" if methods == list(METHODS) else "".join(f"-{m}" for m in methods[1:])
+    seeds = [0] if args.quick else args.seeds
+    variant = f"-val-{args.val_split}" if args.val_split != "random" else ""
+    variant += "" if seeds == [0, 1, 2] or args.quick else "-seeds-" + "-".join(map(str, seeds))
+    scratch_dir = Path("runs/benchmarks") / (name + variant)
+    config = configure(args.data, epochs, args.model, args.encoder_lr_factor, args.unmixed_final_fraction, args.val_split)
     init = args.init
     if args.pretrain:
         pretrain_dir = pretrained(
@@ -353,7 +378,7 @@ def main() -> None:
     start = "" if init is None else f"-init-{init.parent.parent.name if init.parent.name == 'checkpoints' else init.stem}"
     start += {1.0: "", 0.0: "-probe"}.get(args.encoder_lr_factor, f"-encoder-lr-{args.encoder_lr_factor:g}") if init else ""
     out_dir = args.out or scratch_dir.with_name(scratch_dir.name + start)
-    seeds = [0] if args.quick else [0, 1, 2]
+    random_val_dir = scratch_dir.with_name(name + start)  # the same runs with validation drawn at random
     config.train.init = None if init is None else str(init)
     experiment = plan_experiment(out_dir, Experiment(config, methods, seeds))
     seconds = train_all(out_dir, experiment, args.jobs)
@@ -364,6 +389,8 @@ def main() -> None:
         summary["differences_to_scratch"] = paired_to(out_dir, experiment, scratch_dir)
         if args.pretrain:
             summary["pretraining"] = json.loads((pretrain_dir / "pretrained.json").read_text())
+    if args.val_split != "random":
+        summary["differences_to_random_val"] = paired_to(out_dir, experiment, random_val_dir)
     print_summary(summary)
     if "pretraining" in summary:
         facts = summary["pretraining"]

@@ -10,12 +10,10 @@ from sklearn.metrics import f1_score
 from conftest import shared_data
 from mix2 import default_config, evaluate, train
 from mix2.cli import main
-from mix2.config import RunConfig
-from mix2.engines import load_engine
 from mix2.inference import load_trained_model
 from mix2.metrics import tune_thresholds
-from mix2.run import _score_split
-from mix2.run_folder import read_run_clips
+from mix2.run import score_split
+from mix2.run_folder import read_test_scores
 
 pytestmark = pytest.mark.slow
 
@@ -75,10 +73,10 @@ def test_thresholds_are_tuned_on_validation_kept_in_the_checkpoint_and_reported(
     module = load_trained_model(chorus_run / "checkpoints" / "best.ckpt")
     assert list(stored) == module.classes and module.thresholds.tolist() == list(stored.values())
     # They are the F1-maximising scores of the validation clips, recomputed here from scratch.
-    table = read_run_clips(chorus_run)
-    engine = load_engine(module, chorus_run / "checkpoints" / "best.ckpt", "auto")  # as evaluation scores
-    val, scores = _score_split(engine, table, "val", RunConfig.from_yaml(chorus_run / "config.yaml"), chorus_run, False)
+    val, scores = score_split(chorus_run, "val")  # as evaluation scores
     assert module.thresholds == pytest.approx(tune_thresholds(val.labels, scores))
+    _, test_scores = score_split(chorus_run, "test")
+    assert test_scores == pytest.approx(read_test_scores(chorus_run)[1], abs=1e-6)
     clips = pd.read_csv(chorus_run / "clips.csv")
     metrics = json.loads((chorus_run / "metrics.json").read_text())
     assert metrics["threshold"] == 0.5 and metrics["tuned"]["threshold"] == pytest.approx(module.thresholds.tolist())

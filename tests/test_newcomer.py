@@ -31,6 +31,7 @@ FROG = "great_plains_toad.wav"
         (["--epochs", "-1"], "--epochs (train.epochs) must be a whole number of epochs, 1 or more, got -1"),
         (["--threshold", "2"], "--threshold (train.threshold) must be a probability between 0 and 1, got 2.0"),
         (["--window-s", "0"], "--window-s (data.window_s) must be a positive number of seconds, got 0.0"),
+        (["--val-split", "even"], "--val-split (data.val_split) must be one of: random, stratified, got 'even'"),
         (
             ["--mixing", "mixupp"],
             "--mixing (mixing.method) must be one of: manifold_mixup, mix2, mixup, multimix, none, got 'mixupp'",

@@ -1,8 +1,9 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from mix2.data.clips import ClipTable
-from mix2.data.splits import assign_splits, split_groups
+from mix2.data.splits import assign_splits, split_groups, stratify_groups
 
 
 def table_of(groups, split=None):
@@ -29,3 +30,45 @@ def test_seeded_and_reproducible():
 def test_given_splits_are_kept():
     table = assign_splits(table_of(["a", "b", "c", "d"], ["train", "train", "test", "val"]), 1 / 3, 0.1, seed=0)
     assert table.clips["split"].tolist() == ["train", "train", "test", "val"]
+
+
+def disjoint_classes(classes=4, groups_per_class=10, windows=3):
+    """``classes * groups_per_class`` groups of ``windows`` clips; each group hears one class, in all its clips."""
+    groups = np.repeat([f"rec{i:03d}" for i in range(classes * groups_per_class)], windows)
+    labels = np.zeros((len(groups), classes), dtype=np.uint8)
+    labels[np.arange(len(groups)), np.arange(len(groups)) // (groups_per_class * windows)] = 1
+    return groups, labels
+
+
+def test_stratified_groups_share_every_class_out_in_proportion_where_random_groups_do_not():
+    groups, labels = disjoint_classes()
+    random_missed = 0
+    for seed in range(20):
+        marked = stratify_groups(groups, labels, fraction=0.1, seed=seed)
+        assert all(len(set(marked[groups == g])) == 1 for g in np.unique(groups))
+        assert len(np.unique(groups[marked])) == 4  # 10 % of 40 groups
+        assert labels[marked].reshape(-1, 3, 4).max(axis=1).sum(axis=0).tolist() == [1, 1, 1, 1]  # one group per class
+        random_missed += (labels[split_groups(groups, 0.1, seed)].sum(axis=0) == 0).any()
+    assert random_missed >= 10  # a random draw of 4 groups misses a class more often than not
+
+
+def test_stratified_groups_are_seeded_and_split_unlabelled_groups_by_count():
+    groups, labels = disjoint_classes(classes=3, groups_per_class=20, windows=1)
+    assert np.array_equal(stratify_groups(groups, labels, 0.25, 3), stratify_groups(groups, labels, 0.25, 3))
+    assert not np.array_equal(stratify_groups(groups, labels, 0.25, 3), stratify_groups(groups, labels, 0.25, 4))
+    unlabelled = stratify_groups(groups, np.zeros_like(labels), 0.25, 0)
+    assert unlabelled.sum() == 15
+    assert stratify_groups(np.array(["a", "b"]), np.array([[1], [1]]), 0.1, 0).sum() == 1  # each side gets a group
+
+
+def test_a_stratified_validation_split_leaves_the_test_split_as_it_was():
+    groups, labels = disjoint_classes(classes=4, groups_per_class=15)
+    n = len(groups)
+    clips = pd.DataFrame({"file": groups, "start_s": 0.0, "end_s": 3.0, "group": groups, "split": [""] * n})
+    table = ClipTable(clips=clips, labels=labels, classes=list("abcd"), root=".")
+    drawn = assign_splits(table, 1 / 3, 0.1, seed=5).clips["split"]
+    stratified = assign_splits(table, 1 / 3, 0.1, seed=5, val_split="stratified").clips["split"]
+    assert ((drawn == "test") == (stratified == "test")).all()
+    assert (labels[(stratified == "val").to_numpy()].sum(axis=0) > 0).all()
+    with pytest.raises(ValueError, match="val_split must be random or stratified, got 'even'"):
+        assign_splits(table, 1 / 3, 0.1, seed=5, val_split="even")

@@ -57,6 +57,7 @@ TRAIN_OPTIONS = {
         ("--hop-s", "data", "hop_s", float, "hop between windows of an events folder, in seconds (1)"),
         ("--min-overlap-s", "data", "min_overlap_s", float, "overlap an event needs to label a window (0: any)"),
         ("--split-seed", "data", "split_seed", int, "seed of the splits the data does not give (0)"),
+        ("--val-split", "data", "val_split", str, "validation carved out of train: random or stratified by class (random)"),
         ("--top-db", "features", "top_db", float, "each clip's input floor, in dB under its loudest bin (80)"),
     ],
     TRAINING: [

@@ -49,7 +49,8 @@ class DataConfig:
     events folder, or a multi-hot CSV table. ``variant`` picks an AnuraSet variant
     (``anuraset``, ``anuraset36n`` or ``anuraset36``). ``split_seed`` draws the splits the data
     does not give; it is separate from the training seed, so runs with several training seeds
-    share one test set.
+    share one test set. ``val_split`` is how validation is carved out of train: ``random``
+    groups, or ``stratified`` by class (see :func:`mix2.data.splits.assign_splits`).
     """
 
     source: str = CHORUS
@@ -60,6 +61,7 @@ class DataConfig:
     test_fraction: float = 1 / 3
     val_fraction: float = 0.1
     split_seed: int = 0
+    val_split: str = "random"
     frequent_fraction: float = 0.1
     common_fraction: float = 0.2
     chorus_seed: int = 0
@@ -375,6 +377,8 @@ def _requirer(section: str, settings: Any) -> Callable[[str, bool, str], None]:
 
 
 MASK_FILLS = ("mean", "zero")
+VAL_SPLITS = ("random", "stratified")
+"""How validation is carved out of the training recordings (:func:`mix2.data.splits.assign_splits`)."""
 """What SpecAugment writes into its masks (see :class:`AugmentConfig`)."""
 POS_WEIGHTS = ("none", "sqrt", "balanced")
 """How BCE weighs each class's positives (see :class:`LossConfig`)."""
@@ -426,6 +430,7 @@ class RunConfig:
         )
         for name in ("test_fraction", "val_fraction"):
             data(name, _is_number(getattr(self.data, name)) and 0 < getattr(self.data, name) < 1, "must be between 0 and 1")
+        data("val_split", self.data.val_split in VAL_SPLITS, f"must be one of: {', '.join(VAL_SPLITS)}")
         for name in ("split_seed", "chorus_seed"):
             data(name, _is_int(getattr(self.data, name)) and getattr(self.data, name) >= 0, "must be a whole number, 0 or more")
         data("chorus_recordings", _is_int(self.data.chorus_recordings) and self.data.chorus_recordings >= 3, "must be 3 or more")

@@ -17,6 +17,7 @@ import os
 import shutil
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -36,7 +37,7 @@ from mix2.engines import Engine, load_engine
 from mix2.errors import Mix2Error, TrainingInterrupted, input_error
 from mix2.features.cache import FeatureCache, extract_features
 from mix2.files import atomic_path, cache_root
-from mix2.inference import load_checkpoint, store_thresholds, trained_model
+from mix2.inference import TrainedModel, load_checkpoint, store_thresholds, trained_model
 from mix2.losses import positive_weights
 from mix2.metrics import class_groups, evaluate_scores, tune_thresholds
 from mix2.reporting.plots import write_run_plots
@@ -100,7 +101,13 @@ def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool =
         write_failures(run_dir, table.failures + failures)
         usable = np.array([p is not None for p in feature_paths], dtype=bool)
         # Splits are drawn over the readable recordings only, so an unreadable file never empties one.
-        table = assign_splits(table.select(usable), config.data.test_fraction, config.data.val_fraction, config.data.split_seed)
+        table = assign_splits(
+            table.select(usable),
+            config.data.test_fraction,
+            config.data.val_fraction,
+            config.data.split_seed,
+            config.data.val_split,
+        )
         feature_paths = [p for p in feature_paths if p is not None]
         for split in SPLITS:  # all three must exist before hours of training
             if not (table.clips["split"] == split).any():
@@ -360,39 +367,68 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = Tru
     ``"tuned"``, at the tuned thresholds. Writes ``metrics.json``, ``test_predictions.csv`` and
     ``plots/`` into ``run_dir`` and returns the metrics.
     """
-    run_dir = Path(run_dir)
-    checkpoint_path = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
-    if not (run_dir / "config.yaml").is_file():
-        raise input_error(run_dir, "not a mix2 run folder (it has no config.yaml)")
-    config = RunConfig.from_yaml(run_dir / "config.yaml")
-    check_trained(run_dir, config.train.epochs)
-    if not checkpoint_path.is_file():
-        raise input_error(checkpoint_path, "no such checkpoint; is this a finished mix2 run folder?")
-    table = read_run_clips(run_dir)
-    state = load_checkpoint(checkpoint_path)  # read once: the network, the thresholds stored in it, why it was kept
-    trained = trained_model(state, checkpoint_path)
-    if trained.classes != table.classes:
-        raise input_error(checkpoint_path, "the checkpoint's classes differ from the run's clips.csv")
+    run = _TrainedRun.open(run_dir, checkpoint)
+    if run.trained.thresholds is None:
+        val, val_scores = _score_split(run.engine, run.table, "val", run.config, run.run_dir, progress)
+        tuned = tune_thresholds(val.labels, val_scores, run.config.train.threshold)
+        store_thresholds(run.checkpoint_path, run.state, dict(zip(run.table.classes, tuned)))
+        run.trained.thresholds = tuned
+    test, scores = _score_split(run.engine, run.table, "test", run.config, run.run_dir, progress)
 
-    engine = load_engine(trained, checkpoint_path, "auto", pick_device(config.train.accelerator))
-    if trained.thresholds is None:
-        val, val_scores = _score_split(engine, table, "val", config, run_dir, progress)
-        tuned = tune_thresholds(val.labels, val_scores, config.train.threshold)
-        store_thresholds(checkpoint_path, state, dict(zip(table.classes, tuned)))
-        trained.thresholds = tuned
-    test, scores = _score_split(engine, table, "test", config, run_dir, progress)
-
-    metrics = scored_metrics(table, config, test.labels, scores, trained.thresholds)
+    metrics = scored_metrics(run.table, run.config, test.labels, scores, run.trained.thresholds)
     metrics["checkpoint"] = checkpoint
-    metrics["engine"] = engine.name
-    metrics["kept"] = kept_epoch(state, checkpoint_path, config.train.epochs)
-    predictions = pd.concat([test.clips[["file", "start_s", "end_s"]], pd.DataFrame(scores, columns=table.classes)], axis=1)
-    predictions.to_csv(run_dir / "test_predictions.csv", index=False, float_format="%.6f")
-    write_run_plots(metrics, run_dir / "logs" / "metrics.csv", run_dir / "plots")
+    metrics["engine"] = run.engine.name
+    metrics["kept"] = kept_epoch(run.state, run.checkpoint_path, run.config.train.epochs)
+    predictions = pd.concat([test.clips[["file", "start_s", "end_s"]], pd.DataFrame(scores, columns=run.table.classes)], axis=1)
+    predictions.to_csv(run.run_dir / "test_predictions.csv", index=False, float_format="%.6f")
+    write_run_plots(metrics, run.run_dir / "logs" / "metrics.csv", run.run_dir / "plots")
     # Written last and atomically: a run folder with metrics.json is a finished run.
-    with atomic_path(run_dir / "metrics.json") as partial:
+    with atomic_path(run.run_dir / "metrics.json") as partial:
         partial.write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def score_split(
+    run_dir: str | Path, split: str, checkpoint: str = "best", progress: bool = False
+) -> tuple[ClipTable, np.ndarray]:
+    """A finished run's clips of ``split`` and the ``(clips, classes)`` probabilities its ``checkpoint`` gives them.
+
+    Example (the validation clips, which ``metrics.json`` does not keep):
+        >>> val, scores = score_split("runs/chorus-20240101-120000", "val")  # doctest: +SKIP
+    """
+    run = _TrainedRun.open(run_dir, checkpoint)
+    return _score_split(run.engine, run.table, split, run.config, run.run_dir, progress)
+
+
+@dataclass
+class _TrainedRun:
+    """A finished run folder with one of its checkpoints loaded, checked against its clips."""
+
+    run_dir: Path
+    config: RunConfig
+    table: ClipTable
+    checkpoint_path: Path
+    state: dict
+    trained: TrainedModel
+    engine: Engine
+
+    @classmethod
+    def open(cls, run_dir: str | Path, checkpoint: str) -> _TrainedRun:
+        run_dir = Path(run_dir)
+        checkpoint_path = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
+        if not (run_dir / "config.yaml").is_file():
+            raise input_error(run_dir, "not a mix2 run folder (it has no config.yaml)")
+        config = RunConfig.from_yaml(run_dir / "config.yaml")
+        check_trained(run_dir, config.train.epochs)
+        if not checkpoint_path.is_file():
+            raise input_error(checkpoint_path, "no such checkpoint; is this a finished mix2 run folder?")
+        table = read_run_clips(run_dir)
+        state = load_checkpoint(checkpoint_path)  # read once: the network, the thresholds stored in it, why it was kept
+        trained = trained_model(state, checkpoint_path)
+        if trained.classes != table.classes:
+            raise input_error(checkpoint_path, "the checkpoint's classes differ from the run's clips.csv")
+        engine = load_engine(trained, checkpoint_path, "auto", pick_device(config.train.accelerator))
+        return cls(run_dir, config, table, checkpoint_path, state, trained, engine)
 
 
 def check_trained(run_dir: Path, epochs: int) -> None:

@@ -17,6 +17,11 @@ import numpy as np
 from mix2.data.clips import ClipTable
 
 
+def marked_count(groups: int, fraction: float) -> int:
+    """How many of ``groups`` distinct groups a ``fraction`` marks: at least one, and one fewer than all."""
+    return min(max(1, round(groups * fraction)), groups - 1)
+
+
 def split_groups(groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Mark about ``fraction`` of the distinct groups, drawn with ``seed``; ``(clips,) -> (clips,)`` bool.
 
@@ -25,19 +30,68 @@ def split_groups(groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     unique = np.unique(groups)
     if len(unique) < 2 or fraction <= 0:
         return np.zeros(len(groups), dtype=bool)
-    count = min(max(1, round(len(unique) * fraction)), len(unique) - 1)
-    chosen = np.random.default_rng(seed).permutation(unique)[:count]
+    chosen = np.random.default_rng(seed).permutation(unique)[: marked_count(len(unique), fraction)]
     return np.isin(groups, chosen)
 
 
-def assign_splits(table: ClipTable, test_fraction: float, val_fraction: float, seed: int) -> ClipTable:
+def stratify_groups(groups: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Mark about ``fraction`` of the distinct groups so that each class's groups are shared out in proportion.
+
+    Iterative stratification (Sechidis, Tsoumakas and Vlahavas, 2011) with whole groups as its
+    examples: the class with the fewest groups left to place goes first, and each of its groups
+    goes to the side that still wants most of that class, then the side that wants most groups,
+    then a side drawn with ``seed``. A class in 10 groups thus lands in about ``10 * fraction``
+    marked ones, where a random draw of groups often leaves it out. Groups without a label fill
+    the sides up to their sizes. ``(clips,), (clips, classes) -> (clips,)`` bool; with two or more
+    groups, at least one lands on each side.
+
+    Example:
+        >>> groups = np.array(["a", "b", "c", "d", "e", "f"])
+        >>> labels = np.array([[1, 0], [1, 0], [1, 0], [0, 1], [0, 1], [0, 1]])
+        >>> marked = stratify_groups(groups, labels, fraction=1 / 3, seed=0)
+        >>> labels[marked].sum(axis=0).tolist()
+        [1, 1]
+    """
+    unique, index = np.unique(groups, return_inverse=True)
+    if len(unique) < 2 or fraction <= 0:
+        return np.zeros(len(groups), dtype=bool)
+    present = np.zeros((len(unique), labels.shape[1]), dtype=bool)
+    np.logical_or.at(present, index, np.asarray(labels) > 0)
+    rng = np.random.default_rng(seed)
+    count = marked_count(len(unique), fraction)
+    share = np.array([1 - count / len(unique), count / len(unique)])  # (unmarked, marked)
+    wanted_groups = len(unique) * share
+    wanted = np.outer(present.sum(axis=0), share)  # (classes, 2): groups of each class each side still wants
+    side = np.full(len(unique), -1)
+    class_order = rng.permutation(labels.shape[1])  # ties between classes as rare as each other
+    while (left := present[side < 0].sum(axis=0)).any():
+        candidates = class_order[left[class_order] > 0]
+        rarest = candidates[np.argmin(left[candidates])]
+        for group in rng.permutation(np.flatnonzero(present[:, rarest] & (side < 0))):
+            side[group] = np.lexsort((rng.random(2), wanted_groups, wanted[rarest]))[-1]  # the last key sorts first
+            wanted[present[group], side[group]] -= 1
+            wanted_groups[side[group]] -= 1
+    for group in rng.permutation(np.flatnonzero(side < 0)):
+        side[group] = np.lexsort((rng.random(2), wanted_groups))[-1]
+        wanted_groups[side[group]] -= 1
+    if side.min() == side.max():  # so few groups that one side took them all
+        side[rng.integers(len(unique))] = 1 - side[0]
+    return side[index] == 1
+
+
+def assign_splits(table: ClipTable, test_fraction: float, val_fraction: float, seed: int, val_split: str = "random") -> ClipTable:
     """Fill in the splits a source left open, then carve a validation set out of train.
 
     Clips with an empty ``split`` are split by group: ``test_fraction`` of the groups go to test
     (AnuraSet's 1/3), the rest to train. Unless the source already has a ``val`` split,
     ``val_fraction`` of the training groups become validation, the set on which the kept
-    checkpoint is chosen. The test set is never used for choosing.
+    checkpoint is chosen and the per-class thresholds are tuned: drawn at random
+    (``val_split="random"``) or stratified by class (``"stratified"``, :func:`stratify_groups`),
+    so that validation hears the classes in proportion to training. The test set is drawn the
+    same way either way, and is never used for choosing.
     """
+    if val_split not in ("random", "stratified"):
+        raise ValueError(f"val_split must be random or stratified, got {val_split!r}")
     split = table.clips["split"].fillna("").astype(str).to_numpy(dtype=object)
     groups = table.clips["group"].astype(str).to_numpy()
     open_rows = split == ""
@@ -46,7 +100,10 @@ def assign_splits(table: ClipTable, test_fraction: float, val_fraction: float, s
         split[open_rows] = np.where(to_test, "test", "train")
     if not (split == "val").any():
         train_rows = split == "train"
-        to_val = split_groups(groups[train_rows], val_fraction, seed + 1)
+        if val_split == "stratified":
+            to_val = stratify_groups(groups[train_rows], table.labels[train_rows], val_fraction, seed + 1)
+        else:
+            to_val = split_groups(groups[train_rows], val_fraction, seed + 1)
         split[np.flatnonzero(train_rows)[to_val]] = "val"
     clips = table.clips.assign(split=split)
     return replace(table, clips=clips)
