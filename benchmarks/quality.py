@@ -36,6 +36,12 @@ experiment from scratch has finished, each method's difference to it is printed,
     python benchmarks/quality.py --methods mix2 --pretrain --encoder-lr-factor 0   # a linear probe
     python benchmarks/quality.py --methods timeshift --pretrain --pretrain-mixing mix2  # i-Mix in pretraining
     python benchmarks/quality.py --methods timeshift --pretrain --pretrain-background 0  # no background mixing
+    python benchmarks/quality.py --epochs 100 --methods mix2 --pretrain --val-split stratified --seeds 0 1
+
+``--val-split stratified`` carves validation out by species (``mix2 train``'s option); its folder
+is named ``...-val-stratified...``, and each run is also compared, paired by seed, with the same run
+on the random validation split where that one has finished. ``--seeds`` trains other seeds than
+0, 1 and 2, in a folder named after them.
 """
 
 from __future__ import annotations
