@@ -70,5 +70,5 @@ def test_a_stratified_validation_split_leaves_the_test_split_as_it_was():
     stratified = assign_splits(table, 1 / 3, 0.1, seed=5, val_split="stratified").clips["split"]
     assert ((drawn == "test") == (stratified == "test")).all()
     assert (labels[(stratified == "val").to_numpy()].sum(axis=0) > 0).all()
-    with pytest.raises(ValueError, match="val_split must be random or stratified, got 'even'"):
+    with pytest.raises(ValueError, match="val_split must be one of: random, stratified, got 'even'"):
         assign_splits(table, 1 / 3, 0.1, seed=5, val_split="even")

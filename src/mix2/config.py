@@ -377,9 +377,9 @@ def _requirer(section: str, settings: Any) -> Callable[[str, bool, str], None]:
 
 
 MASK_FILLS = ("mean", "zero")
+"""What SpecAugment writes into its masks (see :class:`AugmentConfig`)."""
 VAL_SPLITS = ("random", "stratified")
 """How validation is carved out of the training recordings (:func:`mix2.data.splits.assign_splits`)."""
-"""What SpecAugment writes into its masks (see :class:`AugmentConfig`)."""
 POS_WEIGHTS = ("none", "sqrt", "balanced")
 """How BCE weighs each class's positives (see :class:`LossConfig`)."""
 PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from mix2.config import VAL_SPLITS
 from mix2.data.clips import ClipTable
 
 
@@ -90,8 +91,8 @@ def assign_splits(table: ClipTable, test_fraction: float, val_fraction: float, s
     so that validation hears the classes in proportion to training. The test set is drawn the
     same way either way, and is never used for choosing.
     """
-    if val_split not in ("random", "stratified"):
-        raise ValueError(f"val_split must be random or stratified, got {val_split!r}")
+    if val_split not in VAL_SPLITS:
+        raise ValueError(f"val_split must be one of: {', '.join(VAL_SPLITS)}, got {val_split!r}")
     split = table.clips["split"].fillna("").astype(str).to_numpy(dtype=object)
     groups = table.clips["group"].astype(str).to_numpy()
     open_rows = split == ""
