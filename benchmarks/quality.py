@@ -36,7 +36,7 @@ experiment from scratch has finished, each method's difference to it is printed,
     python benchmarks/quality.py --methods mix2 --pretrain --encoder-lr-factor 0   # a linear probe
     python benchmarks/quality.py --methods timeshift --pretrain --pretrain-mixing mix2  # i-Mix in pretraining
     python benchmarks/quality.py --methods timeshift --pretrain --pretrain-background 0  # no background mixing
-    python benchmarks/quality.py --epochs 100 --methods mix2 --pretrain --val-split stratified --seeds 0 1
+    python benchmarks/quality.py --epochs 100 --methods mix2 --pretrain --val-split stratified
 
 ``--val-split stratified`` carves validation out by species (``mix2 train``'s option); its folder
 is named ``...-val-stratified...``, and each run is also compared, paired by seed, with the same run
