@@ -28,7 +28,7 @@ the single threshold ``one tuned`` picks on validation, beside the one it would 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -57,13 +57,13 @@ def macro_f1_active(labels: np.ndarray, scores: np.ndarray, thresholds: np.ndarr
     )
 
 
-def where_enough(minimum: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """Per-class tuned thresholds for the classes with ``minimum`` or more positives, 0.5 for the others."""
+POLICIES = ("0.5", "per-class", "per-class >=3", "per-class >=5", "one tuned")
+"""The ways of setting thresholds that :func:`policy_thresholds` computes, in its order."""
 
-    def thresholds(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        return np.where(labels.sum(axis=0) >= minimum, tune_thresholds(labels, scores), 0.5)
 
-    return thresholds
+def where_enough(labels: np.ndarray, tuned: np.ndarray, minimum: int) -> np.ndarray:
+    """The ``tuned`` thresholds of the classes with ``minimum`` or more positives among ``labels``, 0.5 for the others."""
+    return np.where(labels.sum(axis=0) >= minimum, tuned, 0.5)
 
 
 def one_tuned(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -73,26 +73,26 @@ def one_tuned(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.full(labels.shape[1], best)
 
 
-POLICIES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "0.5": lambda labels, scores: np.full(labels.shape[1], 0.5),
-    "per-class": tune_thresholds,
-    "per-class >=3": where_enough(3),
-    "per-class >=5": where_enough(5),
-    "one tuned": one_tuned,
-}
-"""Each way of setting thresholds: validation ``(labels, scores)`` -> ``(classes,)`` thresholds."""
+def policy_thresholds(labels: np.ndarray, scores: np.ndarray) -> dict[str, np.ndarray]:
+    """Each way of setting thresholds on validation ``(labels, scores)``: its name -> ``(classes,)`` thresholds.
+
+    The per-class thresholds are tuned once and shared by the three ways that use them.
+    """
+    tuned = tune_thresholds(labels, scores)
+    fixed = np.full(labels.shape[1], 0.5)
+    ways = (fixed, tuned, where_enough(labels, tuned, 3), where_enough(labels, tuned, 5), one_tuned(labels, scores))
+    return dict(zip(POLICIES, ways, strict=True))
 
 
 def cross_validated(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, halvings: int, seed: int = 0) -> dict:
     """Each policy's mean held-out macro F1 over ``halvings`` random halvings of the recordings ``groups``, both ways."""
     rng = np.random.default_rng(seed)
     recordings = np.unique(groups)
-    results: dict[str, list[float]] = {name: [] for name in POLICIES}
+    results: dict[str, list[float]] = defaultdict(list)
     for _ in range(halvings):
         half = np.isin(groups, rng.permutation(recordings)[: len(recordings) // 2])
         for tuned_on, scored_on in ((half, ~half), (~half, half)):
-            for name, policy in POLICIES.items():
-                thresholds = policy(labels[tuned_on], scores[tuned_on])
+            for name, thresholds in policy_thresholds(labels[tuned_on], scores[tuned_on]).items():
                 results[name].append(macro_f1_active(labels[scored_on], scores[scored_on], thresholds))
     return {name: float(np.mean(values)) for name, values in results.items()}
 
@@ -106,7 +106,8 @@ def measure_run(run_dir: Path, halvings: int) -> dict:
     return {
         "validation": cross_validated(val.labels, val_scores, groups, halvings),
         "test": {
-            name: macro_f1_active(test.labels, test_scores, policy(val.labels, val_scores)) for name, policy in POLICIES.items()
+            name: macro_f1_active(test.labels, test_scores, thresholds)
+            for name, thresholds in policy_thresholds(val.labels, val_scores).items()
         },
         "one threshold": {"validation": one_tuned(val.labels, val_scores)[0], "test": one_tuned(test.labels, test_scores)[0]},
     }

@@ -26,14 +26,17 @@ def separable_at_0_3(recordings=8, classes=2):
 
 def test_each_way_of_setting_thresholds_on_a_case_with_known_answers():
     labels, scores, _ = separable_at_0_3()
-    assert thresholds.POLICIES["0.5"](labels, scores).tolist() == [0.5, 0.5]
-    assert thresholds.POLICIES["per-class"](labels, scores).tolist() == [0.3, 0.3]
-    assert thresholds.one_tuned(labels, scores).tolist() == [0.3, 0.3]  # the highest of the grid's tied best, 0.15 to 0.3
+    ways = thresholds.policy_thresholds(labels, scores)
+    assert list(ways) == list(thresholds.POLICIES)
+    assert ways["0.5"].tolist() == [0.5, 0.5]
+    assert ways["per-class"].tolist() == [0.3, 0.3]
+    assert ways["one tuned"].tolist() == [0.3, 0.3]  # the highest of the grid's tied best, 0.15 to 0.3
     few = labels.copy()
     few[2:, 0] = 0  # class 0 now has 1 positive, class 1 keeps 8
-    assert thresholds.where_enough(3)(few, scores).tolist() == [0.5, 0.3]
-    assert thresholds.where_enough(8)(labels, scores).tolist() == [0.3, 0.3]  # 8 positives each: exactly enough
-    assert thresholds.where_enough(9)(labels, scores).tolist() == [0.5, 0.5]
+    assert thresholds.policy_thresholds(few, scores)["per-class >=3"].tolist() == [0.5, 0.3]
+    tuned = ways["per-class"]
+    assert thresholds.where_enough(labels, tuned, 8).tolist() == [0.3, 0.3]  # 8 positives each: exactly enough
+    assert thresholds.where_enough(labels, tuned, 9).tolist() == [0.5, 0.5]
     assert thresholds.macro_f1_active(labels, scores, 0.5) == 0.0
     assert thresholds.macro_f1_active(labels, scores, np.array([0.3, 0.5])) == 0.5
 
