@@ -32,6 +32,8 @@ FROG = "great_plains_toad.wav"
         (["--threshold", "2"], "--threshold (train.threshold) must be a probability between 0 and 1, got 2.0"),
         (["--window-s", "0"], "--window-s (data.window_s) must be a positive number of seconds, got 0.0"),
         (["--val-split", "even"], "--val-split (data.val_split) must be one of: random, stratified, got 'even'"),
+        (["--val-folds", "1"], "--val-folds (data.val_folds) must be 0 (off) or 2 or more, got 1"),
+        (["--val-folds", "3", "--val-fold", "4"], "--val-fold (data.val_fold) must be from 1 to val_folds (3), got 4"),
         (
             ["--mixing", "mixupp"],
             "--mixing (mixing.method) must be one of: manifold_mixup, mix2, mixup, multimix, none, got 'mixupp'",
@@ -89,6 +91,19 @@ def test_a_run_that_fails_to_start_is_removed(tmp_path, monkeypatch):
     with pytest.raises(run_module.Mix2Error):
         train(config, run_dir=kept, progress=False)
     assert kept.is_dir()
+
+
+def test_more_folds_than_recordings_is_one_line_and_leaves_nothing(tmp_path):
+    config = default_config("chorus")
+    config.data.chorus_recordings = 6  # 4 of them outside test
+    config.data.val_folds = 5
+    run_dir = tmp_path / "runs" / "folds"
+    with pytest.raises(run_module.Mix2Error) as raised:
+        train(config, run_dir=run_dir, progress=False)
+    assert str(raised.value) == (
+        f"chorus: 5 folds need as many recordings outside test, and there are fewer (the run had not started: {run_dir} was removed)"
+    )
+    assert not run_dir.exists()
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from mix2.data.clips import ClipTable
-from mix2.data.splits import assign_splits, split_groups, stratify_groups
+from mix2.data.splits import assign_splits, fold_groups, split_groups, stratify_groups
 
 
 def table_of(groups, split=None):
@@ -72,3 +72,44 @@ def test_a_stratified_validation_split_leaves_the_test_split_as_it_was():
     assert (labels[(stratified == "val").to_numpy()].sum(axis=0) > 0).all()
     with pytest.raises(ValueError, match="val_split must be one of: random, stratified, got 'even'"):
         assign_splits(table, 1 / 3, 0.1, seed=5, val_split="even")
+
+
+@pytest.mark.parametrize("val_split", ["random", "stratified"])
+def test_folds_validate_on_every_recording_outside_test_once_and_keep_the_test_split(val_split):
+    groups, labels = disjoint_classes(classes=4, groups_per_class=15)
+    clips = pd.DataFrame({"file": groups, "start_s": 0.0, "end_s": 3.0, "group": groups, "split": [""] * len(groups)})
+    table = ClipTable(clips=clips, labels=labels, classes=list("abcd"), root=".")
+    plain = assign_splits(table, 1 / 3, 0.1, seed=5).clips["split"].to_numpy()
+    folds = [
+        assign_splits(table, 1 / 3, 0.1, 5, val_split, val_folds=4, val_fold=k).clips["split"].to_numpy() for k in (1, 2, 3, 4)
+    ]
+    for split in folds:
+        assert ((split == "test") == (plain == "test")).all()
+        assert (split != "").all()
+    validating = np.sum([split == "val" for split in folds], axis=0)
+    assert (validating == (plain != "test")).all()  # each clip outside test validates in exactly one fold
+    sizes = [len(np.unique(groups[split == "val"])) for split in folds]
+    if val_split == "random":
+        assert sizes == [10, 10, 10, 10]  # the 40 groups outside test, shared out evenly
+    else:  # balanced by class first, by count second  # 10 groups of each class outside test: 2 or 3 in each fold, never 0 or 5
+        for split in folds:
+            heard = labels[split == "val"].reshape(-1, 3, 4).max(axis=1).sum(axis=0)
+            assert heard.min() >= 2 and heard.max() <= 3, heard
+
+
+def test_folds_are_seeded_and_refuse_impossible_requests():
+    groups = np.array([f"g{i}" for i in range(9)])
+    labels = np.zeros((9, 1))
+    assert np.array_equal(fold_groups(groups, labels, 3, "random", 1), fold_groups(groups, labels, 3, "random", 1))
+    assert not np.array_equal(fold_groups(groups, labels, 3, "random", 1), fold_groups(groups, labels, 3, "random", 2))
+    assert np.bincount(fold_groups(groups, labels, 3, "random", 1)).tolist() == [0, 3, 3, 3]
+    table = table_of(["a", "b", "c", "d"], ["train", "train", "train", "test"])
+    with pytest.raises(ValueError, match="val_fold must be from 1 to val_folds \\(3\\), got 4"):
+        assign_splits(table, 1 / 3, 0.1, seed=0, val_folds=3, val_fold=4)
+    with pytest.raises(ValueError, match="4 folds need as many recordings outside test, and there are fewer"):
+        assign_splits(table, 1 / 3, 0.1, seed=0, val_folds=4, val_fold=1)
+    assert assign_splits(table, 1 / 3, 0.1, seed=0, val_folds=3, val_fold=2).clips["split"].value_counts().to_dict() == {
+        "train": 2,
+        "val": 1,
+        "test": 1,
+    }

@@ -58,6 +58,14 @@ TRAIN_OPTIONS = {
         ("--min-overlap-s", "data", "min_overlap_s", float, "overlap an event needs to label a window (0: any)"),
         ("--split-seed", "data", "split_seed", int, "seed of the splits the data does not give (0)"),
         ("--val-split", "data", "val_split", str, "validation carved out of train: random or stratified by class (random)"),
+        (
+            "--val-folds",
+            "data",
+            "val_folds",
+            int,
+            "cross-validation: cut the recordings outside test into this many folds (0: off)",
+        ),
+        ("--val-fold", "data", "val_fold", int, "with --val-folds: the fold that validates, from 1 (1)"),
         ("--top-db", "features", "top_db", float, "each clip's input floor, in dB under its loudest bin (80)"),
     ],
     TRAINING: [

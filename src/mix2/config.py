@@ -50,7 +50,10 @@ class DataConfig:
     (``anuraset``, ``anuraset36n`` or ``anuraset36``). ``split_seed`` draws the splits the data
     does not give; it is separate from the training seed, so runs with several training seeds
     share one test set. ``val_split`` is how validation is carved out of train: ``random``
-    groups, or ``stratified`` by class (see :func:`mix2.data.splits.assign_splits`).
+    groups, or ``stratified`` by class (see :func:`mix2.data.splits.assign_splits`). For
+    cross-validation, ``val_folds`` (2 or more; 0: off) cuts the recordings outside test into that
+    many folds, drawn as ``val_split`` says, and fold ``val_fold`` (from 1) is validation instead of
+    ``val_fraction`` of them.
     """
 
     source: str = CHORUS
@@ -62,6 +65,8 @@ class DataConfig:
     val_fraction: float = 0.1
     split_seed: int = 0
     val_split: str = "random"
+    val_folds: int = 0
+    val_fold: int = 1
     frequent_fraction: float = 0.1
     common_fraction: float = 0.2
     chorus_seed: int = 0
@@ -431,6 +436,17 @@ class RunConfig:
         for name in ("test_fraction", "val_fraction"):
             data(name, _is_number(getattr(self.data, name)) and 0 < getattr(self.data, name) < 1, "must be between 0 and 1")
         data("val_split", self.data.val_split in VAL_SPLITS, f"must be one of: {', '.join(VAL_SPLITS)}")
+        data(
+            "val_folds",
+            _is_int(self.data.val_folds) and self.data.val_folds != 1 and self.data.val_folds >= 0,
+            "must be 0 (off) or 2 or more",
+        )
+        if self.data.val_folds:
+            data(
+                "val_fold",
+                _is_int(self.data.val_fold) and 1 <= self.data.val_fold <= self.data.val_folds,
+                f"must be from 1 to val_folds ({self.data.val_folds})",
+            )
         for name in ("split_seed", "chorus_seed"):
             data(name, _is_int(getattr(self.data, name)) and getattr(self.data, name) >= 0, "must be a whole number, 0 or more")
         data("chorus_recordings", _is_int(self.data.chorus_recordings) and self.data.chorus_recordings >= 3, "must be 3 or more")

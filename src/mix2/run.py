@@ -101,13 +101,18 @@ def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool =
         write_failures(run_dir, table.failures + failures)
         usable = np.array([p is not None for p in feature_paths], dtype=bool)
         # Splits are drawn over the readable recordings only, so an unreadable file never empties one.
-        table = assign_splits(
-            table.select(usable),
-            config.data.test_fraction,
-            config.data.val_fraction,
-            config.data.split_seed,
-            config.data.val_split,
-        )
+        try:
+            table = assign_splits(
+                table.select(usable),
+                config.data.test_fraction,
+                config.data.val_fraction,
+                config.data.split_seed,
+                config.data.val_split,
+                config.data.val_folds,
+                config.data.val_fold,
+            )
+        except ValueError as err:  # too few recordings for --val-folds: known only once the data is read
+            raise input_error(config.data.source, str(err)) from None
         feature_paths = [p for p in feature_paths if p is not None]
         for split in SPLITS:  # all three must exist before hours of training
             if not (table.clips["split"] == split).any():

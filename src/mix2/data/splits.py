@@ -80,7 +80,41 @@ def stratify_groups(groups: np.ndarray, labels: np.ndarray, fraction: float, see
     return side[index] == 1
 
 
-def assign_splits(table: ClipTable, test_fraction: float, val_fraction: float, seed: int, val_split: str = "random") -> ClipTable:
+def fold_groups(groups: np.ndarray, labels: np.ndarray, folds: int, val_split: str, seed: int) -> np.ndarray:
+    """Share the distinct groups out into ``folds`` folds of about equal size; ``(clips,) -> (clips,)`` fold, 1 to ``folds``.
+
+    The folds are peeled off one by one: fold 1 takes ``1 / folds`` of the groups, fold 2 takes
+    ``1 / (folds - 1)`` of those left, and so on, each drawn at random (``val_split="random"``,
+    :func:`split_groups`) or stratified by class (``"stratified"``, :func:`stratify_groups`). Needs
+    at least ``folds`` distinct groups, so that each fold holds one.
+
+    Example:
+        >>> groups = np.array(["a", "a", "b", "c", "d", "e"])
+        >>> fold_groups(groups, np.zeros((6, 1)), folds=3, val_split="random", seed=0).tolist()
+        [1, 1, 2, 3, 2, 1]
+    """
+    fold = np.zeros(len(groups), dtype=int)
+    for k in range(1, folds):
+        left = np.flatnonzero(fold == 0)
+        fraction = 1 / (folds - k + 1)
+        if val_split == "stratified":
+            marked = stratify_groups(groups[left], labels[left], fraction, seed + k)
+        else:
+            marked = split_groups(groups[left], fraction, seed + k)
+        fold[left[marked]] = k
+    fold[fold == 0] = folds
+    return fold
+
+
+def assign_splits(
+    table: ClipTable,
+    test_fraction: float,
+    val_fraction: float,
+    seed: int,
+    val_split: str = "random",
+    val_folds: int = 0,
+    val_fold: int = 1,
+) -> ClipTable:
     """Fill in the splits a source left open, then carve a validation set out of train.
 
     Clips with an empty ``split`` are split by group: ``test_fraction`` of the groups go to test
@@ -90,16 +124,30 @@ def assign_splits(table: ClipTable, test_fraction: float, val_fraction: float, s
     (``val_split="random"``) or stratified by class (``"stratified"``, :func:`stratify_groups`),
     so that validation hears the classes in proportion to training. The test set is drawn the
     same way either way, and is never used for choosing.
+
+    For cross-validation, ``val_folds`` (2 or more) cuts every group outside test, a source's own
+    validation included, into that many folds (:func:`fold_groups`, drawn as ``val_split`` says),
+    and fold ``val_fold`` (1 to ``val_folds``) becomes validation instead of ``val_fraction``.
+    Runs over folds 1 to ``val_folds`` thus validate on every training recording once, with the
+    same test set.
     """
     if val_split not in VAL_SPLITS:
         raise ValueError(f"val_split must be one of: {', '.join(VAL_SPLITS)}, got {val_split!r}")
+    if val_folds and not 1 <= val_fold <= val_folds:
+        raise ValueError(f"val_fold must be from 1 to val_folds ({val_folds}), got {val_fold}")
     split = table.clips["split"].fillna("").astype(str).to_numpy(dtype=object)
     groups = table.clips["group"].astype(str).to_numpy()
     open_rows = split == ""
     if open_rows.any():
         to_test = split_groups(groups[open_rows], test_fraction, seed)
         split[open_rows] = np.where(to_test, "test", "train")
-    if not (split == "val").any():
+    if val_folds:
+        train_rows = np.flatnonzero(split != "test")
+        if len(np.unique(groups[train_rows])) < val_folds:
+            raise ValueError(f"{val_folds} folds need as many recordings outside test, and there are fewer")
+        fold = fold_groups(groups[train_rows], table.labels[train_rows], val_folds, val_split, seed + 1)
+        split[train_rows] = np.where(fold == val_fold, "val", "train")
+    elif not (split == "val").any():
         train_rows = split == "train"
         if val_split == "stratified":
             to_val = stratify_groups(groups[train_rows], table.labels[train_rows], val_fraction, seed + 1)
