@@ -34,6 +34,7 @@ FROG = "great_plains_toad.wav"
         (["--val-split", "even"], "--val-split (data.val_split) must be one of: random, stratified, got 'even'"),
         (["--val-folds", "1"], "--val-folds (data.val_folds) must be 0 (off) or 2 or more, got 1"),
         (["--val-folds", "3", "--val-fold", "4"], "--val-fold (data.val_fold) must be from 1 to val_folds (3), got 4"),
+        (["--val-fold", "2"], "--val-fold (data.val_fold) must stay 1 unless val_folds (2 or more) cuts folds, got 2"),
         (
             ["--mixing", "mixupp"],
             "--mixing (mixing.method) must be one of: manifold_mixup, mix2, mixup, multimix, none, got 'mixupp'",

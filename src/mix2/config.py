@@ -447,6 +447,8 @@ class RunConfig:
                 _is_int(self.data.val_fold) and 1 <= self.data.val_fold <= self.data.val_folds,
                 f"must be from 1 to val_folds ({self.data.val_folds})",
             )
+        else:  # a fold asked for without the folds to choose it from would be silently ignored
+            data("val_fold", self.data.val_fold == 1, "must stay 1 unless val_folds (2 or more) cuts folds")
         for name in ("split_seed", "chorus_seed"):
             data(name, _is_int(getattr(self.data, name)) and getattr(self.data, name) >= 0, "must be a whole number, 0 or more")
         data("chorus_recordings", _is_int(self.data.chorus_recordings) and self.data.chorus_recordings >= 3, "must be 3 or more")
