@@ -175,6 +175,10 @@ def main() -> None:
     out_dir = Path("runs/benchmarks") / f"crossval-{args.folds}-folds-{args.epochs}-epochs-init-{args.init.parent.parent.name}"
     if config.to_dict() != full_plan.base.to_dict():
         raise SystemExit(f"{args.full}: its runs were trained with other settings than these; give --full the matching ones")
+    full_runs = {method: [args.full / run.path for run in full_plan.runs() if run.preset == method] for method in methods}
+    unfinished = [str(run_dir) for run_dirs in full_runs.values() for run_dir in run_dirs if not is_finished(run_dir)]
+    if unfinished:
+        raise SystemExit(f"{', '.join(unfinished)}: not finished; run benchmarks/quality.py --epochs 100 --pretrain first")
     fold_dirs = []
     for fold in range(1, args.folds + 1):
         fold_config = RunConfig.from_dict(config.to_dict())
@@ -184,10 +188,6 @@ def main() -> None:
         train_all(fold_dir, experiment, args.jobs)
         fold_dirs.append(fold_dir)
     runs = {method: [fold_dir / f"runs/{method}/seed{args.seed}" for fold_dir in fold_dirs] for method in methods}
-    full_runs = {method: [args.full / run.path for run in full_plan.runs() if run.preset == method] for method in methods}
-    unfinished = [str(run_dir) for run_dirs in full_runs.values() for run_dir in run_dirs if not is_finished(run_dir)]
-    if unfinished:
-        raise SystemExit(f"{', '.join(unfinished)}: not finished; run benchmarks/quality.py --epochs 100 --pretrain first")
     print_epochs(runs)
     pooled = {(method, checkpoint): out_of_fold(runs[method], checkpoint) for method in methods for checkpoint in CHECKPOINTS}
     print_out_of_fold(pooled, args.halvings)
