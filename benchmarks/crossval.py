@@ -129,11 +129,11 @@ def print_test(full_runs: dict[str, list[Path]], pooled: dict) -> None:
             cells = []
             for run_dir in run_dirs:
                 test, test_scores_ = test_scores(run_dir, checkpoint)
-                own = np.asarray(json.loads((run_dir / "metrics.json").read_text())["tuned"]["threshold"])
+                own = json.loads((run_dir / "metrics.json").read_text())["tuned"]["threshold"] if checkpoint == "best" else None
                 cells.append(
                     [
                         macro_f1_active(test.labels, test_scores_, 0.5),
-                        macro_f1_active(test.labels, test_scores_, own) if checkpoint == "best" else np.nan,
+                        np.nan if own is None else macro_f1_active(test.labels, test_scores_, np.asarray(own)),
                         macro_f1_active(test.labels, test_scores_, thresholds["per-class"]),
                         macro_f1_active(test.labels, test_scores_, thresholds["one tuned"]),
                         mean_average_precision(test.labels, test_scores_),
