@@ -22,10 +22,12 @@ split and recipe as the quality runs):
 
     python benchmarks/crossval.py             # 3 folds x (no mixing, Mix2), 100 epochs: about 100 minutes on 2 cores
     python benchmarks/crossval.py --folds 5   # 5 folds: closer to the full training set, 5/3 the time
+    python benchmarks/crossval.py --epochs 40 --init none --full runs/benchmarks/quality   # the recipe's 40, from scratch
 
-Its runs go into ``runs/benchmarks/crossval-<folds>-folds-<epochs>-epochs-init-<pretrained>/fold<k>/``,
-one ``mix2 experiment`` per fold, so it resumes where it stopped. The network is fine-tuned from
-``benchmarks/quality.py --pretrain``'s pretrained network, which must exist.
+Its runs go into ``runs/benchmarks/crossval-<folds>-folds-<epochs>-epochs[-init-<pretrained>]/fold<k>/``,
+one ``mix2 experiment`` per fold, so it resumes where it stopped. By default the network is
+fine-tuned from ``benchmarks/quality.py --pretrain``'s pretrained network, which must exist;
+``--init none`` trains it from scratch.
 """
 
 from __future__ import annotations
@@ -123,6 +125,9 @@ def print_test(full_runs: dict[str, list[Path]], pooled: dict) -> None:
     print("| method | checkpoint | 0.5 | per class, own validation | per class, out of fold | one, out of fold | mAP |")
     print("|---" * 7 + "|")
     for method, run_dirs in full_runs.items():
+        if not run_dirs:
+            print(f"| {METHODS[method]} | (not among --full's runs) |")
+            continue
         for checkpoint in CHECKPOINTS:
             labels, scores, _ = pooled[method, checkpoint]
             thresholds = policy_thresholds(labels, scores)
@@ -155,7 +160,9 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=3, help="cross-validation folds over the training recordings (3)")
     parser.add_argument("--epochs", type=int, default=100, help="epochs of every run (100, as --full's)")
     parser.add_argument("--seed", type=int, default=0, help="the training seed of every fold's runs (0)")
-    parser.add_argument("--init", type=Path, default=DEFAULT_INIT, help=f"the pretrained network ({DEFAULT_INIT})")
+    parser.add_argument(
+        "--init", default=str(DEFAULT_INIT), help=f"the pretrained network ({DEFAULT_INIT}), or none: from scratch"
+    )
     parser.add_argument("--full", type=Path, default=DEFAULT_FULL, help=f"the quality runs to read on test ({DEFAULT_FULL})")
     parser.add_argument("--jobs", type=int, default=2, help="training runs at a time, one thread each (2)")
     parser.add_argument("--halvings", type=int, default=100, help="random halvings of the out-of-fold recordings (100)")
@@ -164,21 +171,23 @@ def main() -> None:
         raise SystemExit(f"{args.data}: no such data; this benchmark needs ../shared/data/nips4b beside the repository")
     if args.folds < 2:
         raise SystemExit(f"--folds must be 2 or more, got {args.folds}")
-    if not args.init.is_file():
-        raise SystemExit(f"{args.init}: no such checkpoint; run benchmarks/quality.py --pretrain first, or give --init")
+    init = None if args.init == "none" else Path(args.init)
+    if init is not None and not init.is_file():
+        raise SystemExit(f"{init}: no such checkpoint; run benchmarks/quality.py --pretrain first, or give --init")
     full_plan = read_plan(args.full)
     if full_plan is None:
-        raise SystemExit(f"{args.full}: not an experiment folder; run benchmarks/quality.py --epochs 100 --pretrain first")
+        raise SystemExit(f"{args.full}: not an experiment folder; run benchmarks/quality.py (with these settings) first")
     methods = [REFERENCE, "mix2"]
     config = configure(args.data, args.epochs, None)
-    config.train.init = str(args.init)
-    out_dir = Path("runs/benchmarks") / f"crossval-{args.folds}-folds-{args.epochs}-epochs-init-{args.init.parent.parent.name}"
+    config.train.init = None if init is None else str(init)
+    started_from = "" if init is None else f"-init-{init.parent.parent.name}"
+    out_dir = Path("runs/benchmarks") / f"crossval-{args.folds}-folds-{args.epochs}-epochs{started_from}"
     if config.to_dict() != full_plan.base.to_dict():
         raise SystemExit(f"{args.full}: its runs were trained with other settings than these; give --full the matching ones")
     full_runs = {method: [args.full / run.path for run in full_plan.runs() if run.preset == method] for method in methods}
     unfinished = [str(run_dir) for run_dirs in full_runs.values() for run_dir in run_dirs if not is_finished(run_dir)]
     if unfinished:
-        raise SystemExit(f"{', '.join(unfinished)}: not finished; run benchmarks/quality.py --epochs 100 --pretrain first")
+        raise SystemExit(f"{', '.join(unfinished)}: not finished; run benchmarks/quality.py (with these settings) first")
     fold_dirs = []
     for fold in range(1, args.folds + 1):
         fold_config = RunConfig.from_dict(config.to_dict())

@@ -37,11 +37,18 @@ experiment from scratch has finished, each method's difference to it is printed,
     python benchmarks/quality.py --methods timeshift --pretrain --pretrain-mixing mix2  # i-Mix in pretraining
     python benchmarks/quality.py --methods timeshift --pretrain --pretrain-background 0  # no background mixing
     python benchmarks/quality.py --epochs 100 --methods mix2 --pretrain --val-split stratified
+    python benchmarks/quality.py --epochs 100 --pretrain --checkpoint last   # the same runs, read at their last epoch
 
 ``--val-split stratified`` carves validation out by species (``mix2 train``'s option); its folder
 is named ``...-val-stratified...``, and each run is also compared, paired by seed, with the same run
 on the random validation split where that one has finished. ``--seeds`` trains other seeds than
 0, 1 and 2, in a folder named after them.
+
+``--checkpoint last`` reads every finished run at its last epoch instead of its kept one, as
+``mix2 train --monitor last`` would have kept it (the monitor does not change training): each run
+folder is copied, without its kept checkpoint and results, into ``<folder>-at-last-epoch`` and
+scored there with ``mix2 evaluate --checkpoint last`` (thresholds tuned on validation as usual), so
+the runs themselves stay as they are.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -61,10 +69,11 @@ from mix2.config import VAL_SPLITS, PretrainConfig, RunConfig, apply_recipe, def
 from mix2.data.clips import ClipTable
 from mix2.errors import Mix2Error, SettingError
 from mix2.experiment import Experiment, plan_experiment
+from mix2.experiment_plan import PLAN_FILE
 from mix2.metrics import weighted_macro_scores
 from mix2.registry import MIXERS, MODELS
 from mix2.reporting.results import PAIRED_RESAMPLES, paired_intervals
-from mix2.run import baseline, check_config
+from mix2.run import baseline, check_config, evaluate
 from mix2.run_folder import is_finished, read_test_scores
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nips4b"
@@ -203,6 +212,26 @@ def train_all(out_dir: Path, experiment: Experiment, jobs: int) -> dict[str, flo
     return seconds
 
 
+def at_checkpoint(out_dir: Path, experiment: Experiment, checkpoint: str) -> Path:
+    """The folder of ``experiment``'s finished runs scored with ``checkpoint``: ``out_dir`` itself for ``best`` (the
+    kept one); for ``last``, ``<out_dir>-at-last-epoch``, where each finished run is copied without its kept checkpoint
+    and results and evaluated with ``last.ckpt``, once. The runs in ``out_dir`` are left as they are."""
+    if checkpoint == "best":
+        return out_dir
+    scored_dir = out_dir.with_name(f"{out_dir.name}-at-{checkpoint}-epoch")
+    results = ("best.*", "metrics.json", "test_predictions.csv", "baseline.json", "plots")
+    for run in experiment.runs():
+        source, copy = out_dir / run.path, scored_dir / run.path
+        if not is_finished(source) or is_finished(copy):
+            continue
+        shutil.copytree(source, copy, ignore=shutil.ignore_patterns(*results), dirs_exist_ok=True)
+        evaluate(copy, checkpoint, progress=False)
+        print(f"scored {copy} with its {checkpoint} checkpoint", flush=True)
+    if (out_dir / PLAN_FILE).is_file():
+        shutil.copy2(out_dir / PLAN_FILE, scored_dir / PLAN_FILE)
+    return scored_dir
+
+
 def mean_std(values: list[float], signed: bool = False) -> str:
     """Mean ± sample std of fractions, in points; ``signed`` marks a difference's mean with its sign."""
     values = np.asarray(values, dtype=float)
@@ -256,7 +285,8 @@ def paired_to(out_dir: Path, experiment: Experiment, other_dir: Path) -> dict | 
 
 
 def print_differences(title: str, differences: dict) -> None:
-    names = list(PAIRED)
+    # the validation column is left out where every run was read at its last epoch, chosen on no score
+    names = [n for n in PAIRED if not all(np.isnan(columns[n]).all() for columns in differences.values())]
     print(f"\n{title} (points; each seed, then mean ± std):\n")
     print("| method | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
@@ -281,8 +311,11 @@ def print_summary(summary: dict) -> None:
     for method in summary["methods"][names[0]]:
         print(f"| {METHODS[method]} | " + " | ".join(mean_std(summary["methods"][n][method]) for n in names) + " |")
     print("\nValidation mAP of each kept epoch, by seed: what settings are chosen on (the test numbers are only reported)\n")
-    for method, scores in summary["validation"].items():
-        print(f"- {METHODS[method]}: " + ", ".join(f"{score:.3f}" for score in scores) + f" (mean {np.mean(scores):.3f})")
+    if np.isnan(list(summary["validation"].values())).all():
+        print("- none: every run is read at its last epoch, which no validation score chose")
+    else:
+        for method, scores in summary["validation"].items():
+            print(f"- {METHODS[method]}: " + ", ".join(f"{score:.3f}" for score in scores) + f" (mean {np.mean(scores):.3f})")
     print_differences("Difference to no mixing, paired by seed", summary["differences_to_no_mixing"])
     print(
         f"\n95 % interval of the mean difference to no mixing over the seeds, resampling whole test recordings "
@@ -351,6 +384,12 @@ def main() -> None:
         help="validation carved out of train at random or stratified by class (mix2 train's option; random)",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (0 1 2; --quick: 0)")
+    parser.add_argument(
+        "--checkpoint",
+        choices=("best", "last"),
+        default="best",
+        help="read each run at its kept epoch (best) or at its last, scored in a copy of the folder (best)",
+    )
     parser.add_argument("--json", type=Path, help="save every figure here")
     args = parser.parse_args()
     if not args.data.exists():
@@ -388,15 +427,19 @@ def main() -> None:
     config.train.init = None if init is None else str(init)
     experiment = plan_experiment(out_dir, Experiment(config, methods, seeds))
     seconds = train_all(out_dir, experiment, args.jobs)
-    summary = summarise(out_dir, experiment)
+    scored_dir = at_checkpoint(out_dir, experiment, args.checkpoint)
+    summary = summarise(scored_dir, experiment)
     summary["wall_s_this_session"] = seconds
+    summary["checkpoint"] = args.checkpoint
     if init is not None:
         summary["init"] = str(init)
-        summary["differences_to_scratch"] = paired_to(out_dir, experiment, scratch_dir)
+        scratch_scored = at_checkpoint(scratch_dir, experiment, args.checkpoint)
+        summary["differences_to_scratch"] = paired_to(scored_dir, experiment, scratch_scored)
         if args.pretrain:
             summary["pretraining"] = json.loads((pretrain_dir / "pretrained.json").read_text())
     if args.val_split != "random":
-        summary["differences_to_random_val"] = paired_to(out_dir, experiment, random_val_dir)
+        random_val_scored = at_checkpoint(random_val_dir, experiment, args.checkpoint)
+        summary["differences_to_random_val"] = paired_to(scored_dir, experiment, random_val_scored)
     print_summary(summary)
     if "pretraining" in summary:
         facts = summary["pretraining"]

@@ -12,6 +12,7 @@ from mix2 import default_config, evaluate, train
 from mix2.cli import main
 from mix2.inference import load_trained_model
 from mix2.metrics import tune_thresholds
+from mix2.reporting.html import write_report
 from mix2.run import score_split
 from mix2.run_folder import read_test_scores
 
@@ -59,6 +60,20 @@ def test_best_is_chosen_on_validation_map_and_last_is_the_final_epoch(chorus_run
     assert kept["value"] == pytest.approx(log["val_map"].max())
     last = torch.load(chorus_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["epoch"] == 1  # the second of two epochs, whether or not it was the best
+
+
+def test_monitor_last_keeps_the_last_epoch_as_best(tmp_path, capsys):
+    config = tiny_chorus_config(tmp_path)
+    config.to_yaml(tmp_path / "tiny.yaml")
+    run_dir = tmp_path / "run"
+    assert main(["train", "--config", str(tmp_path / "tiny.yaml"), "--run-dir", str(run_dir), "--monitor", "last"]) == 0
+    assert "kept epoch 2 of 2 (best.ckpt): the last epoch" in capsys.readouterr().out
+    best, last = (torch.load(run_dir / "checkpoints" / f"{name}.ckpt", weights_only=True) for name in ("best", "last"))
+    assert best["epoch"] == last["epoch"] == 1
+    assert all(torch.equal(best["state_dict"][key], value) for key, value in last["state_dict"].items())
+    assert json.loads((run_dir / "metrics.json").read_text())["kept"] == {"epoch": 2, "epochs": 2, "monitor": None, "value": None}
+    assert sorted(path.name for path in (run_dir / "checkpoints").glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]
+    assert "checkpoint best (epoch 2 of 2, the last)" in write_report([run_dir], tmp_path / "report.html").read_text()
 
 
 def test_checkpoint_rebuilds_its_model_and_evaluate_is_repeatable(chorus_run):

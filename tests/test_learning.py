@@ -79,7 +79,7 @@ def test_the_demonstration_uses_the_small_data_recipe():
     "setting, value, message",
     [
         ("schedule", "linear", "train.schedule must be one of: warmup_cosine, cosine_per_epoch, got 'linear'"),
-        ("monitor", "val_f1", "train.monitor must be one of: val_map, val_loss, val_macro_f1, got 'val_f1'"),
+        ("monitor", "val_f1", "train.monitor must be one of: val_map, val_loss, val_macro_f1, last, got 'val_f1'"),
         ("warmup_epochs", -1.0, "train.warmup_epochs must be 0 or more, got -1.0"),
         ("ema_half_life_epochs", 0.0, "train.ema_half_life_epochs must be a positive number of epochs or null, got 0.0"),
     ],

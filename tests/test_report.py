@@ -40,7 +40,8 @@ def test_cooccurrence_counts_clips_with_both():
 def test_report_is_self_contained_and_holds_every_part(experiment_dir):
     page = write_report([experiment_dir, experiment_dir / "runs/mix2/seed0"], experiment_dir / "both.html").read_text()
     for text in ["Table I: macro F1 and mAP (%) at threshold 0.5", "tuned on validation", "Figure 3", "Per-class F1", "Difference to timeshift",
-                 "Co-occurrence of classes", "Configuration of each run", "runs/timeshift/seed0", "mixing:", "tuned threshold"]:  # fmt: skip
+                 "Co-occurrence of classes", "Configuration of each run", "runs/timeshift/seed0", "mixing:", "tuned threshold",
+                 "checkpoint best (epoch 1 of 1, best validation val_map)"]:  # fmt: skip
         assert text in page, text
     assert re.search(r"<td>mix2</td>\s*<td>[\d.]+ ± [\d.]+</td>", page)  # the preset's row with mean ± std
     assert "<script" not in page and not re.search(r"""(src|href)=["']?(https?:|//|file:)""", page)

@@ -76,7 +76,13 @@ TRAIN_OPTIONS = {
         ("--weight-decay", "train", "weight_decay", float, "AdamW weight decay (0.01, what the paper's numbers used)"),
         ("--schedule", "train", "schedule", str, "lr schedule: warmup_cosine (per step) or cosine_per_epoch (the paper's)"),
         ("--warmup-epochs", "train", "warmup_epochs", float, "epochs of linear warm-up in warmup_cosine (5; small-data: 2)"),
-        ("--monitor", "train", "monitor", str, "what chooses best.ckpt: val_map, val_loss or val_macro_f1 (val_map)"),
+        (
+            "--monitor",
+            "train",
+            "monitor",
+            str,
+            "what chooses best.ckpt: val_map, val_loss, val_macro_f1, or last: the last epoch (val_map)",
+        ),
         (
             "--init",
             "train",

@@ -243,8 +243,8 @@ class TrainConfig:
 
     ``monitor`` chooses the checkpoint kept as ``best.ckpt``: ``val_map`` (mean average
     precision over the validation classes that have a positive; threshold-free), ``val_loss``,
-    or ``val_macro_f1`` (at ``threshold``). Where the validation split has no positive at all,
-    ``val_map`` falls back to ``val_loss``.
+    ``val_macro_f1`` (at ``threshold``), or ``last``: the last epoch, whatever validation says. Where
+    the validation split has no positive at all, ``val_map`` falls back to ``val_loss``.
 
     ``ema_half_life_epochs`` validates, checkpoints and keeps an exponential moving average of the
     weights (and batch-norm statistics) whose weights halve every that many epochs (see
@@ -391,7 +391,7 @@ PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}
 """Training precisions, and Lightning's name for each."""
 SCHEDULES = ("warmup_cosine", "cosine_per_epoch")
 """Learning-rate schedules (see :class:`TrainConfig`)."""
-MONITORS = {"val_map": "max", "val_loss": "min", "val_macro_f1": "max"}
+MONITORS = {"val_map": "max", "val_loss": "min", "val_macro_f1": "max", "last": "max"}  # "last": no score
 """Validation metrics that can choose the kept checkpoint, and whether higher or lower is better."""
 STRATEGIES = ("auto", "ddp")
 """Lightning strategies mix2 trains with: ``auto`` (one device, or DDP over several) and ``ddp``."""

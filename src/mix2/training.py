@@ -254,10 +254,20 @@ class BestCheckpoint(ModelCheckpoint):
     monitored score often saturates (mAP 1.0 from some epoch on) or stays flat, and the earliest
     such epoch is the least trained; a later epoch with the same validation score has seen the
     training data longer.
+
+    ``monitor`` ``"last"`` keeps every epoch's weights in turn: ``best.ckpt`` is then the last
+    epoch's, chosen by no validation score (``mode`` is not read).
     """
 
     def __init__(self, dirpath: Path, monitor: str, mode: str) -> None:
-        super().__init__(dirpath=dirpath, filename="best", monitor=monitor, mode=mode, save_top_k=1)
+        super().__init__(
+            dirpath=dirpath,
+            filename="best",
+            monitor=None if monitor == "last" else monitor,
+            mode=mode,
+            save_top_k=1,
+            enable_version_counter=False,
+        )
 
     def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
         if current is None or not self.best_k_models:

@@ -167,7 +167,8 @@ def _run_section(folder: Path) -> str:
         if (folder / "plots" / name).is_file()
     ]
     kept = metrics.get("kept")
-    why = f" (epoch {kept['epoch']} of {kept['epochs']}, best validation {kept['monitor']})" if kept and kept["monitor"] else ""
+    chosen_by = f"best validation {kept['monitor']}" if kept and kept["monitor"] else "the last"
+    why = f" (epoch {kept['epoch']} of {kept['epochs']}, {chosen_by})" if kept else ""
     return (
         f'<p class="note">Test split: {metrics["clips"]} clips, checkpoint {html.escape(str(metrics["checkpoint"]) + why)}.</p>'
         f"<h2>Macro F1 and mAP (%) on test</h2>{_table(scores)}"
