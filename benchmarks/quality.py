@@ -147,8 +147,12 @@ def configure(
     val_split: str = "random",
 ) -> RunConfig:
     """The ``small-data`` recipe on ``data`` with the benchmark's settings, checked in one line before any work starts
-    (all but ``init``, which may not exist until ``--pretrain`` has made it)."""
+    (all but ``init``, which may not exist until ``--pretrain`` has made it).
+
+    The recipe keeps the last epoch; the benchmark's runs keep the best validation mAP in ``best.ckpt`` instead, so
+    that each run holds both readings (``--checkpoint best`` and ``last``). The monitor does not change training."""
     config = apply_recipe(default_config(str(data)), "small-data")
+    config.train.monitor = "val_map"
     if epochs is not None:
         config.train.epochs = epochs
     if model is not None:
@@ -227,7 +231,7 @@ def at_checkpoint(out_dir: Path, experiment: Experiment, checkpoint: str) -> Pat
         shutil.copytree(source, copy, ignore=shutil.ignore_patterns(*results), dirs_exist_ok=True)
         evaluate(copy, checkpoint, progress=False)
         print(f"scored {copy} with its {checkpoint} checkpoint", flush=True)
-    if (out_dir / PLAN_FILE).is_file():
+    if (out_dir / PLAN_FILE).is_file() and scored_dir.is_dir():  # none is made where no run has finished
         shutil.copy2(out_dir / PLAN_FILE, scored_dir / PLAN_FILE)
     return scored_dir
 

@@ -24,6 +24,7 @@ def tiny_chorus_config(tmp_path):
     config.data.chorus_recordings = 6
     config.train.epochs = 2
     config.train.batch_size = 8
+    config.train.monitor = "val_map"  # the small-data recipe keeps the last epoch; these runs test the choice
     config.out_dir = str(tmp_path / "runs")
     return config
 

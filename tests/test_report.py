@@ -26,6 +26,7 @@ def experiment_dir(tmp_path_factory):
     config.data.chorus_recordings = 6
     config.train.epochs = 1
     config.train.batch_size = 8
+    config.train.monitor = "val_map"  # the report names the validation score that kept the epoch
     out = tmp_path_factory.mktemp("report") / "exp"
     run_experiment(out, Experiment(config, ["timeshift", "mix2"], [0]), progress=False)
     return out

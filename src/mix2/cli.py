@@ -81,7 +81,7 @@ TRAIN_OPTIONS = {
             "train",
             "monitor",
             str,
-            "what chooses best.ckpt: val_map, val_loss, val_macro_f1, or last: the last epoch (val_map)",
+            "what chooses best.ckpt: val_map, val_loss, val_macro_f1, or last: the last epoch (val_map; small-data: last)",
         ),
         (
             "--init",
