@@ -288,9 +288,7 @@ def paired_to(out_dir: Path, experiment: Experiment, other_dir: Path) -> dict | 
     }
 
 
-def print_differences(title: str, differences: dict) -> None:
-    # the validation column is left out where every run was read at its last epoch, chosen on no score
-    names = [n for n in PAIRED if not all(np.isnan(columns[n]).all() for columns in differences.values())]
+def print_differences(title: str, differences: dict, names: list[str]) -> None:
     print(f"\n{title} (points; each seed, then mean ± std):\n")
     print("| method | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
@@ -301,6 +299,8 @@ def print_differences(title: str, differences: dict) -> None:
 
 def print_summary(summary: dict) -> None:
     names = list(COLUMNS)
+    at_last = summary["checkpoint"] == "last"  # every run read at its last epoch, which no validation score chose
+    paired_names = list(COLUMNS) if at_last else list(PAIRED)
     print(f"\nNIPS4B test split ({summary['test_clips']} clips), macro F1 over classes with a test positive and mAP (%),")
     print(
         f"mean ± std over seeds {', '.join(map(str, summary['seeds']))}, {summary['epochs']} epochs; groups at tuned thresholds\n"
@@ -315,12 +315,12 @@ def print_summary(summary: dict) -> None:
     for method in summary["methods"][names[0]]:
         print(f"| {METHODS[method]} | " + " | ".join(mean_std(summary["methods"][n][method]) for n in names) + " |")
     print("\nValidation mAP of each kept epoch, by seed: what settings are chosen on (the test numbers are only reported)\n")
-    if np.isnan(list(summary["validation"].values())).all():
+    if at_last:
         print("- none: every run is read at its last epoch, which no validation score chose")
     else:
         for method, scores in summary["validation"].items():
             print(f"- {METHODS[method]}: " + ", ".join(f"{score:.3f}" for score in scores) + f" (mean {np.mean(scores):.3f})")
-    print_differences("Difference to no mixing, paired by seed", summary["differences_to_no_mixing"])
+    print_differences("Difference to no mixing, paired by seed", summary["differences_to_no_mixing"], paired_names)
     print(
         f"\n95 % interval of the mean difference to no mixing over the seeds, resampling whole test recordings "
         f"(BCa bootstrap, {PAIRED_RESAMPLES} resamples; the seeds held fixed):\n"
@@ -334,12 +334,15 @@ def print_summary(summary: dict) -> None:
             + " |"
         )
     if summary.get("differences_to_scratch"):
-        print_differences("Difference to the same run from scratch, paired by seed", summary["differences_to_scratch"])
+        print_differences(
+            "Difference to the same run from scratch, paired by seed", summary["differences_to_scratch"], paired_names
+        )
     if summary.get("differences_to_random_val"):
         print_differences(
             "Difference to the same run with validation drawn at random, paired by seed (the same test clips; "
             "the validation mAPs are of different clips)",
             summary["differences_to_random_val"],
+            paired_names,
         )
 
 
