@@ -129,26 +129,20 @@ def plot_training_curves(log_csv: Path, path: Path) -> Path:
         ("train_add", "train ADD term"),
         ("val_loss", "validation loss"),
     ]
-    for column, label in losses:
-        if column in by_epoch:
-            series = by_epoch[column].dropna()
-            left.plot(series.index, series.values, "o-", label=label, markersize=3)
-    left.set_xlabel("epoch")
-    left.set_ylabel("loss")
-    left.legend(fontsize=8)
     scores = [
         ("val_map", "validation mAP"),
         ("val_macro_f1", "validation macro F1 at the threshold"),
         ("val_top1", "validation top-1: the own view nearest (pretraining)"),
     ]
-    for column, label in scores:
-        if column in by_epoch:
-            series = by_epoch[column].dropna()
-            right.plot(series.index, series.values, "o-", label=label, markersize=3)
-    right.set_xlabel("epoch")
-    right.set_ylabel("validation score")
+    for axes, columns, label_y in [(left, losses, "loss"), (right, scores, "validation score")]:
+        for column, label in columns:
+            if column in by_epoch:
+                series = by_epoch[column].dropna()
+                axes.plot(series.index, series.values, "o-", label=label, markersize=3)
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(label_y)
+        axes.legend(fontsize=8)
     right.set_ylim(0, 1)
-    right.legend(fontsize=8)
     figure.suptitle("Training curves")
     return _save(figure, path)
 
