@@ -172,7 +172,7 @@ def setting_problem(err: SettingError) -> str:
 
 
 TRAIN_EXAMPLES = """examples:
-  mix2 train                                         # the demonstration on the built-in chorus (3 to 4.5 minutes)
+  mix2 train                                         # the demonstration on the built-in chorus (2.5 to 5 minutes)
   mix2 train --data ../shared/data/nips4b --recipe small-data --preset mix2 --out runs/nips4b
 """
 
