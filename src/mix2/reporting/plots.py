@@ -134,13 +134,13 @@ def plot_training_curves(log_csv: Path, path: Path) -> Path:
         ("val_macro_f1", "validation macro F1 at the threshold"),
         ("val_top1", "validation top-1: the own view nearest (pretraining)"),
     ]
-    for axes, columns, label_y in [(left, losses, "loss"), (right, scores, "validation score")]:
+    for axes, columns, y_label in [(left, losses, "loss"), (right, scores, "validation score")]:
         for column, label in columns:
             if column in by_epoch:
                 series = by_epoch[column].dropna()
                 axes.plot(series.index, series.values, "o-", label=label, markersize=3)
         axes.set_xlabel("epoch")
-        axes.set_ylabel(label_y)
+        axes.set_ylabel(y_label)
         axes.legend(fontsize=8)
     right.set_ylim(0, 1)
     figure.suptitle("Training curves")
