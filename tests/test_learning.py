@@ -97,6 +97,7 @@ def test_bad_loss_and_input_settings_are_refused_in_one_line():
         ("loss", "pos_weight", "inverse", "loss.pos_weight must be one of: none, sqrt, balanced, got 'inverse'"),
         ("augment", "mask_fill", "noise", "augment.mask_fill must be one of: mean, zero, got 'noise'"),
         ("features", "top_db", 0.0, "features.top_db must be a positive number of dB"),
+        ("mixing", "partners", "rare", "mixing.partners must be one of: random, balanced, got 'rare'"),
     ]:
         config = default_config("data")
         setattr(getattr(config, section), setting, value)

@@ -6,7 +6,7 @@ from scipy.stats import chisquare, kstest
 from torch import nn
 
 from mix2.config import RunConfig
-from mix2.mixing import Mix2, create_mixer, pair_weights
+from mix2.mixing import Mix2, class_balanced_partners, create_mixer, pair_weights
 from mix2.models import create_model
 
 METHODS = ["none", "mixup", "manifold_mixup", "multimix", "mix2"]
@@ -68,6 +68,39 @@ def test_mixup_pairs_each_example_with_a_permutation_partner(method):
     assert paired.sum() >= 5
     assert len(set(partners.tolist())) == len(partners)  # a permutation: no example is everyone's partner
     assert len(set(lambdas[paired].tolist())) == int(paired.sum())  # one lambda per example, not one per batch
+
+
+def test_class_balanced_partners_draw_each_class_present_equally_often():
+    torch.manual_seed(0)
+    # classes 0 (examples 0-4), 1 (examples 4 and 5), 2 (example 6 alone); example 7 has no label.
+    targets = torch.zeros(8, 4)
+    targets[:5, 0] = targets[4:6, 1] = targets[6, 2] = 1
+    draws = torch.cat([class_balanced_partners(targets) for _ in range(2_000)])
+    # P(j) = (1/K) sum over j's classes of 1/n_c, with K = 4 (three classes and the unlabelled)
+    expected = torch.tensor([1 / 5, 1 / 5, 1 / 5, 1 / 5, 1 / 5 + 1 / 2, 1 / 2, 1, 1]) / 4
+    observed = torch.bincount(draws, minlength=8)
+    assert chisquare(observed.tolist(), (expected * len(draws)).tolist()).pvalue > 0.001
+    uniform = torch.full((8,), len(draws) / 8)  # what a random permutation gives each example
+    assert chisquare(observed.tolist(), uniform.tolist()).pvalue < 1e-6
+    assert class_balanced_partners(targets[:1]).tolist() == [0]
+
+
+@pytest.mark.parametrize("method", ["mixup", "manifold_mixup"])
+def test_balanced_partners_mix_the_rare_example_into_many_rows(method):
+    torch.manual_seed(0)
+    batch = 16
+    x = torch.eye(batch).view(batch, 1, 1, batch)
+    targets = torch.zeros(batch, 2)
+    targets[:-1, 0] = targets[-1, 1] = 1  # the last example is the only one of class 1
+    rare_share = {}
+    for partners in ("random", "balanced"):
+        mixer = create_mixer(config(method, partners=partners))
+        outputs = [mixer(Probe(), x, targets) for _ in range(200)]
+        for out in outputs:
+            torch.testing.assert_close(out.targets, out.embedding @ targets)  # targets mixed as the inputs
+        rare_share[partners] = torch.stack([(out.embedding[:, -1] > 0).float().mean() for out in outputs]).mean()
+    assert rare_share["random"] < 0.15  # in its own row and, as a partner, in one row of 16
+    assert 0.45 < rare_share["balanced"] < 0.6  # drawn as the partner of half the rows
 
 
 def test_mixup_lambda_covers_each_whole_example_not_mel_bins():

@@ -39,6 +39,7 @@ FROG = "great_plains_toad.wav"
             ["--mixing", "mixupp"],
             "--mixing (mixing.method) must be one of: manifold_mixup, mix2, mixup, multimix, none, got 'mixupp'",
         ),
+        (["--mix-partners", "rare"], "--mix-partners (mixing.partners) must be one of: random, balanced, got 'rare'"),
         (["--loss", "focal"], "--loss (loss.name) must be one of: bce, bce+add, got 'focal'"),
         (["--add-weight", "-1"], "--add-weight (loss.add.weight) must be 0 or more, got -1.0"),
         (["--accelerator", "tpu"], "--accelerator (train.accelerator) must be one of: auto, cpu, gpu, cuda, got 'tpu'"),

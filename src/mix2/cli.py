@@ -116,6 +116,13 @@ TRAIN_OPTIONS = {
             float,
             "train the last fraction of the epochs without mixing, e.g. 0.25 (0: mix to the end)",
         ),
+        (
+            "--mix-partners",
+            "mixing",
+            "partners",
+            str,
+            "Mixup's and Manifold Mixup's partners: random, or balanced by class within the batch (random)",
+        ),
         ("--loss", "loss", "name", str, f"loss: {', '.join(LOSSES.names())}; bce+add adds the ADD term on the embedding (bce)"),
         ("--pos-weight", "loss", "pos_weight", str, "BCE weight of each class's positives: none, sqrt, balanced (none)"),
         ("--add-weight", "loss.add", "weight", float, "weight of the ADD term against BCE, with --loss bce+add (0.1)"),

@@ -156,6 +156,11 @@ class MixingConfig:
     ``unmixed_final_fraction`` trains the last fraction of the epochs without mixing (rounded to
     whole epochs; 0, the default and the paper's, mixes to the end): the network then fits clean
     clips, as it will see them, after mixing has regularised it.
+
+    ``partners`` says how Mixup and Manifold Mixup pair examples: ``random`` (a permutation of
+    the batch, the default and the paper's) or ``balanced`` (drawn class-balanced within the
+    batch, after Balanced-MixUp; see :func:`mix2.mixing.class_balanced_partners`). MultiMix mixes
+    the whole batch either way.
     """
 
     method: str = "none"
@@ -164,6 +169,7 @@ class MixingConfig:
     multimix: MultiMixSettings = field(default_factory=MultiMixSettings)
     mix2: Mix2Settings = field(default_factory=Mix2Settings)
     unmixed_final_fraction: float = 0.0
+    partners: str = "random"
 
 
 @dataclass
@@ -383,6 +389,8 @@ def _requirer(section: str, settings: Any) -> Callable[[str, bool, str], None]:
 
 MASK_FILLS = ("mean", "zero")
 """What SpecAugment writes into its masks (see :class:`AugmentConfig`)."""
+PARTNERS = ("random", "balanced")
+"""How Mixup and Manifold Mixup draw each example's partner (see :class:`MixingConfig`)."""
 VAL_SPLITS = ("random", "stratified")
 """How validation is carved out of the training recordings (:func:`mix2.data.splits.assign_splits`)."""
 POS_WEIGHTS = ("none", "sqrt", "balanced")
@@ -485,6 +493,7 @@ class RunConfig:
         mixing = _requirer("mixing", self.mixing)
         fraction = self.mixing.unmixed_final_fraction
         mixing("unmixed_final_fraction", _is_number(fraction) and 0 <= fraction <= 1, "must be from 0 to 1")
+        mixing("partners", self.mixing.partners in PARTNERS, f"must be one of: {', '.join(PARTNERS)}")
         examples = self.mixing.multimix.examples
         uses_multimix = self.mixing.method == "multimix" or (
             self.mixing.method == "mix2" and "multimix" in self.mixing.mix2.members

@@ -12,7 +12,9 @@ Each mixer's settings sit under its name in :class:`~mix2.config.MixingConfig`
 - ``none``: no mixing.
 - ``mixup`` (Zhang et al., 2018): in input space; each example ``i`` draws its own
   ``lambda_i ~ Beta(alpha, alpha)`` (alpha 1.0) and its partner from a random permutation:
-  ``W = diag(lambda) + diag(1 - lambda) P``.
+  ``W = diag(lambda) + diag(1 - lambda) P``. With ``mixing.partners: balanced`` the partners are
+  drawn class-balanced within the batch instead (:func:`class_balanced_partners`), after
+  Balanced-MixUp (Galdran et al., 2021): rare classes' examples are mixed in far more often.
 - ``manifold_mixup`` (Verma et al., 2019): the same, at a stage drawn each step from
   its ``stages`` (default: the 960-d pooled embedding only, as the paper's code does;
   Verma et al.'s own choice among early blocks is e.g. ``["input", "block3", "block6"]``).
@@ -49,7 +51,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mix2.config import MixingConfig
+from mix2.config import PARTNERS, MixingConfig
 from mix2.distributed import ONE_PROCESS, BatchGroup
 from mix2.models import StagedModel
 from mix2.registry import MIXERS
@@ -101,6 +103,33 @@ def pair_weights(lambdas: torch.Tensor, partners: torch.Tensor) -> torch.Tensor:
     return weights
 
 
+def class_balanced_partners(targets: torch.Tensor) -> torch.Tensor:
+    """Each example's Mixup partner, drawn class-balanced within the batch.
+
+    A partner is drawn as a class uniformly among those the batch holds (examples without any
+    positive form one class of their own), then one of that class's examples uniformly, with
+    replacement. Example ``j`` is drawn with probability ``(1/K) sum_{c of j} 1/n_c`` (``K``
+    classes present, ``n_c`` examples of class ``c`` in the batch): the one example of a class
+    heard once in the batch is drawn as often as all the examples of a class heard in every clip.
+    Draws come from torch's global generator (see :meth:`Mixer.drawing`).
+
+    Shapes: ``(batch, classes)`` targets (positive where ``> 0``) -> ``(batch,)`` partner indices.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> targets = torch.tensor([[1.0, 0.0]] * 3 + [[0.0, 1.0]])
+        >>> partners = torch.cat([class_balanced_partners(targets) for _ in range(1000)])
+        >>> round((partners == 3).float().mean().item(), 1)  # the class-1 example: half the draws
+        0.5
+    """
+    positives = targets > 0
+    membership = torch.cat([positives, ~positives.any(dim=1, keepdim=True)], dim=1).to(torch.float64)
+    counts = membership.sum(dim=0)
+    present = counts > 0
+    probabilities = (membership[:, present] / counts[present]).sum(dim=1) / present.sum()
+    return torch.multinomial(probabilities, targets.shape[0], replacement=True)
+
+
 class Mixer:
     """Base class: subclasses draw a :class:`Mix`; :meth:`__call__` applies it to model and targets.
 
@@ -129,8 +158,11 @@ class Mixer:
             yield
             self.generator.set_state(torch.get_rng_state())
 
-    def draw(self, batch_size: int, device: torch.device | str = "cpu") -> Mix | None:
-        """A mix for a batch of ``batch_size``, or ``None`` for no mixing."""
+    def draw(self, batch_size: int, device: torch.device | str = "cpu", targets: torch.Tensor | None = None) -> Mix | None:
+        """A mix for a batch of ``batch_size``, or ``None`` for no mixing.
+
+        ``targets`` ``(batch_size, classes)`` are the batch's, for mixers whose draw depends on them.
+        """
         return None
 
     def __call__(
@@ -142,33 +174,48 @@ class Mixer:
         the global batch; the mix is drawn over the global batch, and the output holds this
         process's rows of the mixed batch.
         """
+        all_targets = group.gather(targets)
         with self.drawing():
-            mix = self.draw(x.shape[0] * group.size, x.device)
+            mix = self.draw(all_targets.shape[0], x.device, all_targets)
         if mix is None:
             logits, embedding = model.forward_with_embedding(x)
             return MixedOutput(logits, embedding, targets, self.name)
         weights = mix.weights[group.own_rows(mix.weights.shape[0])]
         hidden = mix_rows(weights, group.gather(model(x, stop=mix.stage)))
         logits, embedding = model.forward_with_embedding(hidden, start=mix.stage)
-        return MixedOutput(logits, embedding, mix_rows(weights, group.gather(targets)), self.name)
+        return MixedOutput(logits, embedding, mix_rows(weights, all_targets), self.name)
 
 
 class Mixup(Mixer):
-    """Mixup at one of ``stages`` (drawn uniformly each step), ``lambda ~ Beta(alpha, alpha)`` per example."""
+    """Mixup at one of ``stages`` (drawn uniformly each step), ``lambda ~ Beta(alpha, alpha)`` per example.
 
-    def __init__(self, alpha: float = 1.0, stages: tuple[str, ...] = ("input",), name: str = "mixup") -> None:
+    ``partners``: ``random`` (a permutation of the batch) or ``balanced``
+    (:func:`class_balanced_partners`, which needs the batch's targets).
+    """
+
+    def __init__(
+        self, alpha: float = 1.0, stages: tuple[str, ...] = ("input",), name: str = "mixup", partners: str = "random"
+    ) -> None:
         if alpha <= 0:
             raise ValueError(f"mixup alpha must be positive, got {alpha}")
         if not stages:
             raise ValueError("mixup needs at least one stage")
+        if partners not in PARTNERS:
+            raise ValueError(f"mixup partners must be one of {', '.join(PARTNERS)}, got {partners!r}")
         self.alpha = alpha
         self.stages = tuple(stages)
         self.name = name
+        self.partners = partners
 
-    def draw(self, batch_size: int, device: torch.device | str = "cpu") -> Mix:
+    def draw(self, batch_size: int, device: torch.device | str = "cpu", targets: torch.Tensor | None = None) -> Mix:
         beta = torch.distributions.Beta(torch.tensor(self.alpha), torch.tensor(self.alpha))
         lambdas = beta.sample((batch_size,))
-        partners = torch.randperm(batch_size)
+        if self.partners == "balanced":
+            if targets is None:
+                raise ValueError("balanced partners are drawn from the batch's targets; none were given")
+            partners = class_balanced_partners(targets.cpu())
+        else:
+            partners = torch.randperm(batch_size)
         stage = self.stages[int(torch.randint(len(self.stages), ()))]
         return Mix(pair_weights(lambdas, partners).to(device), stage)
 
@@ -187,7 +234,7 @@ class MultiMix(Mixer):
         self.n_mixed = n_mixed
         self.stage = stage
 
-    def draw(self, batch_size: int, device: torch.device | str = "cpu") -> Mix:
+    def draw(self, batch_size: int, device: torch.device | str = "cpu", targets: torch.Tensor | None = None) -> Mix:
         dirichlet = torch.distributions.Dirichlet(torch.full((batch_size,), float(self.alpha)))
         weights = dirichlet.sample((self.n_mixed or batch_size,))
         return Mix(weights.to(device), self.stage)
@@ -241,12 +288,13 @@ def no_mixing(config: MixingConfig) -> Mixer:
 
 @MIXERS.register("mixup")
 def mixup(config: MixingConfig) -> Mixer:
-    return Mixup(config.mixup.alpha, ("input",), name="mixup")
+    return Mixup(config.mixup.alpha, ("input",), name="mixup", partners=config.partners)
 
 
 @MIXERS.register("manifold_mixup")
 def manifold_mixup(config: MixingConfig) -> Mixer:
-    return Mixup(config.manifold_mixup.alpha, tuple(config.manifold_mixup.stages), name="manifold_mixup")
+    stages = tuple(config.manifold_mixup.stages)
+    return Mixup(config.manifold_mixup.alpha, stages, name="manifold_mixup", partners=config.partners)
 
 
 @MIXERS.register("multimix")
