@@ -28,7 +28,13 @@ import torch
 from mix2 import default_config
 from mix2.training import Classifier, RunData
 
-CASES = [("mix2", "bce+add"), ("mixup", "bce"), ("multimix", "bce+add")]
+CASES = [
+    ("mix2", "bce+add", "random"),
+    ("mixup", "bce", "random"),
+    ("mixup", "bce", "balanced"),
+    ("multimix", "bce+add", "random"),
+]
+"""Each case: the mixer, the loss, and how Mixup draws its partners (``mixing.partners``)."""
 CLASSES = ["a", "b", "c"]
 GLOBAL_BATCH = 16
 TRAIN_CLIPS, VAL_CLIPS = 48, 11  # three global batches; a validation split the processes share unevenly
@@ -47,11 +53,11 @@ def tiny_features(folder: Path) -> tuple[tuple[list[Path], np.ndarray], tuple[li
     return (paths[:TRAIN_CLIPS], labels[:TRAIN_CLIPS]), (paths[TRAIN_CLIPS:], labels[TRAIN_CLIPS:])
 
 
-def classifier(method: str, loss: str, devices: int) -> Classifier:
+def classifier(method: str, loss: str, partners: str, devices: int) -> Classifier:
     """The Classifier of one case, its global batch shared by ``devices`` processes (micro-batches of a share in one)."""
     config = default_config("data")
     config.augment.specaugment = config.augment.time_shift = False
-    config.mixing.method, config.loss.name = method, loss
+    config.mixing.method, config.loss.name, config.mixing.partners = method, loss, partners
     config.train.batch_size, config.train.lr, config.train.epochs = GLOBAL_BATCH, 1e-3, 1
     config.train.accelerator, config.train.devices = "cpu", devices
     config.train.strategy = "ddp" if devices > 1 else "auto"
@@ -65,9 +71,9 @@ def classifier(method: str, loss: str, devices: int) -> Classifier:
     return module
 
 
-def fit(folder: Path, method: str, loss: str, devices: int) -> tuple[Classifier, dict[str, float]]:
+def fit(folder: Path, method: str, loss: str, partners: str, devices: int) -> tuple[Classifier, dict[str, float]]:
     """Train one epoch of one case; returns the module and the logged losses."""
-    module = classifier(method, loss, devices)
+    module = classifier(method, loss, partners, devices)
     train, val = tiny_features(folder / "features")
     trainer = float64_trainer(devices, module.config.train.strategy)
     with lightning_quiet():
@@ -103,7 +109,7 @@ def lightning_quiet() -> Iterator[None]:
 if __name__ == "__main__":
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     out, devices = Path(sys.argv[1]), int(sys.argv[2])
-    for method, loss in CASES:
-        module, logged = fit(out, method, loss, devices)
+    for case in CASES:
+        module, logged = fit(out, *case, devices)
         if module.global_rank == 0:
-            torch.save({"state_dict": module.state_dict(), "logged": logged}, out / f"{method}-{loss}.pt")
+            torch.save({"state_dict": module.state_dict(), "logged": logged}, out / f"{'-'.join(case)}.pt")

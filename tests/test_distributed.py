@@ -102,15 +102,15 @@ def ddp_results(tmp_path_factory):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = {}
-    for method, loss in ddp_steps.CASES:
-        module, logged = ddp_steps.fit(folder / "one", method, loss, devices=1)
-        results[method, loss] = (torch.load(folder / f"{method}-{loss}.pt"), (module, logged))
+    for case in ddp_steps.CASES:
+        module, logged = ddp_steps.fit(folder / "one", *case, devices=1)
+        results[case] = (torch.load(folder / f"{'-'.join(case)}.pt"), (module, logged))
     return folder, results
 
 
 @pytest.mark.parametrize("case", ddp_steps.CASES, ids=["-".join(c) for c in ddp_steps.CASES])
 def test_ddp_over_two_processes_trains_as_one_process_with_the_same_global_batch(ddp_results, case):
-    """Three AdamW steps with MultiMix / Mixup / Mix2 and ADD over the global batch: the same weights.
+    """Three AdamW steps with MultiMix / Mixup (random or balanced partners) / Mix2 and ADD over the global batch: the same weights.
 
     One process runs the global batch of 16 in micro-batches of 8, so that batch norm sees the
     same 8 clips as on each device.
