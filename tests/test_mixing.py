@@ -6,7 +6,7 @@ from scipy.stats import chisquare, kstest
 from torch import nn
 
 from mix2.config import RunConfig
-from mix2.mixing import Mix2, class_balanced_partners, create_mixer, pair_weights
+from mix2.mixing import Mix2, Mixup, class_balanced_partners, create_mixer, pair_weights
 from mix2.models import create_model
 
 METHODS = ["none", "mixup", "manifold_mixup", "multimix", "mix2"]
@@ -214,6 +214,10 @@ def test_two_member_mix2_and_bad_settings():
         create_mixer(config("mix2", mix2={"members": {"cutmix": 1.0}}))
     with pytest.raises(ValueError, match="alpha must be positive"):
         create_mixer(config("mixup", mixup={"alpha": 0.0}))
+    with pytest.raises(ValueError, match="partners must be one of random, balanced, got 'rare'"):
+        Mixup(partners="rare")
+    with pytest.raises(ValueError, match="balanced partners are drawn from the batch's targets"):
+        Mixup(partners="balanced").draw(4)
 
 
 def test_mix2_with_a_none_member_leaves_that_share_of_steps_unmixed():
