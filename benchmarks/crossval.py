@@ -22,9 +22,12 @@ split and recipe as the quality runs):
 
     python benchmarks/crossval.py             # 3 folds x (no mixing, Mix2), 100 epochs: about 100 minutes on 2 cores
     python benchmarks/crossval.py --folds 5   # 5 folds: closer to the full training set, 5/3 the time
-    python benchmarks/crossval.py --epochs 40 --init none --full runs/benchmarks/quality   # the recipe's 40, from scratch
+    python benchmarks/crossval.py --epochs 40 --init none --full runs/benchmarks/quality-small-data-v1   # v1's 40, from scratch
 
-Its runs go into ``runs/benchmarks/crossval-<folds>-folds-<epochs>-epochs[-init-<pretrained>]/fold<k>/``,
+``--recipe`` must be the one ``--full`` was trained with: ``small-data-v1`` by default, the recipe
+of the pretrained network's runs (pretraining uses the paper's 8-ms frames). Its runs go into
+``runs/benchmarks/crossval[-<recipe>]-<folds>-folds-<epochs>-epochs[-init-<pretrained>]/fold<k>/``
+(the recipe named unless it is ``small-data``),
 one ``mix2 experiment`` per fold, so it resumes where it stopped. By default the network is
 fine-tuned from ``benchmarks/quality.py --pretrain``'s pretrained network, which must exist;
 ``--init none`` trains it from scratch.
@@ -41,7 +44,7 @@ import numpy as np
 from quality import DEFAULT_DATA, METHODS, REFERENCE, configure, train_all
 from thresholds import POLICIES, cross_validated, macro_f1_active, policy_thresholds
 
-from mix2.config import RunConfig
+from mix2.config import RECIPES, RunConfig
 from mix2.data.clips import ClipTable
 from mix2.errors import Mix2Error
 from mix2.experiment import Experiment, plan_experiment
@@ -51,7 +54,7 @@ from mix2.run import score_split
 from mix2.run_folder import is_finished, read_test_scores
 
 DEFAULT_INIT = Path("runs/benchmarks/pretrain-40x2048/checkpoints/best.ckpt")
-DEFAULT_FULL = Path("runs/benchmarks/quality-100-epochs-init-pretrain-40x2048")
+DEFAULT_FULL = Path("runs/benchmarks/quality-small-data-v1-100-epochs-init-pretrain-40x2048")
 CHECKPOINTS = ("best", "last")
 
 
@@ -160,6 +163,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=3, help="cross-validation folds over the training recordings (3)")
     parser.add_argument("--epochs", type=int, default=100, help="epochs of every run (100, as --full's)")
     parser.add_argument("--seed", type=int, default=0, help="the training seed of every fold's runs (0)")
+    parser.add_argument("--recipe", choices=list(RECIPES), default="small-data-v1", help="--full's recipe (small-data-v1)")
     parser.add_argument(
         "--init", default=str(DEFAULT_INIT), help=f"the pretrained network ({DEFAULT_INIT}), or none: from scratch"
     )
@@ -178,10 +182,11 @@ def main() -> None:
     if full_plan is None:
         raise SystemExit(f"{args.full}: not an experiment folder; run benchmarks/quality.py (with these settings) first")
     methods = [REFERENCE, "mix2"]
-    config = configure(args.data, args.epochs, None)
+    config = configure(args.data, args.epochs, None, recipe=args.recipe)
     config.train.init = None if init is None else str(init)
     started_from = "" if init is None else f"-init-{init.parent.parent.name}"
-    out_dir = Path("runs/benchmarks") / f"crossval-{args.folds}-folds-{args.epochs}-epochs{started_from}"
+    recipe = "" if args.recipe == "small-data" else f"-{args.recipe}"
+    out_dir = Path("runs/benchmarks") / f"crossval{recipe}-{args.folds}-folds-{args.epochs}-epochs{started_from}"
     if config.to_dict() != full_plan.base.to_dict():
         raise SystemExit(f"{args.full}: its runs were trained with other settings than these; give --full the matching ones")
     full_runs = {method: [args.full / run.path for run in full_plan.runs() if run.preset == method] for method in methods}

@@ -1,7 +1,8 @@
 """Quality on real recordings: the baseline, no mixing, Mix2 and Mix2 + ADD, over seeds, on one split.
 
 On NIPS4B (``../shared/data/nips4b``: real multi-label field recordings, 87 classes), with the
-small-data recipe, it trains through ``mix2 experiment`` (so it resumes where it stopped, and
+small-data recipe (``--recipe``: another one, such as ``small-data-v1``, the recipe before
+2026-12-04, in a folder named after it), it trains through ``mix2 experiment`` (so it resumes where it stopped, and
 can span sessions):
 
 - ``timeshift``: the recipe without mixing (SpecAugment and the circular time shift);
@@ -23,21 +24,23 @@ From a pretrained network (``mix2 pretrain``, issue 20): ``--pretrain`` first pr
 ``../shared/data/nips4b_unlabelled`` and the audio of ``--data`` (labels unused; resumable, in
 ``runs/benchmarks/pretrain-<epochs>x<crops>[-<mixing>][-nobg]``, with ``--pretrain-mixing`` as its
 mixer and ``--pretrain-background`` as its background level),
-then fine-tunes every run from it (``--init``);
+then fine-tunes every run from it (``--init``); pretraining uses the paper's 8-ms frames, so
+``--pretrain`` goes with ``--recipe small-data-v1``;
 ``--encoder-lr-factor 0`` makes every run a linear probe of the frozen encoder. Where the same
 experiment from scratch has finished, each method's difference to it is printed, paired by seed.
 
-    python benchmarks/quality.py                     # NIPS4B, 3 seeds: about 70 minutes on 2 CPU cores
+    python benchmarks/quality.py                     # NIPS4B, 3 seeds: about 2 hours on 2 CPU cores
+    python benchmarks/quality.py --recipe small-data-v1   # the recipe before 2026-12-04: 40 epochs of 8-ms frames
     python benchmarks/quality.py --quick             # 1 seed, 4 epochs: the whole path in about 5 minutes
     python benchmarks/quality.py --epochs 100 --methods mix2  # the paper's epochs, no mixing and Mix2 only
     python benchmarks/quality.py --json quality.json # also save every figure
-    python benchmarks/quality.py --epochs 100 --methods mix2 --pretrain --unmixed-final-fraction 0.25  # Mix2's last 25 % clean
-    python benchmarks/quality.py --methods mix2 --pretrain --pretrain-epochs 10 --pretrain-crops 1024
-    python benchmarks/quality.py --methods mix2 --pretrain --encoder-lr-factor 0   # a linear probe
-    python benchmarks/quality.py --methods timeshift --pretrain --pretrain-mixing mix2  # i-Mix in pretraining
-    python benchmarks/quality.py --methods timeshift --pretrain --pretrain-background 0  # no background mixing
-    python benchmarks/quality.py --epochs 100 --methods mix2 --pretrain --val-split stratified
-    python benchmarks/quality.py --epochs 100 --pretrain --checkpoint last   # the same runs, read at their last epoch
+    python benchmarks/quality.py --epochs 100 --methods mix2 --recipe small-data-v1 --pretrain --unmixed-final-fraction 0.25  # Mix2's last 25 % clean
+    python benchmarks/quality.py --methods mix2 --recipe small-data-v1 --pretrain --pretrain-epochs 10 --pretrain-crops 1024
+    python benchmarks/quality.py --methods mix2 --recipe small-data-v1 --pretrain --encoder-lr-factor 0   # a linear probe
+    python benchmarks/quality.py --methods timeshift --recipe small-data-v1 --pretrain --pretrain-mixing mix2  # i-Mix in pretraining
+    python benchmarks/quality.py --methods timeshift --recipe small-data-v1 --pretrain --pretrain-background 0  # no background mixing
+    python benchmarks/quality.py --epochs 100 --methods mix2 --recipe small-data-v1 --pretrain --val-split stratified
+    python benchmarks/quality.py --epochs 100 --recipe small-data-v1 --pretrain --checkpoint last   # the same runs, read at their last epoch
 
 ``--val-split stratified`` carves validation out by species (``mix2 train``'s option); its folder
 is named ``...-val-stratified...``, and each run is also compared, paired by seed, with the same run
@@ -65,7 +68,7 @@ from pathlib import Path
 import numpy as np
 
 from mix2.cli import setting_problem
-from mix2.config import VAL_SPLITS, PretrainConfig, RunConfig, apply_recipe, default_config
+from mix2.config import RECIPES, VAL_SPLITS, FeatureConfig, PretrainConfig, RunConfig, apply_recipe, default_config
 from mix2.data.clips import ClipTable
 from mix2.errors import Mix2Error, SettingError
 from mix2.experiment import Experiment, plan_experiment
@@ -145,13 +148,14 @@ def configure(
     encoder_lr_factor: float = 1.0,
     unmixed_final_fraction: float = 0.0,
     val_split: str = "random",
+    recipe: str = "small-data",
 ) -> RunConfig:
-    """The ``small-data`` recipe on ``data`` with the benchmark's settings, checked in one line before any work starts
+    """The ``recipe`` (``small-data`` unless told) on ``data`` with the benchmark's settings, checked in one line before any work starts
     (all but ``init``, which may not exist until ``--pretrain`` has made it).
 
     The recipe keeps the last epoch; the benchmark's runs keep the best validation mAP in ``best.ckpt`` instead, so
     that each run holds both readings (``--checkpoint best`` and ``last``). The monitor does not change training."""
-    config = apply_recipe(default_config(str(data)), "small-data")
+    config = apply_recipe(default_config(str(data)), recipe)
     config.train.monitor = "val_map"
     if epochs is not None:
         config.train.epochs = epochs
@@ -351,7 +355,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="an events folder (default: ../shared/data/nips4b)")
     parser.add_argument("--out", type=Path, help="the experiment folder (default: runs/benchmarks/quality[-quick])")
     parser.add_argument("--quick", action="store_true", help="one seed, 4 epochs: checks the whole path in minutes")
-    parser.add_argument("--epochs", type=int, help="epochs of every run (the small-data recipe's 40; the paper's 100)")
+    parser.add_argument("--recipe", choices=list(RECIPES), default="small-data", help="the runs' recipe (small-data)")
+    parser.add_argument("--epochs", type=int, help="epochs of every run (the recipe's: small-data 80; the paper's 100)")
     parser.add_argument("--model", choices=MODELS.names(), help="the network (the small-data recipe's)")
     parser.add_argument(
         "--methods", nargs="+", choices=list(METHODS), default=list(METHODS), help="which to train (all; timeshift always)"
@@ -407,7 +412,13 @@ def main() -> None:
         raise SystemExit(f"--pretrain-background must be 0 or more, got {args.pretrain_background:g}")
     epochs = 4 if args.quick else args.epochs
     methods = [REFERENCE] + [method for method in METHODS if method in args.methods and method != REFERENCE]
-    name = "quality-quick" if args.quick else "quality" + (f"-{epochs}-epochs" if epochs else "")
+    if args.pretrain and RECIPES[args.recipe]["features"]["hop_length"] != FeatureConfig().hop_length:
+        raise SystemExit(
+            f"--pretrain pretrains on the paper's frames (hop {FeatureConfig().hop_length}); --recipe {args.recipe} "
+            f"uses hop {RECIPES[args.recipe]['features']['hop_length']}: pass --recipe small-data-v1"
+        )
+    name = "quality" + ("" if args.recipe == "small-data" else f"-{args.recipe}")
+    name += "-quick" if args.quick else (f"-{epochs}-epochs" if epochs else "")
     name += f"-{args.model}" if args.model else ""
     name += f"-unmixed-final-{args.unmixed_final_fraction:g}" if args.unmixed_final_fraction else ""
     name += "" if methods == list(METHODS) else "".join(f"-{m}" for m in methods[1:])
@@ -415,7 +426,9 @@ def main() -> None:
     variant = f"-val-{args.val_split}" if args.val_split != "random" else ""
     variant += "" if seeds == [0, 1, 2] or args.quick else "-seeds-" + "-".join(map(str, seeds))
     scratch_dir = Path("runs/benchmarks") / (name + variant)
-    config = configure(args.data, epochs, args.model, args.encoder_lr_factor, args.unmixed_final_fraction, args.val_split)
+    config = configure(
+        args.data, epochs, args.model, args.encoder_lr_factor, args.unmixed_final_fraction, args.val_split, args.recipe
+    )
     init = args.init
     if args.pretrain:
         pretrain_dir = pretrained(

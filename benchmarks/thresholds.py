@@ -40,7 +40,7 @@ from mix2.metrics import tune_thresholds
 from mix2.run import score_split
 from mix2.run_folder import is_finished, read_test_scores
 
-DEFAULT_EXPERIMENT = Path("runs/benchmarks/quality-100-epochs-init-pretrain-40x2048")
+DEFAULT_EXPERIMENT = Path("runs/benchmarks/quality-small-data-v1-100-epochs-init-pretrain-40x2048")
 GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
 
 

@@ -55,17 +55,24 @@ def test_paper_recipe_keeps_its_per_epoch_cosine_without_warm_up():
     assert optimisers["optimizer"].param_groups[0]["lr"] == 1e-2  # the full rate from the first step
 
 
-def test_recipes_set_optimisation_only_and_combine_with_presets():
+def test_recipes_set_optimisation_and_frames_and_combine_with_presets():
     config = apply_preset(apply_recipe(default_config("data"), "small-data"), "mix2")
     small = RECIPES["small-data"]
     assert all(getattr(config.train, key) == value for key, value in small["train"].items())
+    assert (config.train.epochs, config.features.hop_length, config.augment.max_time_mask_frames) == (80, 256, 14)
     assert config.mixing.method == "mix2" and config.augment.specaugment
-    assert set(RECIPES["paper"]) == set(small) and all(set(RECIPES["paper"][k]) == set(small[k]) for k in small)
-    assert apply_recipe(config, "paper").loss.pos_weight == "none"  # the same settings in each: the last one decides
+    for other in ("paper", "small-data-v1"):
+        assert set(RECIPES[other]) == set(small) and all(set(RECIPES[other][k]) == set(small[k]) for k in small)
+    for recipe in RECIPES.values():  # the paper's time masks, up to 29 frames of 128 samples, in every recipe's frames
+        assert recipe["augment"]["max_time_mask_frames"] == 29 * 128 // recipe["features"]["hop_length"]
+    v1 = apply_recipe(default_config("data"), "small-data-v1")
+    assert (v1.train.epochs, v1.features.hop_length, v1.augment.max_time_mask_frames, v1.train.lr) == (40, 128, 29, 3e-3)
+    paper = apply_recipe(config, "paper")  # the same settings in each: the last one decides
+    assert (paper.loss.pos_weight, paper.features.hop_length, paper.augment.max_time_mask_frames) == ("none", 128, 29)
     args = build_parser().parse_args(["train", "--data", "x", "--recipe", "small-data", "--epochs", "3"])
     parsed = config_from_args(args)
     assert parsed.train.epochs == 3 and parsed.train.lr == small["train"]["lr"]  # flags override the recipe
-    with pytest.raises(Mix2Error, match="unknown recipe 'fast'; choose one of: paper, small-data"):
+    with pytest.raises(Mix2Error, match="unknown recipe 'fast'; choose one of: paper, small-data, small-data-v1"):
         apply_recipe(default_config("data"), "fast")
 
 
@@ -73,6 +80,7 @@ def test_the_demonstration_uses_the_small_data_recipe():
     config = default_config("chorus")
     assert config.train.schedule == "warmup_cosine" and config.loss.pos_weight == RECIPES["small-data"]["loss"]["pos_weight"]
     assert config.train.lr == RECIPES["small-data"]["train"]["lr"] and config.train.monitor == "last"
+    assert (config.features.hop_length, config.augment.max_time_mask_frames) == (256, 14)
 
 
 @pytest.mark.parametrize(
