@@ -640,6 +640,30 @@ def apply_preset(config: RunConfig, name: str) -> RunConfig:
     return config
 
 
+def _changed(recipe: dict[str, dict[str, Any]], **changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``recipe`` with the settings of ``changes`` (section -> settings) replaced."""
+    return {section: {**values, **changes.get(section, {})} for section, values in recipe.items()}
+
+
+PAPER_FRAMES: dict[str, dict[str, Any]] = {"features": {"hop_length": 128}, "augment": {"max_time_mask_frames": 29}}
+"""The paper's frames of 8 ms (hop 128 at 16 kHz), with SpecAugment's time masks of up to 29 of them (232 ms)."""
+
+# small-data before 2026-12-04: the paper's 8-ms frames, 40 epochs (13 to 22 minutes a NIPS4B run, one
+# thread); the README's numbers measured with it name it. The last epoch kept, chosen on out-of-fold
+# predictions over all training recordings.
+SMALL_DATA_V1: dict[str, dict[str, Any]] = {
+    "train": {
+        "epochs": 40,
+        "batch_size": 32,
+        "lr": 3e-3,
+        "schedule": "warmup_cosine",
+        "warmup_epochs": 2.0,
+        "monitor": "last",
+    },
+    "loss": {"pos_weight": "sqrt"},
+    **PAPER_FRAMES,
+}
+
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     # The paper's optimisation, exactly: per-epoch cosine without warm-up, plain BCE.
     "paper": {
@@ -652,40 +676,15 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
             "monitor": "val_map",
         },
         "loss": {"pos_weight": "none"},
-        "features": {"hop_length": 128},
-        "augment": {"max_time_mask_frames": 29},
+        **PAPER_FRAMES,
     },
     # Chosen on NIPS4B's validation split (README, "Does it learn?"): 22 minutes a run there, one thread.
-    # Frames of 16 ms (hop 256) halve each step's work, spent on twice the epochs of small-data-v1 in the
-    # same time; SpecAugment's time masks keep their length in seconds.
-    "small-data": {
-        "train": {
-            "epochs": 80,
-            "batch_size": 32,
-            "lr": 3e-3,
-            "schedule": "warmup_cosine",
-            "warmup_epochs": 2.0,
-            "monitor": "last",
-        },
-        "loss": {"pos_weight": "sqrt"},
-        "features": {"hop_length": 256},
-        "augment": {"max_time_mask_frames": 14},
-    },
-    # small-data before 2026-12-04: the paper's 8 ms frames, 40 epochs in the same time; the numbers
-    # the README measured with it name it. The last epoch kept, chosen on out-of-fold predictions.
-    "small-data-v1": {
-        "train": {
-            "epochs": 40,
-            "batch_size": 32,
-            "lr": 3e-3,
-            "schedule": "warmup_cosine",
-            "warmup_epochs": 2.0,
-            "monitor": "last",
-        },
-        "loss": {"pos_weight": "sqrt"},
-        "features": {"hop_length": 128},
-        "augment": {"max_time_mask_frames": 29},
-    },
+    # Frames of 16 ms (hop 256) halve each step's work, spent on twice small-data-v1's epochs in the same
+    # time; SpecAugment's time masks keep their length in seconds.
+    "small-data": _changed(
+        SMALL_DATA_V1, train={"epochs": 80}, features={"hop_length": 256}, augment={"max_time_mask_frames": 14}
+    ),
+    "small-data-v1": SMALL_DATA_V1,
 }
 """Optimisation recipes: the sections and settings each sets, the same settings in each, so the
 last one applied decides. Besides optimisation they set the frame hop, with SpecAugment's time
