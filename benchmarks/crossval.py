@@ -41,7 +41,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from quality import DEFAULT_DATA, METHODS, REFERENCE, configure, train_all
+from quality import DEFAULT_DATA, METHODS, REFERENCE, configure, recipe_suffix, train_all
 from thresholds import POLICIES, cross_validated, macro_f1_active, policy_thresholds
 
 from mix2.config import RECIPES, RunConfig
@@ -185,8 +185,8 @@ def main() -> None:
     config = configure(args.data, args.epochs, None, recipe=args.recipe)
     config.train.init = None if init is None else str(init)
     started_from = "" if init is None else f"-init-{init.parent.parent.name}"
-    recipe = "" if args.recipe == "small-data" else f"-{args.recipe}"
-    out_dir = Path("runs/benchmarks") / f"crossval{recipe}-{args.folds}-folds-{args.epochs}-epochs{started_from}"
+    name = f"crossval{recipe_suffix(args.recipe)}-{args.folds}-folds-{args.epochs}-epochs{started_from}"
+    out_dir = Path("runs/benchmarks") / name
     if config.to_dict() != full_plan.base.to_dict():
         raise SystemExit(f"{args.full}: its runs were trained with other settings than these; give --full the matching ones")
     full_runs = {method: [args.full / run.path for run in full_plan.runs() if run.preset == method] for method in methods}

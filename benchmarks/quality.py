@@ -171,6 +171,11 @@ def configure(
     return config
 
 
+def recipe_suffix(recipe: str) -> str:
+    """What a benchmark folder's name adds for ``recipe``: nothing for ``small-data``, ``-<recipe>`` for another."""
+    return "" if recipe == "small-data" else f"-{recipe}"
+
+
 def pretrained(
     out_root: Path, data: Path, epochs: int, crops: int, mixing: str = "none", background: float = DEFAULT_BACKGROUND
 ) -> Path:
@@ -417,7 +422,7 @@ def main() -> None:
             f"--pretrain pretrains on the paper's frames (hop {FeatureConfig().hop_length}); --recipe {args.recipe} "
             f"uses hop {RECIPES[args.recipe]['features']['hop_length']}: pass --recipe small-data-v1"
         )
-    name = "quality" + ("" if args.recipe == "small-data" else f"-{args.recipe}")
+    name = "quality" + recipe_suffix(args.recipe)
     name += "-quick" if args.quick else (f"-{epochs}-epochs" if epochs else "")
     name += f"-{args.model}" if args.model else ""
     name += f"-unmixed-final-{args.unmixed_final_fraction:g}" if args.unmixed_final_fraction else ""

@@ -645,8 +645,11 @@ def _changed(recipe: dict[str, dict[str, Any]], **changes: dict[str, Any]) -> di
     return {section: {**values, **changes.get(section, {})} for section, values in recipe.items()}
 
 
-PAPER_FRAMES: dict[str, dict[str, Any]] = {"features": {"hop_length": 128}, "augment": {"max_time_mask_frames": 29}}
-"""The paper's frames of 8 ms (hop 128 at 16 kHz), with SpecAugment's time masks of up to 29 of them (232 ms)."""
+def _frames(hop_length: int) -> dict[str, dict[str, Any]]:
+    """The recipe sections for frames of ``hop_length`` samples, with SpecAugment's time masks as long in seconds as
+    the paper's (up to 29 frames of 128 samples, 232 ms at 16 kHz)."""
+    return {"features": {"hop_length": hop_length}, "augment": {"max_time_mask_frames": 29 * 128 // hop_length}}
+
 
 # small-data before 2026-12-04: the paper's 8-ms frames, 40 epochs (13 to 22 minutes a NIPS4B run, one
 # thread); the README's numbers measured with it name it. The last epoch kept, chosen on out-of-fold
@@ -661,7 +664,7 @@ SMALL_DATA_V1: dict[str, dict[str, Any]] = {
         "monitor": "last",
     },
     "loss": {"pos_weight": "sqrt"},
-    **PAPER_FRAMES,
+    **_frames(128),
 }
 
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
@@ -676,14 +679,12 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
             "monitor": "val_map",
         },
         "loss": {"pos_weight": "none"},
-        **PAPER_FRAMES,
+        **_frames(128),
     },
     # Chosen on NIPS4B's validation split (README, "Does it learn?"): 22 minutes a run there, one thread.
     # Frames of 16 ms (hop 256) halve each step's work, spent on twice small-data-v1's epochs in the same
     # time; SpecAugment's time masks keep their length in seconds.
-    "small-data": _changed(
-        SMALL_DATA_V1, train={"epochs": 80}, features={"hop_length": 256}, augment={"max_time_mask_frames": 14}
-    ),
+    "small-data": _changed(SMALL_DATA_V1, train={"epochs": 80}, **_frames(256)),
     "small-data-v1": SMALL_DATA_V1,
 }
 """Optimisation recipes: the sections and settings each sets, the same settings in each, so the
