@@ -29,7 +29,8 @@ then fine-tunes every run from it (``--init``); pretraining uses the paper's 8-m
 ``--encoder-lr-factor 0`` makes every run a linear probe of the frozen encoder. Where the same
 experiment from scratch has finished, each method's difference to it is printed, paired by seed.
 
-    python benchmarks/quality.py                     # NIPS4B, 3 seeds: about 2 hours on 2 CPU cores
+    python benchmarks/quality.py                     # NIPS4B, 3 seeds: about 3 hours on 2 CPU cores
+    python benchmarks/quality.py --epochs 80         # small-data's first length of 16-ms frames (80 epochs)
     python benchmarks/quality.py --recipe small-data-v1   # the recipe before 2026-12-04: 40 epochs of 8-ms frames
     python benchmarks/quality.py --quick             # 1 seed, 4 epochs: the whole path in about 5 minutes
     python benchmarks/quality.py --epochs 100 --methods mix2  # the paper's epochs, no mixing and Mix2 only

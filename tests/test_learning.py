@@ -59,7 +59,7 @@ def test_recipes_set_optimisation_and_frames_and_combine_with_presets():
     config = apply_preset(apply_recipe(default_config("data"), "small-data"), "mix2")
     small = RECIPES["small-data"]
     assert all(getattr(config.train, key) == value for key, value in small["train"].items())
-    assert (config.train.epochs, config.features.hop_length, config.augment.max_time_mask_frames) == (80, 256, 14)
+    assert (config.train.epochs, config.features.hop_length, config.augment.max_time_mask_frames) == (160, 256, 14)
     assert config.mixing.method == "mix2" and config.augment.specaugment
     for other in ("paper", "small-data-v1"):
         assert set(RECIPES[other]) == set(small) and all(set(RECIPES[other][k]) == set(small[k]) for k in small)

@@ -70,7 +70,7 @@ TRAIN_OPTIONS = {
     ],
     TRAINING: [
         ("--model", "train", "model", str, f"network: {', '.join(MODELS.names())} (mobilenetv3_large, the paper's)"),
-        ("--epochs", "train", "epochs", int, "epochs (paper: 100; small-data: 80; chorus demo: 48)"),
+        ("--epochs", "train", "epochs", int, "epochs (paper: 100; small-data: 160; chorus demo: 48)"),
         ("--batch-size", "train", "batch_size", int, "batch size (paper: 128; small-data: 32)"),
         ("--lr", "train", "lr", float, "AdamW peak learning rate (paper: 1e-2; small-data: 3e-3)"),
         ("--weight-decay", "train", "weight_decay", float, "AdamW weight decay (0.01, what the paper's numbers used)"),
@@ -200,7 +200,7 @@ def _add_run_options(parser: argparse.ArgumentParser, per_run: bool = True) -> d
     groups[TRAINING].add_argument(
         "--recipe",
         choices=list(RECIPES),
-        help="optimisation recipe: paper (100 epochs, batch 128, lr 1e-2), small-data (80 epochs of 16-ms frames, batch 32, lr 3e-3) "
+        help="optimisation recipe: paper (100 epochs, batch 128, lr 1e-2), small-data (160 epochs of 16-ms frames, batch 32, lr 3e-3) "
         "or small-data-v1 (40 epochs of the paper's 8-ms frames)",
     )
     for group, options in TRAIN_OPTIONS.items():
