@@ -681,7 +681,7 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         "loss": {"pos_weight": "none"},
         **_frames(128),
     },
-    # Chosen on NIPS4B's validation split (README, "Does it learn?"): about 41 minutes a run there, one
+    # Chosen on NIPS4B's validation split (README, "Does it learn?"): about 40 minutes a run there, one
     # thread. Frames of 16 ms (hop 256) halve each step's work; SpecAugment's time masks keep their length
     # in seconds. 80 epochs of them (22 minutes, the README's tables that say so) were the recipe first.
     "small-data": _changed(SMALL_DATA_V1, train={"epochs": 160}, **_frames(256)),
