@@ -362,7 +362,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="the experiment folder (default: runs/benchmarks/quality[-quick])")
     parser.add_argument("--quick", action="store_true", help="one seed, 4 epochs: checks the whole path in minutes")
     parser.add_argument("--recipe", choices=list(RECIPES), default="small-data", help="the runs' recipe (small-data)")
-    parser.add_argument("--epochs", type=int, help="epochs of every run (the recipe's: small-data 80; the paper's 100)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help=f"epochs of every run (the recipe's: small-data {RECIPES['small-data']['train']['epochs']}; the paper's {RECIPES['paper']['train']['epochs']})",
+    )
     parser.add_argument("--model", choices=MODELS.names(), help="the network (the small-data recipe's)")
     parser.add_argument(
         "--methods", nargs="+", choices=list(METHODS), default=list(METHODS), help="which to train (all; timeshift always)"

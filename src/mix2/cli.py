@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from mix2 import __version__, losses, mixing  # noqa: F401  (registers the losses and mixers the options list)
-from mix2.config import CHORUS, PRESETS, RECIPES, TABLE_ONE, RunConfig, apply_preset, apply_recipe, default_config
+from mix2.config import CHORUS, DEMO_EPOCHS, PRESETS, RECIPES, TABLE_ONE, RunConfig, apply_preset, apply_recipe, default_config
 from mix2.data.anuraset import VARIANTS
 from mix2.data.download import DATASETS, ZENODO_API, download
 from mix2.distributed import is_first_process
@@ -70,7 +70,16 @@ TRAIN_OPTIONS = {
     ],
     TRAINING: [
         ("--model", "train", "model", str, f"network: {', '.join(MODELS.names())} (mobilenetv3_large, the paper's)"),
-        ("--epochs", "train", "epochs", int, "epochs (paper: 100; small-data: 160; chorus demo: 48)"),
+        (
+            "--epochs",
+            "train",
+            "epochs",
+            int,
+            (
+                f"epochs (paper: {RECIPES['paper']['train']['epochs']}; "
+                f"small-data: {RECIPES['small-data']['train']['epochs']}; chorus demo: {DEMO_EPOCHS})"
+            ),
+        ),
         ("--batch-size", "train", "batch_size", int, "batch size (paper: 128; small-data: 32)"),
         ("--lr", "train", "lr", float, "AdamW peak learning rate (paper: 1e-2; small-data: 3e-3)"),
         ("--weight-decay", "train", "weight_decay", float, "AdamW weight decay (0.01, what the paper's numbers used)"),
@@ -200,8 +209,9 @@ def _add_run_options(parser: argparse.ArgumentParser, per_run: bool = True) -> d
     groups[TRAINING].add_argument(
         "--recipe",
         choices=list(RECIPES),
-        help="optimisation recipe: paper (100 epochs, batch 128, lr 1e-2), small-data (160 epochs of 16-ms frames, batch 32, lr 3e-3) "
-        "or small-data-v1 (40 epochs of the paper's 8-ms frames)",
+        help=f"optimisation recipe: paper ({RECIPES['paper']['train']['epochs']} epochs, batch 128, lr 1e-2), small-data "
+        f"({RECIPES['small-data']['train']['epochs']} epochs of 16-ms frames, batch 32, lr 3e-3) or small-data-v1 "
+        f"({RECIPES['small-data-v1']['train']['epochs']} epochs of the paper's 8-ms frames)",
     )
     for group, options in TRAIN_OPTIONS.items():
         for flag, _, _, kind, help_text in options:
