@@ -48,6 +48,14 @@ from mix2.experiment_plan import Experiment
 from mix2.predict import INFERENCE_PRECISIONS, embed, merge_shards, parse_shard, predict
 from mix2.registry import LOSSES, MIXERS, MODELS
 
+
+def _recipe(name: str, key: str) -> str:
+    """The training setting ``key`` of the recipe ``name`` as the help texts write it (``3e-3``), read from
+    :data:`RECIPES` so that the help follows the recipes."""
+    value = RECIPES[name]["train"][key]
+    return f"{value:.0e}".replace("e-0", "e-") if isinstance(value, float) else str(value)
+
+
 # (flag, config section (dotted where grouped: loss.add), field, type, help), by the group --help lists them in
 DATA, TRAINING, MIXING, HARDWARE, OUTPUT = "data", "model and training", "mixing and loss", "hardware", "output"
 TRAIN_OPTIONS = {
@@ -75,13 +83,22 @@ TRAIN_OPTIONS = {
             "train",
             "epochs",
             int,
-            (
-                f"epochs (paper: {RECIPES['paper']['train']['epochs']}; "
-                f"small-data: {RECIPES['small-data']['train']['epochs']}; chorus demo: {DEMO_EPOCHS})"
-            ),
+            f"epochs (paper: {_recipe('paper', 'epochs')}; small-data: {_recipe('small-data', 'epochs')}; chorus demo: {DEMO_EPOCHS})",
         ),
-        ("--batch-size", "train", "batch_size", int, "batch size (paper: 128; small-data: 32)"),
-        ("--lr", "train", "lr", float, "AdamW peak learning rate (paper: 1e-2; small-data: 3e-3)"),
+        (
+            "--batch-size",
+            "train",
+            "batch_size",
+            int,
+            f"batch size (paper: {_recipe('paper', 'batch_size')}; small-data: {_recipe('small-data', 'batch_size')})",
+        ),
+        (
+            "--lr",
+            "train",
+            "lr",
+            float,
+            f"AdamW peak learning rate (paper: {_recipe('paper', 'lr')}; small-data: {_recipe('small-data', 'lr')})",
+        ),
         ("--weight-decay", "train", "weight_decay", float, "AdamW weight decay (0.01, what the paper's numbers used)"),
         ("--schedule", "train", "schedule", str, "lr schedule: warmup_cosine (per step) or cosine_per_epoch (the paper's)"),
         ("--warmup-epochs", "train", "warmup_epochs", float, "epochs of linear warm-up in warmup_cosine (5; small-data: 2)"),
@@ -209,9 +226,10 @@ def _add_run_options(parser: argparse.ArgumentParser, per_run: bool = True) -> d
     groups[TRAINING].add_argument(
         "--recipe",
         choices=list(RECIPES),
-        help=f"optimisation recipe: paper ({RECIPES['paper']['train']['epochs']} epochs, batch 128, lr 1e-2), small-data "
-        f"({RECIPES['small-data']['train']['epochs']} epochs of 16-ms frames, batch 32, lr 3e-3) or small-data-v1 "
-        f"({RECIPES['small-data-v1']['train']['epochs']} epochs of the paper's 8-ms frames)",
+        help=f"optimisation recipe: paper ({_recipe('paper', 'epochs')} epochs, batch {_recipe('paper', 'batch_size')}, "
+        f"lr {_recipe('paper', 'lr')}), small-data ({_recipe('small-data', 'epochs')} epochs of 16-ms frames, batch "
+        f"{_recipe('small-data', 'batch_size')}, lr {_recipe('small-data', 'lr')}) or small-data-v1 "
+        f"({_recipe('small-data-v1', 'epochs')} epochs of the paper's 8-ms frames)",
     )
     for group, options in TRAIN_OPTIONS.items():
         for flag, _, _, kind, help_text in options:
