@@ -22,10 +22,10 @@ process with one thread trains about as fast as with two.
 
 From a pretrained network (``mix2 pretrain``, issue 20): ``--pretrain`` first pretrains on
 ``../shared/data/nips4b_unlabelled`` and the audio of ``--data`` (labels unused; resumable, in
-``runs/benchmarks/pretrain-<epochs>x<crops>[-<mixing>][-nobg]``, with ``--pretrain-mixing`` as its
+``runs/benchmarks/pretrain-<epochs>x<crops>[-<mixing>][-nobg][-hop<hop>]``, with ``--pretrain-mixing`` as its
 mixer and ``--pretrain-background`` as its background level),
-then fine-tunes every run from it (``--init``); pretraining uses the paper's 8-ms frames, so
-``--pretrain`` goes with ``--recipe small-data-v1``;
+then fine-tunes every run from it (``--init``); it pretrains on the frames of ``--recipe``
+(``mix2 pretrain --recipe``: 16 ms for ``small-data``, in a folder named ``...-hop256``);
 ``--encoder-lr-factor 0`` makes every run a linear probe of the frozen encoder. Where the same
 experiment from scratch has finished, each method's difference to it is printed, paired by seed.
 
@@ -178,15 +178,25 @@ def recipe_suffix(recipe: str) -> str:
 
 
 def pretrained(
-    out_root: Path, data: Path, epochs: int, crops: int, mixing: str = "none", background: float = DEFAULT_BACKGROUND
+    out_root: Path,
+    data: Path,
+    epochs: int,
+    crops: int,
+    mixing: str = "none",
+    background: float = DEFAULT_BACKGROUND,
+    recipe: str = "small-data",
 ) -> Path:
-    """The folder of ``mix2 pretrain`` on the unlabelled recordings and ``data``'s audio, pretrained (or resumed) here.
+    """The folder of ``mix2 pretrain --recipe recipe`` (on the recipe's frames) on the unlabelled recordings and
+    ``data``'s audio, pretrained (or resumed) here.
 
     Its name holds every setting that differs from ``mix2 pretrain``'s defaults: ``pretrain-10x1024``,
-    ``pretrain-10x1024-mix2`` (i-Mix), ``pretrain-10x1024-nobg`` (``background`` 0), ``pretrain-10x1024-bg0.25``.
+    ``pretrain-10x1024-mix2`` (i-Mix), ``pretrain-10x1024-nobg`` (``background`` 0), ``pretrain-10x1024-bg0.25``,
+    ``pretrain-40x2048-hop256`` (the 16-ms frames of ``small-data``).
     """
+    hop = RECIPES[recipe]["features"]["hop_length"]
     suffix = "" if mixing == "none" else f"-{mixing}"
     suffix += "" if background == DEFAULT_BACKGROUND else "-nobg" if background == 0 else f"-bg{background:g}"
+    suffix += "" if hop == FeatureConfig().hop_length else f"-hop{hop}"
     run_dir = out_root / f"pretrain-{epochs}x{crops}{suffix}"
     if not (run_dir / "pretrained.json").is_file():
         if not UNLABELLED.exists():
@@ -196,6 +206,7 @@ def pretrained(
         else:
             arguments = ["--run-dir", str(run_dir), "--data", str(UNLABELLED), str(data), "--epochs", str(epochs)]
             arguments += ["--crops-per-epoch", str(crops), "--mixing", mixing, "--max-background-rms-ratio", str(background)]
+            arguments += ["--recipe", recipe]
         print(f"pretraining into {run_dir}", flush=True)
         subprocess.run([sys.executable, "-m", "mix2.cli", "pretrain", *arguments, "--quiet"], env=ONE_THREAD, check=True)
     return run_dir
@@ -422,11 +433,6 @@ def main() -> None:
         raise SystemExit(f"--pretrain-background must be 0 or more, got {args.pretrain_background:g}")
     epochs = 4 if args.quick else args.epochs
     methods = [REFERENCE] + [method for method in METHODS if method in args.methods and method != REFERENCE]
-    if args.pretrain and RECIPES[args.recipe]["features"]["hop_length"] != FeatureConfig().hop_length:
-        raise SystemExit(
-            f"--pretrain pretrains on the paper's frames (hop {FeatureConfig().hop_length}); --recipe {args.recipe} "
-            f"uses hop {RECIPES[args.recipe]['features']['hop_length']}: pass --recipe small-data-v1"
-        )
     name = "quality" + recipe_suffix(args.recipe)
     name += "-quick" if args.quick else (f"-{epochs}-epochs" if epochs else "")
     name += f"-{args.model}" if args.model else ""
@@ -448,6 +454,7 @@ def main() -> None:
             args.pretrain_crops,
             args.pretrain_mixing,
             args.pretrain_background,
+            args.recipe,
         )
         init = pretrain_dir / "checkpoints" / "best.ckpt"
     start = "" if init is None else f"-init-{init.parent.parent.name if init.parent.name == 'checkpoints' else init.stem}"

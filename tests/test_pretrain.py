@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,8 @@ import torch
 
 import ddp_pretrain_steps
 from conftest import shared_data, write_tone
-from mix2.cli import main
-from mix2.config import MixingConfig
+from mix2.cli import build_parser, main, pretraining_from_args
+from mix2.config import RECIPES, MixingConfig, RunConfig, recipe_for_frames
 from mix2.contrastive import InstanceScores, Pretrainer, info_nce, projection_head
 from mix2.data.audio import read_audio
 from mix2.data.crops import EpochItems, ViewPairs, list_recordings
@@ -184,7 +185,32 @@ def test_cli_pretrain_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert "--temperature (pretrain.temperature) must be a positive number" in capsys.readouterr().err
     assert main(["pretrain", "--resume", str(tmp_path), "--epochs", "3"]) == 2
     assert "leave out --epochs" in capsys.readouterr().err
+    assert main(["pretrain", "--resume", str(tmp_path), "--recipe", "small-data"]) == 2
+    assert "leave out --recipe" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_pretrain_recipe_sets_only_the_frames_and_a_partial_config_keeps_pretrainings_defaults(tmp_path):
+    defaults = pretraining_config(["x"])
+    parser = build_parser()
+    config = pretraining_from_args(parser.parse_args(["pretrain", "--data", "x", "--recipe", "small-data"]))
+    small = RECIPES["small-data"]
+    assert config.features.hop_length == small["features"]["hop_length"] == 256
+    assert config.augment.max_time_mask_frames == small["augment"]["max_time_mask_frames"] == 14
+    assert config.train == defaults.train  # optimisation stays pretraining's: not small-data's epochs, batch or lr
+    assert config.features.n_mels == defaults.features.n_mels and config.augment.time_masks == defaults.augment.time_masks
+    assert recipe_for_frames(config) == "small-data" and recipe_for_frames(defaults) is None
+
+    partial = tmp_path / "partial.yaml"
+    partial.write_text("features: {n_mels: 64}\npretrain: {temperature: 0.1}\nmixing: {mix2: {members: {mixup: 1.0}}}\n")
+    config = pretraining_from_args(parser.parse_args(["pretrain", "--data", "x", "--config", str(partial), "--lr", "0.002"]))
+    assert config.features.n_mels == 64 and config.pretrain.temperature == 0.1 and config.train.lr == 0.002
+    assert (config.train.epochs, config.train.batch_size, config.train.warmup_epochs) == (40, 64, 2.0)  # not training's
+    assert config.features.hop_length == defaults.features.hop_length and config.pretrain.crops_per_epoch == 2048
+    assert config.mixing.mix2.members == {"mixup": 1.0}  # a mapping that is a setting is replaced whole, not merged
+    partial.write_text("features: {n_mel: 64}\n")
+    with pytest.raises(Mix2Error, match="unknown setting features.n_mel; did you mean features.n_mels"):
+        pretraining_from_args(parser.parse_args(["pretrain", "--data", "x", "--config", str(partial)]))
 
 
 def test_cli_pretrain_summarises_a_finished_run_and_how_to_fine_tune_from_it(pretrained, capsys):
@@ -195,6 +221,18 @@ def test_cli_pretrain_summarises_a_finished_run_and_how_to_fine_tune_from_it(pre
     assert f"kept epoch {summary['kept_epoch']} of 2 (best.ckpt): validation loss {summary['val_loss']:.3f}" in out
     assert "17 recordings, 3.6 min of audio" in out
     assert f"fine-tune it: mix2 train --data YOUR_DATA --init {pretrained / 'checkpoints' / 'best.ckpt'}" in out
+
+
+def test_the_summary_of_a_run_pretrained_for_a_recipe_fine_tunes_with_that_recipe(pretrained, tmp_path, capsys):
+    copy = tmp_path / "sixteen_ms"
+    shutil.copytree(pretrained, copy)
+    config = RunConfig.from_yaml(copy / "config.yaml")
+    config.features.hop_length = 256  # as mix2 pretrain --recipe small-data writes it
+    config.to_yaml(copy / "config.yaml")
+    assert main(["pretrain", "--resume", str(copy), "--quiet"]) == 0
+    assert f"fine-tune it: mix2 train --data YOUR_DATA --recipe small-data --init {copy / 'checkpoints' / 'best.ckpt'}" in (
+        capsys.readouterr().out
+    )
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import torch
 
 from mix2 import default_config, train
 from mix2.cli import main
-from mix2.config import RunConfig
+from mix2.config import FRAME_SECTIONS, RunConfig, apply_recipe
 from mix2.errors import Mix2Error
 from mix2.inference import load_checkpoint
 from mix2.run import _classifier
@@ -80,7 +80,24 @@ def test_another_network_or_front_end_is_refused_in_one_line(source, change, mes
     config, _ = started_from(source[0], SOURCE_CLASSES)
     config.train.model = change.get("model", config.train.model)
     config.features.n_mels = change.get("n_mels", 64)
-    with pytest.raises(Mix2Error, match=message):
+    with pytest.raises(Mix2Error, match=message) as refused:
+        check_init(config)
+    assert "recipe" not in str(refused.value)  # no recipe sets n_mels: no hint
+
+
+def test_a_checkpoint_of_other_frames_is_refused_with_the_recipe_that_fits_it(source, tmp_path):
+    path, _ = source
+    config, _ = started_from(path, SOURCE_CLASSES)
+    apply_recipe(config, "small-data", FRAME_SECTIONS)  # 16-ms frames against the checkpoint's 8-ms ones
+    with pytest.raises(Mix2Error, match=r"\(features.hop_length 128 against 256\).*; for --recipe small-data, pretrain with "
+                       r"mix2 pretrain --recipe small-data$"):  # fmt: skip
+        check_init(config)
+    wide = default_config("data")
+    wide.features.n_mels = 64
+    apply_recipe(wide, "small-data", FRAME_SECTIONS)
+    sixteen_ms = saved(Classifier(wide.to_dict(), SOURCE_CLASSES), tmp_path / "16ms.ckpt")
+    config, _ = started_from(sixteen_ms, SOURCE_CLASSES)  # the paper's frames against the checkpoint's 16 ms
+    with pytest.raises(Mix2Error, match=r"\(features.hop_length 256 against 128\).*; it fits --recipe small-data$"):
         check_init(config)
 
 

@@ -38,7 +38,19 @@ import numpy as np
 import pandas as pd
 
 from mix2 import __version__, losses, mixing  # noqa: F401  (registers the losses and mixers the options list)
-from mix2.config import CHORUS, DEMO_EPOCHS, PRESETS, RECIPES, TABLE_ONE, RunConfig, apply_preset, apply_recipe, default_config
+from mix2.config import (
+    CHORUS,
+    DEMO_EPOCHS,
+    FRAME_SECTIONS,
+    PRESETS,
+    RECIPES,
+    TABLE_ONE,
+    RunConfig,
+    apply_preset,
+    apply_recipe,
+    default_config,
+    recipe_for_frames,
+)
 from mix2.data.anuraset import VARIANTS
 from mix2.data.download import DATASETS, ZENODO_API, download
 from mix2.distributed import is_first_process
@@ -316,13 +328,21 @@ def build_parser() -> argparse.ArgumentParser:
         "pretrain",
         help="self-supervised pretraining on recordings without labels, for train --init and embed",
         description="Pretrain the network on recordings without labels: two views of each crop told apart from the batch's others.",
-        epilog="example:\n  mix2 pretrain --data ../shared/data/nips4b_unlabelled ../shared/data/nips4b\n"
-        "  mix2 train --data ../shared/data/nips4b --recipe small-data-v1 --init runs/pretrain-.../checkpoints/best.ckpt",
+        epilog="example:\n  mix2 pretrain --data ../shared/data/nips4b_unlabelled ../shared/data/nips4b --recipe small-data\n"
+        "  mix2 train --data ../shared/data/nips4b --recipe small-data --init runs/pretrain-.../checkpoints/best.ckpt",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
     pretrain_parser.add_argument("--data", nargs="+", help="folders of recordings (searched recursively) or audio files")
-    pretrain_parser.add_argument("--config", help="YAML configuration to start from (flags override it)")
+    pretrain_parser.add_argument(
+        "--config", help="YAML configuration to start from; what it leaves out keeps pretraining's defaults (flags override it)"
+    )
+    pretrain_parser.add_argument(
+        "--recipe",
+        choices=list(RECIPES),
+        help="the recipe you will fine-tune with (mix2 train --recipe R --init): pretrain on its frames, so the checkpoint "
+        "fits it; small-data: 16-ms frames (the paper's 8-ms frames; optimisation stays pretraining's)",
+    )
     for flag, _, _, kind, help_text in PRETRAIN_OPTIONS:
         pretrain_parser.add_argument(flag, type=kind, help=help_text)
     pretrain_parser.add_argument("--out", help="folder that holds run folders (runs)")
@@ -471,9 +491,13 @@ def pretraining_from_args(args: argparse.Namespace) -> RunConfig:
     """The pretraining configuration: the YAML file or the defaults for ``--data``, then the flags."""
     from mix2.pretrain import pretraining_config
 
-    config = RunConfig.from_yaml(args.config) if args.config else pretraining_config(args.data or [])
+    config = pretraining_config(args.data or [])
+    if args.config:
+        config = RunConfig.from_yaml(args.config, base=config)
     if args.data:
         config.pretrain.folders = list(args.data)
+    if args.recipe:
+        apply_recipe(config, args.recipe, FRAME_SECTIONS)
     for flag, section, field, _, _ in PRETRAIN_OPTIONS:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
@@ -489,7 +513,9 @@ def _pretrain(args: argparse.Namespace) -> None:
     if args.resume:
         given = [flag for flag, *_ in PRETRAIN_OPTIONS if getattr(args, flag[2:].replace("-", "_")) is not None]
         given += [
-            f"--{name.replace('_', '-')}" for name in ("data", "config", "out", "run_dir", "prepare_only") if getattr(args, name)
+            f"--{name.replace('_', '-')}"
+            for name in ("data", "config", "recipe", "out", "run_dir", "prepare_only")
+            if getattr(args, name)
         ]
         if given:
             raise Mix2Error(f"--resume continues a run with its own config.yaml; leave out {', '.join(given)}")
@@ -508,7 +534,9 @@ def _pretrain(args: argparse.Namespace) -> None:
         f"top-1 {summary['val_top1']:.3f}; {summary['recordings']} recordings, {summary['audio_min']:.1f} min of audio, "
         f"{summary['training_s'] / 60:.1f} min of training steps"
     )
-    print(f"fine-tune it: mix2 train --data YOUR_DATA --init {run_dir / 'checkpoints' / 'best.ckpt'}")
+    recipe = recipe_for_frames(RunConfig.from_yaml(run_dir / "config.yaml"))
+    recipe = f" --recipe {recipe}" if recipe else ""
+    print(f"fine-tune it: mix2 train --data YOUR_DATA{recipe} --init {run_dir / 'checkpoints' / 'best.ckpt'}")
     print(f"run folder: {run_dir}")
 
 

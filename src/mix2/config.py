@@ -510,27 +510,31 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], origin: str = "configuration") -> RunConfig:
+    def from_dict(cls, values: dict[str, Any], origin: str = "configuration", base: RunConfig | None = None) -> RunConfig:
         """Build from a nested dict; unknown keys are an error naming ``origin``.
 
+        Settings the dict leaves out keep their value in ``base`` (default: the dataclasses'
+        defaults); a section it names is merged setting by setting, any other value replaced whole.
         Settings under their former flat names (:data:`FORMER_NAMES`, in configurations, run
         folders, experiment plans and checkpoints written before mixers and losses grouped their
         settings) are read under their grouped names.
         """
-        return _build(cls, _upgrade(values, origin), origin)
+        values = _upgrade(values, origin)
+        return _build(cls, values if base is None else _overlay(base, values), origin)
 
     def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> RunConfig:
+    def from_yaml(cls, path: str | Path, base: RunConfig | None = None) -> RunConfig:
+        """Read a YAML configuration; the settings it leaves out keep their value in ``base`` (see :meth:`from_dict`)."""
         try:
             values = yaml.safe_load(Path(path).read_text())
         except FileNotFoundError:
             raise input_error(path, "no such configuration file") from None
         except yaml.YAMLError as err:
             raise input_error(path, f"not valid YAML ({str(err).splitlines()[0]})") from None
-        return cls.from_dict(values or {}, origin=str(path))
+        return cls.from_dict(values or {}, origin=str(path), base=base)
 
 
 FORMER_NAMES: dict[tuple[str, str], list[tuple[str, str]]] = {
@@ -568,6 +572,18 @@ def _upgrade(values: Any, origin: str) -> Any:
                 )
             group[name] = value
     return upgraded
+
+
+def _overlay(base: Any, values: Any) -> Any:
+    """``base``'s settings as a nested dict with ``values``' in their place: where both hold a section (a dataclass in
+    ``base``, a mapping in ``values``), setting by setting; anywhere else ``values``' value whole. Names ``base`` lacks
+    pass through, for :func:`_build` to refuse."""
+    if not (dataclasses.is_dataclass(base) and isinstance(values, dict)):
+        return values
+    merged = dataclasses.asdict(base)
+    for name, value in values.items():
+        merged[name] = _overlay(getattr(base, name, None), value)
+    return merged
 
 
 def _build(cls: type, values: Any, origin: str, section: str = "") -> Any:
@@ -694,14 +710,32 @@ rest of augmentation and mixing (the presets' business) alone, so a recipe combi
 preset."""
 
 
-def apply_recipe(config: RunConfig, name: str) -> RunConfig:
-    """Set ``config``'s optimisation to the recipe ``name`` (see :data:`RECIPES`)."""
+FRAME_SECTIONS = ("features", "augment")
+"""The sections of a recipe that set its frames (the hop, and SpecAugment's time masks in them): what a network
+pretrained for the recipe must share with it (``mix2 pretrain --recipe``)."""
+
+
+def apply_recipe(config: RunConfig, name: str, sections: tuple[str, ...] | None = None) -> RunConfig:
+    """Set ``config``'s optimisation and frames to the recipe ``name`` (see :data:`RECIPES`); with ``sections``
+    (such as :data:`FRAME_SECTIONS`), only the settings of those sections."""
     if name not in RECIPES:
         raise Mix2Error(f"unknown recipe '{name}'; choose one of: {', '.join(RECIPES)}")
     for section, values in RECIPES[name].items():
-        for key, value in values.items():
-            setattr(getattr(config, section), key, value)
+        if sections is None or section in sections:
+            for key, value in values.items():
+                setattr(getattr(config, section), key, value)
     return config
+
+
+def recipe_for_frames(config: RunConfig) -> str | None:
+    """The first recipe whose front-end (its ``features`` settings: the frames) ``config`` has, leaving out those whose
+    front-end is the defaults': ``small-data`` for 16-ms frames, ``None`` for the paper's (any run without a recipe
+    has them) or for a front-end no recipe sets. A checkpoint fits the runs of its front-end."""
+
+    def has_frames(settings: RunConfig, name: str) -> bool:
+        return all(getattr(settings.features, key) == value for key, value in RECIPES[name]["features"].items())
+
+    return next((name for name in RECIPES if has_frames(config, name) and not has_frames(RunConfig(), name)), None)
 
 
 DEMO_EPOCHS = 48

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mix2.config import RunConfig
+from mix2.config import RunConfig, recipe_for_frames
 from mix2.errors import Mix2Error, input_error
 from mix2.files import md5sum
 from mix2.inference import load_checkpoint, stored_run
@@ -77,10 +77,18 @@ class InitSource:
         theirs, ours = vars(self.config.features), vars(config.features)
         differing = [f"features.{name} {theirs[name]} against {ours[name]}" for name in ours if theirs[name] != ours[name]]
         if differing:
+            their_recipe, our_recipe = recipe_for_frames(self.config), recipe_for_frames(config)
+            hint = ""
+            if their_recipe != our_recipe:
+                hint = (
+                    f"; it fits --recipe {their_recipe}"
+                    if their_recipe
+                    else f"; for --recipe {our_recipe}, pretrain with mix2 pretrain --recipe {our_recipe}"
+                )
             raise input_error(
                 self.path,
                 f"the --init checkpoint was trained on another front-end ({'; '.join(differing)}); "
-                "its encoder needs the input it learned on",
+                f"its encoder needs the input it learned on{hint}",
             )
 
     def copy_into(self, network: nn.Module, classes: list[str]) -> None:
