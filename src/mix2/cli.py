@@ -488,7 +488,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def pretraining_from_args(args: argparse.Namespace) -> RunConfig:
-    """The pretraining configuration: the YAML file or the defaults for ``--data``, then the flags."""
+    """The pretraining configuration: pretraining's defaults for ``--data``, with the YAML file's settings over them,
+    then the frames of ``--recipe``, then the flags."""
     from mix2.pretrain import pretraining_config
 
     config = pretraining_config(args.data or [])

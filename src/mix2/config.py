@@ -711,8 +711,8 @@ preset."""
 
 
 FRAME_SECTIONS = ("features", "augment")
-"""The sections of a recipe that set its frames (the hop, and SpecAugment's time masks in them): what a network
-pretrained for the recipe must share with it (``mix2 pretrain --recipe``)."""
+"""The sections of a recipe that set its frames: the front-end's hop, and SpecAugment's time masks counted in those
+frames. ``mix2 pretrain --recipe`` takes these alone, so that its network fits the recipe's runs."""
 
 
 def apply_recipe(config: RunConfig, name: str, sections: tuple[str, ...] | None = None) -> RunConfig:
