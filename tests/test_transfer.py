@@ -92,10 +92,10 @@ def test_a_checkpoint_of_other_frames_is_refused_with_the_recipe_that_fits_it(so
     with pytest.raises(Mix2Error, match=r"\(features.hop_length 128 against 256\).*; for --recipe small-data, pretrain with "
                        r"mix2 pretrain --recipe small-data$"):  # fmt: skip
         check_init(config)
-    wide = default_config("data")
-    wide.features.n_mels = 64
-    apply_recipe(wide, "small-data", FRAME_SECTIONS)
-    sixteen_ms = saved(Classifier(wide.to_dict(), SOURCE_CLASSES), tmp_path / "16ms.ckpt")
+    sixteen_ms_config = default_config("data")
+    sixteen_ms_config.features.n_mels = 64
+    apply_recipe(sixteen_ms_config, "small-data", FRAME_SECTIONS)
+    sixteen_ms = saved(Classifier(sixteen_ms_config.to_dict(), SOURCE_CLASSES), tmp_path / "16ms.ckpt")
     config, _ = started_from(sixteen_ms, SOURCE_CLASSES)  # the paper's frames against the checkpoint's 16 ms
     with pytest.raises(Mix2Error, match=r"\(features.hop_length 256 against 128\).*; it fits --recipe small-data$"):
         check_init(config)
