@@ -341,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--recipe",
         choices=list(RECIPES),
         help="the recipe you will fine-tune with (mix2 train --recipe R --init): pretrain on its frames, so the checkpoint "
-        "fits it; small-data: 16-ms frames (the paper's 8-ms frames; optimisation stays pretraining's)",
+        "fits it (small-data: 16 ms); the optimisation stays pretraining's (without it: the paper's 8-ms frames)",
     )
     for flag, _, _, kind, help_text in PRETRAIN_OPTIONS:
         pretrain_parser.add_argument(flag, type=kind, help=help_text)
