@@ -735,7 +735,8 @@ def recipe_for_frames(config: RunConfig) -> str | None:
     def has_frames(settings: RunConfig, name: str) -> bool:
         return all(getattr(settings.features, key) == value for key, value in RECIPES[name]["features"].items())
 
-    return next((name for name in RECIPES if has_frames(config, name) and not has_frames(RunConfig(), name)), None)
+    defaults = RunConfig()
+    return next((name for name in RECIPES if has_frames(config, name) and not has_frames(defaults, name)), None)
 
 
 DEMO_EPOCHS = 48
