@@ -53,6 +53,8 @@ on the random validation split where that one has finished. ``--seeds`` trains o
 folder is copied, without its kept checkpoint and results, into ``<folder>-at-last-epoch`` and
 scored there with ``mix2 evaluate --checkpoint last`` (thresholds tuned on validation as usual), so
 the runs themselves stay as they are.
+
+What each of these commands measured, and what it decided: ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
