@@ -216,24 +216,37 @@ def pretrained(
 
 def train_all(out_dir: Path, experiment: Experiment, jobs: int) -> dict[str, float]:
     """Train every unfinished run, ``jobs`` processes at a time with one thread each; returns each run's wall seconds."""
-    env = ONE_THREAD
-    pending = [(i, run) for i, run in enumerate(experiment.runs()) if not is_finished(out_dir / run.path)]
-    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    return {str(Path(path).relative_to(out_dir)): s for path, s in train_experiments([(out_dir, experiment)], jobs).items()}
+
+
+def train_experiments(experiments: list[tuple[Path, Experiment]], jobs: int) -> dict[str, float]:
+    """Train every unfinished run of several experiment folders, ``jobs`` processes at a time with one thread each;
+    returns each run's wall seconds by its folder."""
+    pending = [
+        (out_dir, index, run)
+        for out_dir, experiment in experiments
+        for index, run in enumerate(experiment.runs())
+        if not is_finished(out_dir / run.path)
+    ]
+    running: dict[str, tuple[subprocess.Popen, float, Path]] = {}
     seconds: dict[str, float] = {}
     while pending or running:
         while pending and len(running) < jobs:
-            index, run = pending.pop(0)
-            log = (out_dir / f"run{index}.log").open("w")
+            out_dir, index, run = pending.pop(0)
+            log_path = out_dir / f"run{index}.log"
             command = [sys.executable, "-m", "mix2.cli", "experiment", str(out_dir), "--run-index", str(index), "--quiet"]
-            running[run.path] = (subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), time.perf_counter())
-            print(f"started {run.path}", flush=True)
+            path = str(out_dir / run.path)
+            with log_path.open("w") as log:
+                process = subprocess.Popen(command, env=ONE_THREAD, stdout=log, stderr=subprocess.STDOUT)
+            running[path] = (process, time.perf_counter(), log_path)
+            print(f"started {path}", flush=True)
         time.sleep(5)
-        for path, (process, started) in list(running.items()):
+        for path, (process, started, log_path) in list(running.items()):
             if process.poll() is None:
                 continue
             del running[path]
             if process.returncode:
-                raise SystemExit(f"{path} failed (exit {process.returncode}); see {out_dir}/run*.log")
+                raise SystemExit(f"{path} failed (exit {process.returncode}); see {log_path}")
             seconds[path] = time.perf_counter() - started
             print(f"finished {path} in {seconds[path] / 60:.1f} min", flush=True)
     return seconds

@@ -1,0 +1,138 @@
+"""The demonstration on other draws of the chorus: the network against the baseline, where neither was tuned.
+
+``mix2 train`` with no arguments trains on the built-in chorus drawn with ``chorus_seed`` 0, and
+prints its test numbers beside the baseline's. One draw, scored once, cannot tell a setting from
+luck, and the demonstration's test clips must not choose its settings. This benchmark trains the
+same demonstration (``default_config("chorus")``: the small-data recipe for 48 epochs) on other
+draws of the same generator, ``--worlds`` (chorus seeds 1 to 6; 0, the demonstration's own, is
+refused), through ``mix2 experiment`` (one folder per world, so it resumes where it stopped), and
+fits the baseline on each world's clips. It prints, per world and as mean ± std over worlds, what
+the demonstration's summary holds the network against the baseline on (macro F1 over active
+classes and rare F1 at 0.5, tuned macro F1, mAP), each network's difference to the baseline, and,
+with several ``--presets``, each preset's difference to the first, paired by world.
+
+Runs go ``--jobs`` at a time (default 2), one thread each: 6 to 7 minutes a run on 2 cores.
+
+    python benchmarks/chorus_worlds.py                                  # the demonstration on worlds 1 to 6: about 20 minutes
+    python benchmarks/chorus_worlds.py --presets timeshift mix2         # and with Mix2, paired by world
+    python benchmarks/chorus_worlds.py --model mobilenetv3_large_bandnorm --worlds 1 2 3
+
+What it measured, and what that decided: ``benchmarks/RESULTS.md``, "The demonstration on the built-in chorus".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from quality import mean_std, train_experiments
+
+from mix2.cli import COMPARED
+from mix2.config import PRESETS, RunConfig, default_config
+from mix2.errors import Mix2Error
+from mix2.experiment import Experiment, plan_experiment
+from mix2.registry import MODELS
+from mix2.run import baseline
+
+DEMO_WORLD = 0
+"""The chorus seed of the demonstration itself: its test clips are read by ``mix2 train``, never by this benchmark."""
+
+
+def world_config(world: int, model: str | None) -> RunConfig:
+    """The demonstration's configuration on the chorus drawn with seed ``world``."""
+    config = default_config("chorus")
+    config.data.chorus_seed = world
+    if model is not None:
+        config.train.model = model
+    return config
+
+
+def summarise(runs: dict[int, dict[str, Path]]) -> dict[int, dict[str, dict[str, float | None]]]:
+    """Per world, the baseline's numbers and each preset's run's, by the names of :data:`COMPARED`."""
+    worlds = {}
+    for world, folders in runs.items():
+        reference = baseline(next(iter(folders.values())), progress=False)  # one split per world: one fit serves all
+        metrics = {preset: json.loads((folder / "metrics.json").read_text()) for preset, folder in folders.items()}
+        worlds[world] = {
+            method: {name: read(m) for name, read in COMPARED} for method, m in {"baseline": reference, **metrics}.items()
+        }
+    return worlds
+
+
+def print_summary(worlds: dict[int, dict], presets: list[str]) -> None:
+    """The table per world, then mean ± std over worlds of each row and of the paired differences."""
+    names = [name for name, _ in COMPARED]
+    print(f"\n| world | method | {' | '.join(names)} |")
+    print("|---|---|" + "---|" * len(names))
+    for world, rows in worlds.items():
+        for method in ["baseline", *presets]:
+            cells = " | ".join("-" if rows[method][n] is None else f"{rows[method][n]:.3f}" for n in names)
+            print(f"| {world} | {method} | {cells} |")
+
+    def column(method: str, name: str, minus: str | None = None) -> list[float]:
+        pairs = [(rows[method][name], rows[minus][name] if minus else 0.0) for rows in worlds.values()]
+        return [a - b for a, b in pairs if a is not None and b is not None]
+
+    print(f"\nover {len(worlds)} worlds (points, mean ± std):")
+    print(f"| method | {' | '.join(names)} |")
+    print("|---|" + "---|" * len(names))
+    for method in ["baseline", *presets]:
+        print(f"| {method} | {' | '.join(mean_std(column(method, n)) for n in names)} |")
+    for method in presets:
+        differences = [column(method, n, "baseline") for n in names]
+        wins = [f"{sum(d > 0 for d in diff)}/{len(diff)}" for diff in differences]
+        cells = " | ".join(f"{mean_std(d, signed=True)} (ahead on {w})" for d, w in zip(differences, wins))
+        print(f"| {method} − baseline | {cells} |")
+    for method in presets[1:]:
+        cells = " | ".join(mean_std(column(method, n, presets[0]), signed=True) for n in names)
+        print(f"| {method} − {presets[0]} | {cells} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worlds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6], help="chorus seeds (1 to 6)")
+    parser.add_argument(
+        "--presets", nargs="+", choices=list(PRESETS), default=["timeshift"], help="the demonstration's (timeshift) or others"
+    )
+    parser.add_argument("--model", choices=MODELS.names(), help="the network (the demonstration's)")
+    parser.add_argument("--jobs", type=int, default=2, help="training runs at a time, one thread each (2)")
+    parser.add_argument(
+        "--out", type=Path, help="the folder of the worlds' experiments (default: runs/benchmarks/chorus-worlds[-MODEL])"
+    )
+    parser.add_argument("--json", type=Path, help="save every figure here")
+    args = parser.parse_args()
+    if DEMO_WORLD in args.worlds:
+        raise SystemExit(f"--worlds: {DEMO_WORLD} is the demonstration's own chorus, whose test clips choose nothing; use others")
+    if min(args.worlds) < 0 or len(set(args.worlds)) < len(args.worlds):
+        raise SystemExit(f"--worlds must be distinct whole numbers above 0, got {' '.join(map(str, args.worlds))}")
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs must be 1 or more, got {args.jobs}")
+    if len(set(args.presets)) < len(args.presets):
+        raise SystemExit(f"--presets must be distinct, got {' '.join(args.presets)}")
+    root = args.out or Path("runs/benchmarks") / ("chorus-worlds" + (f"-{args.model}" if args.model else ""))
+    # one experiment folder per world and preset, so that a later call with more presets or worlds reuses the runs
+    experiments = {
+        (world, preset): plan_experiment(
+            root / f"world{world}" / preset, Experiment(world_config(world, args.model), [preset], [0])
+        )
+        for world in args.worlds
+        for preset in args.presets
+    }
+    folders = {key: root / f"world{key[0]}" / key[1] for key in experiments}
+    train_experiments([(folders[key], experiment) for key, experiment in experiments.items()], args.jobs)
+    runs = {
+        world: {preset: folders[world, preset] / experiments[world, preset].runs()[0].path for preset in args.presets}
+        for world in args.worlds
+    }
+    worlds = summarise(runs)
+    print_summary(worlds, args.presets)
+    if args.json:
+        args.json.write_text(json.dumps({"presets": args.presets, "model": args.model, "worlds": worlds}, indent=2))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Mix2Error as error:  # a folder that holds another plan
+        raise SystemExit(str(error)) from None
