@@ -5,16 +5,19 @@ prints its test numbers beside the baseline's. One draw, scored once, cannot tel
 luck, and the demonstration's test clips must not choose its settings. This benchmark trains the
 same demonstration (``default_config("chorus")``: the small-data recipe for 48 epochs) on other
 draws of the same generator, ``--worlds`` (chorus seeds 1 to 6; 0, the demonstration's own, is
-refused), through ``mix2 experiment`` (one folder per world, so it resumes where it stopped), and
-fits the baseline on each world's clips. It prints, per world and as mean ± std over worlds, what
-the demonstration's summary holds the network against the baseline on (macro F1 over active
-classes and rare F1 at 0.5, tuned macro F1, mAP), each network's difference to the baseline, and,
-with several ``--presets``, each preset's difference to the first, paired by world.
+refused), with training seeds ``--seeds`` (0), through ``mix2 experiment`` (one folder per world,
+preset and seed, so it resumes where it stopped and a later call reuses what has finished), and
+fits the baseline on each world's clips. It prints, per world and seed and as mean ± std over
+them, what the demonstration's summary holds the network against the baseline on (macro F1 over
+active classes and rare F1 at 0.5, tuned macro F1, mAP), each network's difference to the
+baseline, and, with several ``--presets``, each preset's difference to the first, paired by
+world and seed; each difference with the number of runs where it is above zero.
 
 Runs go ``--jobs`` at a time (default 2), one thread each: 6 to 7 minutes a run on 2 cores.
 
     python benchmarks/chorus_worlds.py                                  # the demonstration on worlds 1 to 6: about 20 minutes
     python benchmarks/chorus_worlds.py --presets timeshift mix2         # and with Mix2, paired by world
+    python benchmarks/chorus_worlds.py --presets timeshift mix2 --seeds 0 1   # two training seeds on each world
     python benchmarks/chorus_worlds.py --model mobilenetv3_large_bandnorm --worlds 1 2 3
 
 What it measured, and what that decided: ``benchmarks/RESULTS.md``, "The demonstration on the built-in chorus".
@@ -48,33 +51,36 @@ def world_config(world: int, model: str | None) -> RunConfig:
     return config
 
 
-def summarise(runs: dict[int, dict[str, Path]]) -> dict[int, dict[str, dict[str, float | None]]]:
-    """Per world, the baseline's numbers and each preset's run's, by the names of :data:`COMPARED`."""
-    worlds = {}
-    for world, folders in runs.items():
-        reference = baseline(next(iter(folders.values())), progress=False)  # one split per world: one fit serves all
+def summarise(runs: dict[tuple[int, int], dict[str, Path]]) -> dict[tuple[int, int], dict[str, dict[str, float | None]]]:
+    """Per (world, training seed), the baseline's numbers (one fit per world: the seed leaves the split alone) and each
+    preset's run's, by the names of :data:`COMPARED`."""
+    fitted: dict[int, dict] = {}
+    rows = {}
+    for (world, seed), folders in runs.items():
+        if world not in fitted:
+            fitted[world] = baseline(next(iter(folders.values())), progress=False)
         metrics = {preset: json.loads((folder / "metrics.json").read_text()) for preset, folder in folders.items()}
-        worlds[world] = {
-            method: {name: read(m) for name, read in COMPARED} for method, m in {"baseline": reference, **metrics}.items()
+        rows[world, seed] = {
+            method: {name: read(m) for name, read in COMPARED} for method, m in {"baseline": fitted[world], **metrics}.items()
         }
-    return worlds
+    return rows
 
 
-def print_summary(worlds: dict[int, dict], presets: list[str]) -> None:
-    """The table per world, then mean ± std over worlds of each row and of the paired differences."""
+def print_summary(rows: dict[tuple[int, int], dict], presets: list[str]) -> None:
+    """The table per world and seed, then mean ± std over them of each row and of the paired differences."""
     names = [name for name, _ in COMPARED]
-    print(f"\n| world | method | {' | '.join(names)} |")
-    print("|---|---|" + "---|" * len(names))
-    for world, rows in worlds.items():
+    print(f"\n| world | seed | method | {' | '.join(names)} |")
+    print("|---|---|---|" + "---|" * len(names))
+    for (world, seed), row in rows.items():
         for method in ["baseline", *presets]:
-            cells = " | ".join("-" if rows[method][n] is None else f"{rows[method][n]:.3f}" for n in names)
-            print(f"| {world} | {method} | {cells} |")
+            cells = " | ".join("-" if row[method][n] is None else f"{row[method][n]:.3f}" for n in names)
+            print(f"| {world} | {seed} | {method} | {cells} |")
 
     def column(method: str, name: str, minus: str | None = None) -> list[float]:
-        pairs = [(rows[method][name], rows[minus][name] if minus else 0.0) for rows in worlds.values()]
+        pairs = [(row[method][name], row[minus][name] if minus else 0.0) for row in rows.values()]
         return [a - b for a, b in pairs if a is not None and b is not None]
 
-    print(f"\nover {len(worlds)} worlds (points, mean ± std):")
+    print(f"\nover {len(rows)} runs of each method ({len({w for w, _ in rows})} worlds; points, mean ± std):")
     print(f"| method | {' | '.join(names)} |")
     print("|---|" + "---|" * len(names))
     for method in ["baseline", *presets]:
@@ -85,7 +91,9 @@ def print_summary(worlds: dict[int, dict], presets: list[str]) -> None:
         cells = " | ".join(f"{mean_std(d, signed=True)} (ahead on {w})" for d, w in zip(differences, wins))
         print(f"| {method} − baseline | {cells} |")
     for method in presets[1:]:
-        cells = " | ".join(mean_std(column(method, n, presets[0]), signed=True) for n in names)
+        differences = [column(method, n, presets[0]) for n in names]
+        wins = [f"{sum(d > 0 for d in diff)}/{len(diff)}" for diff in differences]
+        cells = " | ".join(f"{mean_std(d, signed=True)} (ahead on {w})" for d, w in zip(differences, wins))
         print(f"| {method} − {presets[0]} | {cells} |")
 
 
@@ -96,6 +104,7 @@ def main() -> None:
         "--presets", nargs="+", choices=list(PRESETS), default=["timeshift"], help="the demonstration's (timeshift) or others"
     )
     parser.add_argument("--model", choices=MODELS.names(), help="the network (the demonstration's)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds, each on every world (0)")
     parser.add_argument("--jobs", type=int, default=2, help="training runs at a time, one thread each (2)")
     parser.add_argument(
         "--out", type=Path, help="the folder of the worlds' experiments (default: runs/benchmarks/chorus-worlds[-MODEL])"
@@ -106,29 +115,32 @@ def main() -> None:
         raise SystemExit(f"--worlds: {DEMO_WORLD} is the demonstration's own chorus, whose test clips choose nothing; use others")
     if min(args.worlds) < 0 or len(set(args.worlds)) < len(args.worlds):
         raise SystemExit(f"--worlds must be distinct whole numbers above 0, got {' '.join(map(str, args.worlds))}")
+    if min(args.seeds) < 0 or len(set(args.seeds)) < len(args.seeds):
+        raise SystemExit(f"--seeds must be distinct whole numbers, 0 or more, got {' '.join(map(str, args.seeds))}")
     if args.jobs < 1:
         raise SystemExit(f"--jobs must be 1 or more, got {args.jobs}")
     if len(set(args.presets)) < len(args.presets):
         raise SystemExit(f"--presets must be distinct, got {' '.join(args.presets)}")
     root = args.out or Path("runs/benchmarks") / ("chorus-worlds" + (f"-{args.model}" if args.model else ""))
-    # one experiment folder per world and preset, so that a later call with more presets or worlds reuses the runs
+    # one experiment folder per world, preset and seed, so that a later call with more of any reuses the runs
+    keys = [(world, preset, seed) for world in args.worlds for seed in args.seeds for preset in args.presets]
+    folders = {(world, preset, seed): root / f"world{world}" / preset / f"seed{seed}" for world, preset, seed in keys}
     experiments = {
-        (world, preset): plan_experiment(
-            root / f"world{world}" / preset, Experiment(world_config(world, args.model), [preset], [0])
-        )
-        for world in args.worlds
-        for preset in args.presets
+        key: plan_experiment(folders[key], Experiment(world_config(key[0], args.model), [key[1]], [key[2]])) for key in keys
     }
-    folders = {key: root / f"world{key[0]}" / key[1] for key in experiments}
-    train_experiments([(folders[key], experiment) for key, experiment in experiments.items()], args.jobs)
+    train_experiments([(folders[key], experiments[key]) for key in keys], args.jobs)
     runs = {
-        world: {preset: folders[world, preset] / experiments[world, preset].runs()[0].path for preset in args.presets}
+        (world, seed): {
+            preset: folders[world, preset, seed] / experiments[world, preset, seed].runs()[0].path for preset in args.presets
+        }
         for world in args.worlds
+        for seed in args.seeds
     }
-    worlds = summarise(runs)
-    print_summary(worlds, args.presets)
+    rows = summarise(runs)
+    print_summary(rows, args.presets)
     if args.json:
-        args.json.write_text(json.dumps({"presets": args.presets, "model": args.model, "worlds": worlds}, indent=2))
+        figures = {f"world{world}-seed{seed}": row for (world, seed), row in rows.items()}
+        args.json.write_text(json.dumps({"presets": args.presets, "model": args.model, "runs": figures}, indent=2))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ def test_a_world_is_the_demonstration_on_another_draw_of_the_chorus():
     [
         (["--worlds", "1", "0"], "--worlds: 0 is the demonstration's own chorus"),
         (["--worlds", "2", "2"], "--worlds must be distinct"),
+        (["--seeds", "1", "1"], "--seeds must be distinct"),
         (["--jobs", "0"], "--jobs must be 1 or more"),
         (["--presets", "mix2", "mix2"], "--presets must be distinct"),
     ],
@@ -35,30 +36,33 @@ def test_bad_arguments_are_refused_before_any_run(monkeypatch, tmp_path, argumen
     assert not (tmp_path / "worlds").exists()
 
 
-def test_the_summary_pairs_each_network_with_its_worlds_baseline(capsys):
+def test_the_summary_pairs_each_network_with_its_worlds_baseline_and_the_presets_by_world_and_seed(capsys):
     def row(f1, rare, tuned, average_precision):
         names = [name for name, _ in chorus_worlds.COMPARED]
         return dict(zip(names, [f1, rare, tuned, average_precision]))
 
-    worlds = {
-        1: {
+    rows = {
+        (1, 0): {
             "baseline": row(0.60, 0.50, 0.60, 0.80),
             "timeshift": row(0.70, 0.40, 0.65, 0.90),
             "mix2": row(0.75, 0.50, 0.65, 0.90),
         },
-        2: {
+        (2, 0): {
             "baseline": row(0.90, 0.90, 0.90, 0.95),
             "timeshift": row(0.80, 0.70, 0.85, 0.93),
             "mix2": row(0.80, 0.80, 0.85, 0.93),
         },
     }
-    chorus_worlds.print_summary(worlds, ["timeshift", "mix2"])
+    chorus_worlds.print_summary(rows, ["timeshift", "mix2"])
     lines = capsys.readouterr().out.splitlines()
-    assert "| 1 | timeshift | 0.700 | 0.400 | 0.650 | 0.900 |" in lines
+    assert "| 1 | 0 | timeshift | 0.700 | 0.400 | 0.650 | 0.900 |" in lines
     # per world: +10 and -10 points of F1; -10 and -20 of rare; +5 and -5 tuned; +10 and -2 mAP
     assert (
         "| timeshift − baseline | +0.0 ± 14.1 (ahead on 1/2) | -15.0 ± 7.1 (ahead on 0/2) | +0.0 ± 7.1 (ahead on 1/2) | +4.0 ± 8.5 (ahead on 1/2) |"
         in lines
     )
-    assert "| mix2 − timeshift | +2.5 ± 3.5 | +10.0 ± 0.0 | +0.0 ± 0.0 | +0.0 ± 0.0 |" in lines
+    assert (
+        "| mix2 − timeshift | +2.5 ± 3.5 (ahead on 1/2) | +10.0 ± 0.0 (ahead on 2/2) | +0.0 ± 0.0 (ahead on 0/2) | +0.0 ± 0.0 (ahead on 0/2) |"
+        in lines
+    )
     assert "| baseline | 75.0 ± 21.2 | 70.0 ± 28.3 | 75.0 ± 21.2 | 87.5 ± 10.6 |" in lines
