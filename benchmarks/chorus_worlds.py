@@ -29,7 +29,7 @@ import argparse
 import json
 from pathlib import Path
 
-from quality import mean_std, train_experiments
+from quality import check_seeds, mean_std, train_experiments
 
 from mix2.cli import COMPARED
 from mix2.config import PRESETS, RunConfig, default_config
@@ -110,8 +110,7 @@ def main() -> None:
         raise SystemExit(f"--worlds: {DEMO_WORLD} is the demonstration's own chorus, whose test clips choose nothing; use others")
     if min(args.worlds) < 0 or len(set(args.worlds)) < len(args.worlds):
         raise SystemExit(f"--worlds must be distinct whole numbers above 0, got {' '.join(map(str, args.worlds))}")
-    if min(args.seeds) < 0 or len(set(args.seeds)) < len(args.seeds):
-        raise SystemExit(f"--seeds must be distinct whole numbers, 0 or more, got {' '.join(map(str, args.seeds))}")
+    check_seeds(args.seeds)
     if args.jobs < 1:
         raise SystemExit(f"--jobs must be 1 or more, got {args.jobs}")
     if len(set(args.presets)) < len(args.presets):

@@ -214,6 +214,12 @@ def pretrained(
     return run_dir
 
 
+def check_seeds(seeds: list[int]) -> None:
+    """Refuse ``--seeds`` that repeat or fall below 0, in one line, before any work starts."""
+    if min(seeds) < 0 or len(set(seeds)) < len(seeds):
+        raise SystemExit(f"--seeds must be distinct whole numbers, 0 or more, got {' '.join(map(str, seeds))}")
+
+
 def train_all(out_dir: Path, experiment: Experiment, jobs: int) -> dict[str, float]:
     """Train every unfinished run, ``jobs`` processes at a time with one thread each; returns each run's wall seconds."""
     return {str(Path(path).relative_to(out_dir)): s for path, s in train_experiments([(out_dir, experiment)], jobs).items()}
@@ -442,8 +448,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.data.exists():
         raise SystemExit(f"{args.data}: no such data; the quality benchmark needs ../shared/data/nips4b beside the repository")
-    if min(args.seeds) < 0 or len(set(args.seeds)) < len(args.seeds):
-        raise SystemExit(f"--seeds must be distinct whole numbers, 0 or more, got {' '.join(map(str, args.seeds))}")
+    check_seeds(args.seeds)
     if args.pretrain_background < 0:
         raise SystemExit(f"--pretrain-background must be 0 or more, got {args.pretrain_background:g}")
     epochs = 4 if args.quick else args.epochs
