@@ -42,12 +42,14 @@ DEMO_WORLD = default_config("chorus").data.chorus_seed
 """The chorus seed of the demonstration itself: its test clips are read by ``mix2 train``, never by this benchmark."""
 
 
-def world_config(world: int, model: str | None) -> RunConfig:
-    """The demonstration's configuration on the chorus drawn with seed ``world``."""
+def world_config(world: int, model: str | None, epochs: int | None = None) -> RunConfig:
+    """The demonstration's configuration on the chorus drawn with seed ``world``, with another network or length where given."""
     config = default_config("chorus")
     config.data.chorus_seed = world
     if model is not None:
         config.train.model = model
+    if epochs is not None:
+        config.train.epochs = epochs
     return config
 
 
@@ -99,10 +101,13 @@ def main() -> None:
         "--presets", nargs="+", choices=list(PRESETS), default=["timeshift"], help="the demonstration's (timeshift) or others"
     )
     parser.add_argument("--model", choices=MODELS.names(), help="the network (the demonstration's)")
+    parser.add_argument("--epochs", type=int, help="training epochs (the demonstration's 48)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds, each on every world (0)")
     parser.add_argument("--jobs", type=int, default=2, help="training runs at a time, one thread each (2)")
     parser.add_argument(
-        "--out", type=Path, help="the folder of the worlds' experiments (default: runs/benchmarks/chorus-worlds[-MODEL])"
+        "--out",
+        type=Path,
+        help="the folder of the worlds' experiments (default: runs/benchmarks/chorus-worlds[-MODEL][-eEPOCHS])",
     )
     parser.add_argument("--json", type=Path, help="save every figure here")
     args = parser.parse_args()
@@ -111,16 +116,20 @@ def main() -> None:
     if min(args.worlds) < 0 or len(set(args.worlds)) < len(args.worlds):
         raise SystemExit(f"--worlds must be distinct whole numbers above 0, got {' '.join(map(str, args.worlds))}")
     check_seeds(args.seeds)
+    if args.epochs is not None and args.epochs < 1:
+        raise SystemExit(f"--epochs must be 1 or more, got {args.epochs}")
     if args.jobs < 1:
         raise SystemExit(f"--jobs must be 1 or more, got {args.jobs}")
     if len(set(args.presets)) < len(args.presets):
         raise SystemExit(f"--presets must be distinct, got {' '.join(args.presets)}")
-    root = args.out or Path("runs/benchmarks") / ("chorus-worlds" + (f"-{args.model}" if args.model else ""))
+    name = "chorus-worlds" + (f"-{args.model}" if args.model else "") + (f"-e{args.epochs}" if args.epochs else "")
+    root = args.out or Path("runs/benchmarks") / name
     # one experiment folder per world, preset and seed, so that a later call with more of any reuses the runs
     keys = [(world, preset, seed) for world in args.worlds for seed in args.seeds for preset in args.presets]
     folders = {(world, preset, seed): root / f"world{world}" / preset / f"seed{seed}" for world, preset, seed in keys}
     experiments = {
-        key: plan_experiment(folders[key], Experiment(world_config(key[0], args.model), [key[1]], [key[2]])) for key in keys
+        key: plan_experiment(folders[key], Experiment(world_config(key[0], args.model, args.epochs), [key[1]], [key[2]]))
+        for key in keys
     }
     train_experiments([(folders[key], experiments[key]) for key in keys], args.jobs)
     runs = {
@@ -134,7 +143,8 @@ def main() -> None:
     print_summary(rows, args.presets)
     if args.json:
         figures = {f"world{world}-seed{seed}": row for (world, seed), row in rows.items()}
-        args.json.write_text(json.dumps({"presets": args.presets, "model": args.model, "runs": figures}, indent=2))
+        summary = {"presets": args.presets, "model": args.model, "epochs": args.epochs, "runs": figures}
+        args.json.write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

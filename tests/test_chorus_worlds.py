@@ -17,6 +17,9 @@ def test_a_world_is_the_demonstration_on_another_draw_of_the_chorus():
     config.data.chorus_seed = 0
     assert config == default_config("chorus")
     assert chorus_worlds.world_config(1, "mobilenetv3_large_bandnorm").train.model == "mobilenetv3_large_bandnorm"
+    longer = chorus_worlds.world_config(2, "mobilenetv3_large_050", epochs=120)
+    assert (longer.train.model, longer.train.epochs) == ("mobilenetv3_large_050", 120)
+    assert chorus_worlds.world_config(2, None).train.epochs == default_config("chorus").train.epochs == 48
 
 
 @pytest.mark.parametrize(
@@ -26,6 +29,7 @@ def test_a_world_is_the_demonstration_on_another_draw_of_the_chorus():
         (["--worlds", "2", "2"], "--worlds must be distinct"),
         (["--seeds", "1", "1"], "--seeds must be distinct"),
         (["--jobs", "0"], "--jobs must be 1 or more"),
+        (["--epochs", "0"], "--epochs must be 1 or more"),
         (["--presets", "mix2", "mix2"], "--presets must be distinct"),
     ],
 )

@@ -3,7 +3,7 @@ import torch
 from torch._dynamo.utils import counters
 
 from mix2.models import create_model
-from mix2.models.mobilenetv3 import STAGES, pool_time_frequency
+from mix2.models.mobilenetv3 import STAGES, make_divisible, pool_time_frequency
 
 
 def count(model):
@@ -21,6 +21,25 @@ def test_paper_model_shapes():
     logits, embedding = model.forward_with_embedding(x)
     assert logits.shape == (3, 42) and embedding.shape == (3, 960)
     assert model(x, stop="features").shape == (3, 960, 4, 12)
+
+
+def test_half_width_has_every_layer_s_channels_halved_and_a_480_d_embedding():
+    def widths(model):
+        return [(m.in_channels, m.out_channels, m.groups) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+
+    paper, half = create_model("mobilenetv3_large", num_classes=7), create_model("mobilenetv3_large_050", num_classes=7)
+    assert len(widths(half)) == len(widths(paper)) == 62
+    for (cin, cout, groups), (half_cin, half_cout, half_groups) in zip(widths(paper), widths(half), strict=True):
+        input_channel = 1 if cin == 1 else make_divisible(cin / 2)  # the spectrogram stays one channel
+        assert (half_cin, half_cout) == (input_channel, make_divisible(cout / 2))
+        assert half_groups == (half_cin if groups > 1 else 1)  # depthwise stays depthwise
+    assert widths(half)[0] == (1, 8, 1) and widths(half)[-1] == (80, 480, 1)
+    x = torch.rand(2, 1, 64, 94)
+    logits, embedding = half.eval().forward_with_embedding(x)
+    assert logits.shape == (2, 7) and embedding.shape == (2, 480) == (2, half.embedding_dim)
+    assert half.classifier.in_features == 480 and paper.embedding_dim == 960
+    with pytest.raises(ValueError, match="width must be above 0"):
+        create_model("mobilenetv3_large", num_classes=2, width=0)
 
 
 def test_every_stage_can_stop_and_resume():

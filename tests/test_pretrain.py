@@ -102,7 +102,7 @@ def test_infonce_is_the_cross_entropy_of_picking_the_own_view_and_mixing_mixes_t
     scores = torch.randn(6, 6)
     torch.testing.assert_close(info_nce(scores, torch.eye(6)), torch.nn.functional.cross_entropy(scores, torch.arange(6)))
     network = create_model("mobilenetv3_large", num_classes=0, n_mels=32).eval()
-    projector = projection_head(16).eval()
+    projector = projection_head(16, 960).eval()
     keys = torch.nn.functional.normalize(torch.randn(6, 16), dim=1)
     head = InstanceScores(network, projector, keys, temperature=0.5)
     x = torch.rand(6, 1, 32, 40)
@@ -117,6 +117,14 @@ def test_infonce_is_the_cross_entropy_of_picking_the_own_view_and_mixing_mixes_t
         weights = mixer.draw(6).weights
     torch.testing.assert_close(mixed.targets, weights)  # each mixed view's target: its weights over the instances
     torch.testing.assert_close(mixed.logits, head(weights @ embedding, start="embedding"))
+
+
+def test_the_projection_head_reads_the_embedding_of_the_network_pretrained():
+    config = pretraining_config(["unused"])
+    for model, dim in [("mobilenetv3_large", 960), ("mobilenetv3_large_050", 480)]:
+        config.train.model = model
+        pretrainer = Pretrainer(config.to_dict())
+        assert pretrainer.projector[0].in_features == dim == pretrainer.model.embedding_dim
 
 
 def small_config(folder, run_dir_parent):

@@ -51,14 +51,13 @@ from mix2.features.frontend import FrontEnd
 from mix2.mixing import create_mixer
 from mix2.models import StagedModel, network_for, to_layout
 from mix2.models.micro_batches import in_chunks, in_micro_batches
-from mix2.models.mobilenetv3 import EMBEDDING_DIM
 from mix2.training import NonFiniteLoss, adamw_with_schedule, log_member_fractions, seed_epoch
 
 PROJECTION_HIDDEN = 512
 """The projection head's hidden width."""
 
 
-def projection_head(dim: int, embedding_dim: int = EMBEDDING_DIM) -> nn.Sequential:
+def projection_head(dim: int, embedding_dim: int) -> nn.Sequential:
     """SimCLR's projection head: ``(batch, embedding_dim) -> (batch, dim)``, two linear layers with batch norm and ReLU between."""
     return nn.Sequential(
         nn.Linear(embedding_dim, PROJECTION_HIDDEN, bias=False),
@@ -132,7 +131,7 @@ class Pretrainer(L.LightningModule):
         self.model.classifier.requires_grad_(False)
         if self.config.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.projector = projection_head(self.config.pretrain.projection_dim)
+        self.projector = projection_head(self.config.pretrain.projection_dim, self.model.classifier.in_features)
         self.augment = ClipAugmentation(self.config.augment)
         self.mixer = create_mixer(self.config.mixing)
         self.frontend: FrontEnd | None = None
