@@ -3,7 +3,7 @@
 ``mix2 train`` with no arguments trains on the built-in chorus drawn with ``chorus_seed`` 0, and
 prints its test numbers beside the baseline's. One draw, scored once, cannot tell a setting from
 luck, and the demonstration's test clips must not choose its settings. This benchmark trains the
-same demonstration (``default_config("chorus")``: the small-data recipe for 48 epochs) on other
+same demonstration (``default_config("chorus")``: the small-data recipe for 120 epochs) on other
 draws of the same generator, ``--worlds`` (chorus seeds 1 to 6; 0, the demonstration's own, is
 refused), with training seeds ``--seeds`` (0), through ``mix2 experiment`` (one folder per world,
 preset and seed, so it resumes where it stopped and a later call reuses what has finished), and
@@ -13,12 +13,14 @@ active classes and rare F1 at 0.5, tuned macro F1, mAP), each network's differen
 baseline, and, with several ``--presets``, each preset's difference to the first, paired by
 world and seed; each difference with the number of runs where it is above zero.
 
-Runs go ``--jobs`` at a time (default 2), one thread each: 6 to 7 minutes a run on 2 cores.
+Runs go ``--jobs`` at a time (default 2), one thread each: about 8 minutes a run on 2 cores. Each
+network and length has its folder, ``runs/benchmarks/chorus-worlds-MODEL-eEPOCHS``.
 
-    python benchmarks/chorus_worlds.py                                  # the demonstration on worlds 1 to 6: about 20 minutes
+    python benchmarks/chorus_worlds.py                                  # the demonstration on worlds 1 to 6: about 25 minutes
     python benchmarks/chorus_worlds.py --presets timeshift mix2         # and with Mix2, paired by world
-    python benchmarks/chorus_worlds.py --presets timeshift mix2 --seeds 0 1   # two training seeds on each world
-    python benchmarks/chorus_worlds.py --model mobilenetv3_large_bandnorm --worlds 1 2 3
+    python benchmarks/chorus_worlds.py --seeds 0 1                      # two training seeds on each world
+    python benchmarks/chorus_worlds.py --model mobilenetv3_large --epochs 48 --presets timeshift mix2 --seeds 0 1   # before half width
+    python benchmarks/chorus_worlds.py --model mobilenetv3_large_bandnorm --epochs 48 --worlds 1 2 3
 
 What it measured, and what that decided: ``benchmarks/RESULTS.md``, "The demonstration on the built-in chorus".
 """
@@ -38,7 +40,9 @@ from mix2.experiment import Experiment, plan_experiment
 from mix2.registry import MODELS
 from mix2.run import baseline
 
-DEMO_WORLD = default_config("chorus").data.chorus_seed
+DEMO = default_config("chorus")
+"""The demonstration's configuration (``mix2 train`` with no arguments)."""
+DEMO_WORLD = DEMO.data.chorus_seed
 """The chorus seed of the demonstration itself: its test clips are read by ``mix2 train``, never by this benchmark."""
 
 
@@ -100,14 +104,14 @@ def main() -> None:
     parser.add_argument(
         "--presets", nargs="+", choices=list(PRESETS), default=["timeshift"], help="the demonstration's (timeshift) or others"
     )
-    parser.add_argument("--model", choices=MODELS.names(), help="the network (the demonstration's)")
-    parser.add_argument("--epochs", type=int, help="training epochs (the demonstration's 48)")
+    parser.add_argument("--model", choices=MODELS.names(), help=f"the network (the demonstration's, {DEMO.train.model})")
+    parser.add_argument("--epochs", type=int, help=f"training epochs (the demonstration's {DEMO.train.epochs})")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds, each on every world (0)")
     parser.add_argument("--jobs", type=int, default=2, help="training runs at a time, one thread each (2)")
     parser.add_argument(
         "--out",
         type=Path,
-        help="the folder of the worlds' experiments (default: runs/benchmarks/chorus-worlds[-MODEL][-eEPOCHS])",
+        help="the folder of the worlds' experiments (default: runs/benchmarks/chorus-worlds-MODEL-eEPOCHS)",
     )
     parser.add_argument("--json", type=Path, help="save every figure here")
     args = parser.parse_args()
@@ -122,14 +126,13 @@ def main() -> None:
         raise SystemExit(f"--jobs must be 1 or more, got {args.jobs}")
     if len(set(args.presets)) < len(args.presets):
         raise SystemExit(f"--presets must be distinct, got {' '.join(args.presets)}")
-    name = "chorus-worlds" + (f"-{args.model}" if args.model else "") + (f"-e{args.epochs}" if args.epochs else "")
-    root = args.out or Path("runs/benchmarks") / name
+    model, epochs = args.model or DEMO.train.model, args.epochs or DEMO.train.epochs
+    root = args.out or Path("runs/benchmarks") / f"chorus-worlds-{model}-e{epochs}"
     # one experiment folder per world, preset and seed, so that a later call with more of any reuses the runs
     keys = [(world, preset, seed) for world in args.worlds for seed in args.seeds for preset in args.presets]
     folders = {(world, preset, seed): root / f"world{world}" / preset / f"seed{seed}" for world, preset, seed in keys}
     experiments = {
-        key: plan_experiment(folders[key], Experiment(world_config(key[0], args.model, args.epochs), [key[1]], [key[2]]))
-        for key in keys
+        key: plan_experiment(folders[key], Experiment(world_config(key[0], model, epochs), [key[1]], [key[2]])) for key in keys
     }
     train_experiments([(folders[key], experiments[key]) for key in keys], args.jobs)
     runs = {
@@ -143,7 +146,7 @@ def main() -> None:
     print_summary(rows, args.presets)
     if args.json:
         figures = {f"world{world}-seed{seed}": row for (world, seed), row in rows.items()}
-        summary = {"presets": args.presets, "model": args.model, "epochs": args.epochs, "runs": figures}
+        summary = {"presets": args.presets, "model": model, "epochs": epochs, "runs": figures}
         args.json.write_text(json.dumps(summary, indent=2))
 
 

@@ -25,7 +25,8 @@ From a pretrained network (``mix2 pretrain``, issue 20): ``--pretrain`` first pr
 ``runs/benchmarks/pretrain-<epochs>x<crops>[-<mixing>][-nobg][-hop<hop>]``, with ``--pretrain-mixing`` as its
 mixer and ``--pretrain-background`` as its background level),
 then fine-tunes every run from it (``--init``); it pretrains on the frames of ``--recipe``
-(``mix2 pretrain --recipe``: 16 ms for ``small-data``, in a folder named ``...-hop256``);
+and into its network (``mix2 pretrain --recipe``: 16 ms into the half-width network for ``small-data``, in a
+folder named ``...-hop256-mobilenetv3_large_050``; ``--model`` pretrains that network instead);
 ``--encoder-lr-factor 0`` makes every run a linear probe of the frozen encoder. Where the same
 experiment from scratch has finished, each method's difference to it is printed, paired by seed.
 
@@ -71,7 +72,16 @@ from pathlib import Path
 import numpy as np
 
 from mix2.cli import setting_problem
-from mix2.config import RECIPES, VAL_SPLITS, FeatureConfig, PretrainConfig, RunConfig, apply_recipe, default_config
+from mix2.config import (
+    RECIPES,
+    VAL_SPLITS,
+    FeatureConfig,
+    PretrainConfig,
+    RunConfig,
+    TrainConfig,
+    apply_recipe,
+    default_config,
+)
 from mix2.data.clips import ClipTable
 from mix2.errors import Mix2Error, SettingError
 from mix2.experiment import Experiment, plan_experiment
@@ -187,18 +197,22 @@ def pretrained(
     mixing: str = "none",
     background: float = DEFAULT_BACKGROUND,
     recipe: str = "small-data",
+    model: str | None = None,
 ) -> Path:
-    """The folder of ``mix2 pretrain --recipe recipe`` (on the recipe's frames) on the unlabelled recordings and
-    ``data``'s audio, pretrained (or resumed) here.
+    """The folder of ``mix2 pretrain --recipe recipe`` (the recipe's network on its frames; ``model`` instead of
+    its network where given) on the unlabelled recordings and ``data``'s audio, pretrained (or resumed) here.
 
     Its name holds every setting that differs from ``mix2 pretrain``'s defaults: ``pretrain-10x1024``,
     ``pretrain-10x1024-mix2`` (i-Mix), ``pretrain-10x1024-nobg`` (``background`` 0), ``pretrain-10x1024-bg0.25``,
-    ``pretrain-40x2048-hop256`` (the 16-ms frames of ``small-data``).
+    ``pretrain-40x2048-hop256`` (the 16-ms frames of ``small-data-v2``),
+    ``pretrain-40x2048-hop256-mobilenetv3_large_050`` (and the half-width network of ``small-data``).
     """
     hop = RECIPES[recipe]["features"]["hop_length"]
+    network = model or RECIPES[recipe]["train"]["model"]
     suffix = "" if mixing == "none" else f"-{mixing}"
     suffix += "" if background == DEFAULT_BACKGROUND else "-nobg" if background == 0 else f"-bg{background:g}"
     suffix += "" if hop == FeatureConfig().hop_length else f"-hop{hop}"
+    suffix += "" if network == TrainConfig().model else f"-{network}"
     run_dir = out_root / f"pretrain-{epochs}x{crops}{suffix}"
     if not (run_dir / "pretrained.json").is_file():
         if not UNLABELLED.exists():
@@ -208,7 +222,7 @@ def pretrained(
         else:
             arguments = ["--run-dir", str(run_dir), "--data", str(UNLABELLED), str(data), "--epochs", str(epochs)]
             arguments += ["--crops-per-epoch", str(crops), "--mixing", mixing, "--max-background-rms-ratio", str(background)]
-            arguments += ["--recipe", recipe]
+            arguments += ["--recipe", recipe, "--model", network]
         print(f"pretraining into {run_dir}", flush=True)
         subprocess.run([sys.executable, "-m", "mix2.cli", "pretrain", *arguments, "--quiet"], env=ONE_THREAD, check=True)
     return run_dir
@@ -475,6 +489,7 @@ def main() -> None:
             args.pretrain_mixing,
             args.pretrain_background,
             args.recipe,
+            args.model,
         )
         init = pretrain_dir / "checkpoints" / "best.ckpt"
     start = "" if init is None else f"-init-{init.parent.parent.name if init.parent.name == 'checkpoints' else init.stem}"

@@ -17,9 +17,9 @@ def test_a_world_is_the_demonstration_on_another_draw_of_the_chorus():
     config.data.chorus_seed = 0
     assert config == default_config("chorus")
     assert chorus_worlds.world_config(1, "mobilenetv3_large_bandnorm").train.model == "mobilenetv3_large_bandnorm"
-    longer = chorus_worlds.world_config(2, "mobilenetv3_large_050", epochs=120)
-    assert (longer.train.model, longer.train.epochs) == ("mobilenetv3_large_050", 120)
-    assert chorus_worlds.world_config(2, None).train.epochs == default_config("chorus").train.epochs == 48
+    before = chorus_worlds.world_config(2, "mobilenetv3_large", epochs=48)
+    assert (before.train.model, before.train.epochs) == ("mobilenetv3_large", 48)
+    assert chorus_worlds.world_config(2, None).train.epochs == default_config("chorus").train.epochs == 120
 
 
 @pytest.mark.parametrize(
@@ -70,3 +70,22 @@ def test_the_summary_pairs_each_network_with_its_worlds_baseline_and_the_presets
         in lines
     )
     assert "| baseline | 75.0 ± 21.2 | 70.0 ± 28.3 | 75.0 ± 21.2 | 87.5 ± 10.6 |" in lines
+
+
+def test_each_network_and_length_trains_in_a_folder_of_its_own(monkeypatch, tmp_path):
+    planned = []
+
+    def stop(experiments, jobs):
+        planned.extend(folder for folder, _ in experiments)
+        raise SystemExit("planned")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(chorus_worlds, "train_experiments", stop)
+    for arguments, folder in [
+        ([], "chorus-worlds-mobilenetv3_large_050-e120"),  # the demonstration's
+        (["--model", "mobilenetv3_large", "--epochs", "48"], "chorus-worlds-mobilenetv3_large-e48"),
+    ]:
+        monkeypatch.setattr(sys, "argv", ["chorus_worlds.py", "--worlds", "3", *arguments])
+        with pytest.raises(SystemExit, match="planned"):
+            chorus_worlds.main()
+        assert planned.pop() == Path("runs/benchmarks") / folder / "world3" / "timeshift" / "seed0"

@@ -79,7 +79,8 @@ def test_monitor_last_keeps_the_last_epoch_as_best(tmp_path, capsys):
 
 def test_checkpoint_rebuilds_its_model_and_evaluate_is_repeatable(chorus_run):
     module = load_trained_model(chorus_run / "checkpoints" / "best.ckpt")
-    assert module.classes[0] == "Boana_fictus" and module.config.train.model == "mobilenetv3_large"
+    assert module.classes[0] == "Boana_fictus" and module.config.train.model == "mobilenetv3_large_050"
+    assert module.network.embedding_dim == 480  # the half-width network of small-data, rebuilt from its name
     first = json.loads((chorus_run / "metrics.json").read_text())
     assert evaluate(chorus_run, progress=False)["macro_f1"] == pytest.approx(first["macro_f1"])
 

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from mix2.baseline import band_statistics, fit_baseline
 from mix2.cli import build_parser, config_from_args
-from mix2.config import RECIPES, apply_preset, apply_recipe, default_config
+from mix2.config import DEMO_EPOCHS, RECIPES, apply_preset, apply_recipe, default_config
 from mix2.errors import Mix2Error
 from mix2.run import kept_by
 from mix2.training import BestCheckpoint, Classifier, WeightEma, ema_decay
@@ -59,20 +59,24 @@ def test_recipes_set_optimisation_and_frames_and_combine_with_presets():
     config = apply_preset(apply_recipe(default_config("data"), "small-data"), "mix2")
     small = RECIPES["small-data"]
     assert all(getattr(config.train, key) == value for key, value in small["train"].items())
-    assert (config.train.epochs, config.features.hop_length, config.augment.max_time_mask_frames) == (160, 256, 14)
+    assert (config.train.epochs, config.features.hop_length, config.augment.max_time_mask_frames) == (320, 256, 14)
+    assert config.train.model == "mobilenetv3_large_050"
     assert config.mixing.method == "mix2" and config.augment.specaugment
-    for other in ("paper", "small-data-v1"):
+    for other in ("paper", "small-data-v2", "small-data-v1"):
         assert set(RECIPES[other]) == set(small) and all(set(RECIPES[other][k]) == set(small[k]) for k in small)
     for recipe in RECIPES.values():  # the paper's time masks, up to 29 frames of 128 samples, in every recipe's frames
         assert recipe["augment"]["max_time_mask_frames"] == 29 * 128 // recipe["features"]["hop_length"]
     v1 = apply_recipe(default_config("data"), "small-data-v1")
     assert (v1.train.epochs, v1.features.hop_length, v1.augment.max_time_mask_frames, v1.train.lr) == (40, 128, 29, 3e-3)
+    v2 = apply_recipe(default_config("data"), "small-data-v2")
+    assert (v2.train.model, v2.train.epochs, v2.features.hop_length, v2.train.lr) == ("mobilenetv3_large", 160, 256, 3e-3)
     paper = apply_recipe(config, "paper")  # the same settings in each: the last one decides
     assert (paper.loss.pos_weight, paper.features.hop_length, paper.augment.max_time_mask_frames) == ("none", 128, 29)
+    assert paper.train.model == "mobilenetv3_large"  # the paper's network, whatever the recipe before
     args = build_parser().parse_args(["train", "--data", "x", "--recipe", "small-data", "--epochs", "3"])
     parsed = config_from_args(args)
     assert parsed.train.epochs == 3 and parsed.train.lr == small["train"]["lr"]  # flags override the recipe
-    with pytest.raises(Mix2Error, match="unknown recipe 'fast'; choose one of: paper, small-data, small-data-v1"):
+    with pytest.raises(Mix2Error, match="unknown recipe 'fast'; choose one of: paper, small-data, small-data-v2, small-data-v1"):
         apply_recipe(default_config("data"), "fast")
 
 
@@ -81,6 +85,7 @@ def test_the_demonstration_uses_the_small_data_recipe():
     assert config.train.schedule == "warmup_cosine" and config.loss.pos_weight == RECIPES["small-data"]["loss"]["pos_weight"]
     assert config.train.lr == RECIPES["small-data"]["train"]["lr"] and config.train.monitor == "last"
     assert (config.features.hop_length, config.augment.max_time_mask_frames) == (256, 14)
+    assert config.train.model == RECIPES["small-data"]["train"]["model"] and config.train.epochs == DEMO_EPOCHS
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import torch
 import ddp_pretrain_steps
 from conftest import shared_data, write_tone
 from mix2.cli import build_parser, main, pretraining_from_args
-from mix2.config import RECIPES, MixingConfig, RunConfig, recipe_for_frames
+from mix2.config import RECIPES, MixingConfig, RunConfig, recipe_for_encoder
 from mix2.contrastive import InstanceScores, Pretrainer, info_nce, projection_head
 from mix2.data.audio import read_audio
 from mix2.data.crops import EpochItems, ViewPairs, list_recordings
@@ -198,16 +198,19 @@ def test_cli_pretrain_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
-def test_pretrain_recipe_sets_only_the_frames_and_a_partial_config_keeps_pretrainings_defaults(tmp_path):
+def test_pretrain_recipe_sets_only_the_frames_and_network_and_a_partial_config_keeps_pretrainings_defaults(tmp_path):
     defaults = pretraining_config(["x"])
     parser = build_parser()
     config = pretraining_from_args(parser.parse_args(["pretrain", "--data", "x", "--recipe", "small-data"]))
     small = RECIPES["small-data"]
     assert config.features.hop_length == small["features"]["hop_length"] == 256
     assert config.augment.max_time_mask_frames == small["augment"]["max_time_mask_frames"] == 14
+    assert config.train.model == small["train"]["model"] == "mobilenetv3_large_050"
+    config.train.model = defaults.train.model
     assert config.train == defaults.train  # optimisation stays pretraining's: not small-data's epochs, batch or lr
     assert config.features.n_mels == defaults.features.n_mels and config.augment.time_masks == defaults.augment.time_masks
-    assert recipe_for_frames(config) == "small-data" and recipe_for_frames(defaults) is None
+    config.train.model = small["train"]["model"]
+    assert recipe_for_encoder(config) == "small-data" and recipe_for_encoder(defaults) is None
 
     partial = tmp_path / "partial.yaml"
     partial.write_text("features: {n_mels: 64}\npretrain: {temperature: 0.1}\nmixing: {mix2: {members: {mixup: 1.0}}}\n")
@@ -235,12 +238,15 @@ def test_the_summary_of_a_run_pretrained_for_a_recipe_fine_tunes_with_that_recip
     copy = tmp_path / "sixteen_ms"
     shutil.copytree(pretrained, copy)
     config = RunConfig.from_yaml(copy / "config.yaml")
-    config.features.hop_length = 256  # as mix2 pretrain --recipe small-data writes it
+    config.features.hop_length = 256  # as mix2 pretrain --recipe small-data-v2 writes it
     config.to_yaml(copy / "config.yaml")
     assert main(["pretrain", "--resume", str(copy), "--quiet"]) == 0
-    assert f"fine-tune it: mix2 train --data YOUR_DATA --recipe small-data --init {copy / 'checkpoints' / 'best.ckpt'}" in (
-        capsys.readouterr().out
-    )
+    checkpoint = copy / "checkpoints" / "best.ckpt"
+    assert f"fine-tune it: mix2 train --data YOUR_DATA --recipe small-data-v2 --init {checkpoint}" in capsys.readouterr().out
+    config.train.model = "mobilenetv3_large_050"  # and the network of mix2 pretrain --recipe small-data
+    config.to_yaml(copy / "config.yaml")
+    assert main(["pretrain", "--resume", str(copy), "--quiet"]) == 0
+    assert f"fine-tune it: mix2 train --data YOUR_DATA --recipe small-data --init {checkpoint}" in capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")

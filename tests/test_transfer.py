@@ -7,7 +7,7 @@ import torch
 
 from mix2 import default_config, train
 from mix2.cli import main
-from mix2.config import FRAME_SECTIONS, RunConfig, apply_recipe
+from mix2.config import ENCODER_SETTINGS, RunConfig, apply_recipe
 from mix2.errors import Mix2Error
 from mix2.inference import load_checkpoint
 from mix2.run import _classifier
@@ -85,20 +85,31 @@ def test_another_network_or_front_end_is_refused_in_one_line(source, change, mes
     assert "recipe" not in str(refused.value)  # no recipe sets n_mels: no hint
 
 
-def test_a_checkpoint_of_other_frames_is_refused_with_the_recipe_that_fits_it(source, tmp_path):
+def test_a_checkpoint_of_other_frames_or_network_is_refused_with_the_recipe_that_fits_it(source, tmp_path):
     path, _ = source
     config, _ = started_from(path, SOURCE_CLASSES)
-    apply_recipe(config, "small-data", FRAME_SECTIONS)  # 16-ms frames against the checkpoint's 8-ms ones
-    with pytest.raises(Mix2Error, match=r"\(features.hop_length 128 against 256\).*; for --recipe small-data, pretrain with "
-                       r"mix2 pretrain --recipe small-data$"):  # fmt: skip
+    apply_recipe(config, "small-data-v2", ENCODER_SETTINGS)  # 16-ms frames against the checkpoint's 8-ms ones
+    with pytest.raises(Mix2Error, match=r"\(features.hop_length 128 against 256\).*; for --recipe small-data-v2, pretrain "
+                       r"with mix2 pretrain --recipe small-data-v2$"):  # fmt: skip
         check_init(config)
-    sixteen_ms_config = default_config("data")
-    sixteen_ms_config.features.n_mels = 64
-    apply_recipe(sixteen_ms_config, "small-data", FRAME_SECTIONS)
-    sixteen_ms = saved(Classifier(sixteen_ms_config.to_dict(), SOURCE_CLASSES), tmp_path / "16ms.ckpt")
-    config, _ = started_from(sixteen_ms, SOURCE_CLASSES)  # the paper's frames against the checkpoint's 16 ms
-    with pytest.raises(Mix2Error, match=r"\(features.hop_length 256 against 128\).*; it fits --recipe small-data$"):
+    apply_recipe(config, "small-data", ENCODER_SETTINGS)  # the half-width network too: the paper's checkpoint fits no recipe
+    with pytest.raises(Mix2Error, match=r"holds a mobilenetv3_large network, this run trains mobilenetv3_large_050; "
+                       r"pass --model mobilenetv3_large$"):  # fmt: skip
         check_init(config)
+    for recipe, model in [("small-data-v2", "mobilenetv3_large"), ("small-data", "mobilenetv3_large_050")]:
+        sixteen_ms_config = default_config("data")
+        sixteen_ms_config.features.n_mels = 64
+        apply_recipe(sixteen_ms_config, recipe, ENCODER_SETTINGS)
+        assert sixteen_ms_config.train.model == model
+        sixteen_ms = saved(Classifier(sixteen_ms_config.to_dict(), SOURCE_CLASSES), tmp_path / f"{recipe}.ckpt")
+        config, _ = started_from(sixteen_ms, SOURCE_CLASSES)  # the paper's frames and network against the checkpoint's
+        fits = (
+            r"\(features.hop_length 256 against 128\).*; it fits --recipe small-data-v2$"
+            if recipe == "small-data-v2"
+            else "pass --model mobilenetv3_large_050, or --recipe small-data, whose frames and network it has$"
+        )
+        with pytest.raises(Mix2Error, match=fits):
+            check_init(config)
 
 
 def test_a_frozen_encoder_keeps_its_weights_and_statistics_in_training_and_a_factor_scales_its_rate(source):

@@ -41,7 +41,7 @@ from mix2 import __version__, losses, mixing  # noqa: F401  (registers the losse
 from mix2.config import (
     CHORUS,
     DEMO_EPOCHS,
-    FRAME_SECTIONS,
+    ENCODER_SETTINGS,
     PRESETS,
     RECIPES,
     TABLE_ONE,
@@ -49,7 +49,7 @@ from mix2.config import (
     apply_preset,
     apply_recipe,
     default_config,
-    recipe_for_frames,
+    recipe_for_encoder,
 )
 from mix2.data.anuraset import VARIANTS
 from mix2.data.download import DATASETS, ZENODO_API, download
@@ -239,9 +239,10 @@ def _add_run_options(parser: argparse.ArgumentParser, per_run: bool = True) -> d
         "--recipe",
         choices=list(RECIPES),
         help=f"optimisation recipe: paper ({_recipe('paper', 'epochs')} epochs, batch {_recipe('paper', 'batch_size')}, "
-        f"lr {_recipe('paper', 'lr')}), small-data ({_recipe('small-data', 'epochs')} epochs of 16-ms frames, batch "
-        f"{_recipe('small-data', 'batch_size')}, lr {_recipe('small-data', 'lr')}) or small-data-v1 "
-        f"({_recipe('small-data-v1', 'epochs')} epochs of the paper's 8-ms frames)",
+        f"lr {_recipe('paper', 'lr')}), small-data ({_recipe('small-data', 'epochs')} epochs of 16-ms frames into "
+        f"{_recipe('small-data', 'model')}, batch {_recipe('small-data', 'batch_size')}, lr {_recipe('small-data', 'lr')}), "
+        f"small-data-v2 ({_recipe('small-data-v2', 'epochs')} epochs of them into {_recipe('small-data-v2', 'model')}) "
+        f"or small-data-v1 ({_recipe('small-data-v1', 'epochs')} epochs of the paper's 8-ms frames)",
     )
     for group, options in TRAIN_OPTIONS.items():
         for flag, _, _, kind, help_text in options:
@@ -340,8 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain_parser.add_argument(
         "--recipe",
         choices=list(RECIPES),
-        help="the recipe you will fine-tune with (mix2 train --recipe R --init): pretrain on its frames, so the checkpoint "
-        "fits it (small-data: 16 ms); the optimisation stays pretraining's (without it: the paper's 8-ms frames)",
+        help="the recipe you will fine-tune with (mix2 train --recipe R --init): pretrain its network on its frames, so "
+        f"the checkpoint fits it (small-data: {_recipe('small-data', 'model')}, 16 ms); the optimisation stays "
+        "pretraining's (without it: the paper's network and 8-ms frames)",
     )
     for flag, _, _, kind, help_text in PRETRAIN_OPTIONS:
         pretrain_parser.add_argument(flag, type=kind, help=help_text)
@@ -498,7 +500,7 @@ def pretraining_from_args(args: argparse.Namespace) -> RunConfig:
     if args.data:
         config.pretrain.folders = list(args.data)
     if args.recipe:
-        apply_recipe(config, args.recipe, FRAME_SECTIONS)
+        apply_recipe(config, args.recipe, ENCODER_SETTINGS)
     for flag, section, field, _, _ in PRETRAIN_OPTIONS:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
@@ -535,7 +537,7 @@ def _pretrain(args: argparse.Namespace) -> None:
         f"top-1 {summary['val_top1']:.3f}; {summary['recordings']} recordings, {summary['audio_min']:.1f} min of audio, "
         f"{summary['training_s'] / 60:.1f} min of training steps"
     )
-    recipe = recipe_for_frames(RunConfig.from_yaml(run_dir / "config.yaml"))
+    recipe = recipe_for_encoder(RunConfig.from_yaml(run_dir / "config.yaml"))
     recipe = f" --recipe {recipe}" if recipe else ""
     print(f"fine-tune it: mix2 train --data YOUR_DATA{recipe} --init {run_dir / 'checkpoints' / 'best.ckpt'}")
     print(f"run folder: {run_dir}")

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mix2.config import RunConfig, recipe_for_frames
+from mix2.config import RunConfig, recipe_for_encoder
 from mix2.errors import Mix2Error, input_error
 from mix2.files import md5sum
 from mix2.inference import load_checkpoint, stored_run
@@ -69,15 +69,17 @@ class InitSource:
     def check(self, config: RunConfig) -> None:
         """Refuse, in one line, a checkpoint that cannot start ``config``'s run: another network, another front-end."""
         if self.config.train.model != config.train.model:
+            their_recipe = recipe_for_encoder(self.config)
+            fits = f", or --recipe {their_recipe}, whose frames and network it has" if their_recipe else ""
             raise input_error(
                 self.path,
                 f"the --init checkpoint holds a {self.config.train.model} network, this run trains {config.train.model}; "
-                f"pass --model {self.config.train.model}",
+                f"pass --model {self.config.train.model}{fits}",
             )
         theirs, ours = vars(self.config.features), vars(config.features)
         differing = [f"features.{name} {theirs[name]} against {ours[name]}" for name in ours if theirs[name] != ours[name]]
         if differing:
-            their_recipe, our_recipe = recipe_for_frames(self.config), recipe_for_frames(config)
+            their_recipe, our_recipe = recipe_for_encoder(self.config), recipe_for_encoder(config)
             hint = ""
             if their_recipe != our_recipe:
                 hint = (

@@ -1,0 +1,37 @@
+"""benchmarks/quality.py: the pretraining folder each recipe and network fine-tunes from."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import quality  # benchmarks/quality.py
+
+
+@pytest.mark.parametrize(
+    ("recipe", "model", "folder"),
+    [
+        ("small-data", None, "pretrain-40x2048-hop256-mobilenetv3_large_050"),
+        ("small-data-v2", None, "pretrain-40x2048-hop256"),
+        ("small-data-v1", None, "pretrain-40x2048"),
+        ("small-data", "mobilenetv3_large", "pretrain-40x2048-hop256"),
+        ("small-data-v2", "mobilenetv3_large_bandnorm", "pretrain-40x2048-hop256-mobilenetv3_large_bandnorm"),
+    ],
+)
+def test_each_recipe_s_network_and_frames_pretrain_in_a_folder_of_their_own(tmp_path, recipe, model, folder):
+    for name in {folder, "pretrain-40x2048-hop256", "pretrain-40x2048-hop256-mobilenetv3_large_050"}:
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / "pretrained.json").write_text("{}")  # finished: found, not pretrained again
+    assert quality.pretrained(tmp_path, Path("data"), 40, 2048, recipe=recipe, model=model) == tmp_path / folder
+
+
+def test_the_pretraining_it_starts_is_given_the_recipe_and_the_network(tmp_path, monkeypatch):
+    commands = []
+    monkeypatch.setattr(quality, "UNLABELLED", tmp_path)
+    monkeypatch.setattr(quality.subprocess, "run", lambda command, **options: commands.append(command))
+    quality.pretrained(tmp_path, Path("data"), 40, 2048, recipe="small-data")
+    (command,) = commands
+    assert command[command.index("--recipe") + 1] == "small-data"
+    assert command[command.index("--model") + 1] == "mobilenetv3_large_050"
+    assert command[command.index("--run-dir") + 1] == str(tmp_path / "pretrain-40x2048-hop256-mobilenetv3_large_050")
