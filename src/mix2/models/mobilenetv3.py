@@ -26,7 +26,7 @@ twice the epochs.
 
 The forward pass runs between named stages, so that mixing methods can stop at a stage, mix,
 and resume: ``input``, ``stem``, ``block1`` ... ``block15``, ``features`` (the 960-channel
-map), ``embedding`` (the pooled 960-d vector) and ``logits``.
+map; 480 at half width), ``embedding`` (the pooled 960-d vector) and ``logits``.
 
 Example:
     >>> import torch
@@ -317,7 +317,7 @@ VARIANTS: dict[str, dict[str, bool | float]] = {
     "mobilenetv3_large_bandnorm": {"band_norm": True},
     # a second input channel with each mel band's position (CoordConv along frequency)
     "mobilenetv3_large_freqcoord": {"frequency_channel": True},
-    # half the channels in every layer (timm's name for the width): 2.7x faster a training step on a CPU
+    # half the channels in every layer (timm's name for the width): a training epoch on a CPU in half the time
     "mobilenetv3_large_050": {"width": 0.5},
 }
 """The registered MobileNetV3-Large networks and their settings of :func:`mobilenetv3_large`."""
