@@ -1,8 +1,8 @@
 """Quality on real recordings: the baseline, no mixing, Mix2 and Mix2 + ADD, over seeds, on one split.
 
 On NIPS4B (``../shared/data/nips4b``: real multi-label field recordings, 87 classes), with the
-small-data recipe (``--recipe``: another one, such as ``small-data-v1``, the recipe before
-2026-12-04, in a folder named after it), it trains through ``mix2 experiment`` (so it resumes where it stopped, and
+small-data recipe (``--recipe``: another one, such as ``small-data-v2``, the paper's network for 160
+epochs, before 2026-12-05, or ``small-data-v1``, before 2026-12-04, in a folder named after it), it trains through ``mix2 experiment`` (so it resumes where it stopped, and
 can span sessions):
 
 - ``timeshift``: the recipe without mixing (SpecAugment and the circular time shift);
@@ -31,7 +31,8 @@ folder named ``...-hop256-mobilenetv3_large_050``; ``--model`` pretrains that ne
 experiment from scratch has finished, each method's difference to it is printed, paired by seed.
 
     python benchmarks/quality.py                     # NIPS4B, 3 seeds: about 3 hours on 2 CPU cores
-    python benchmarks/quality.py --epochs 80         # small-data's first length of 16-ms frames (80 epochs)
+    python benchmarks/quality.py --recipe small-data-v2 --checkpoint last   # the README's tables: the paper's network, 160 epochs
+    python benchmarks/quality.py --recipe small-data-v2 --epochs 80   # the first length of 16-ms frames (80 epochs)
     python benchmarks/quality.py --recipe small-data-v1   # the recipe before 2026-12-04: 40 epochs of 8-ms frames
     python benchmarks/quality.py --quick             # 1 seed, 4 epochs: the whole path in about 5 minutes
     python benchmarks/quality.py --epochs 100 --methods mix2  # the paper's epochs, no mixing and Mix2 only
