@@ -89,7 +89,13 @@ TRAIN_OPTIONS = {
         ("--top-db", "features", "top_db", float, "each clip's input floor, in dB under its loudest bin (80)"),
     ],
     TRAINING: [
-        ("--model", "train", "model", str, f"network: {', '.join(MODELS.names())} (mobilenetv3_large, the paper's)"),
+        (
+            "--model",
+            "train",
+            "model",
+            str,
+            f"network: {', '.join(MODELS.names())} (the paper's: {_recipe('paper', 'model')}; small-data: {_recipe('small-data', 'model')})",
+        ),
         (
             "--epochs",
             "train",
