@@ -31,7 +31,7 @@ import argparse
 import json
 from pathlib import Path
 
-from quality import check_seeds, mean_std, train_experiments
+from quality import check_jobs, check_seeds, mean_std, train_experiments
 
 from mix2.cli import COMPARED
 from mix2.config import PRESETS, RunConfig, default_config
@@ -122,8 +122,7 @@ def main() -> None:
     check_seeds(args.seeds)
     if args.epochs is not None and args.epochs < 1:
         raise SystemExit(f"--epochs must be 1 or more, got {args.epochs}")
-    if args.jobs < 1:
-        raise SystemExit(f"--jobs must be 1 or more, got {args.jobs}")
+    check_jobs(args.jobs)
     if len(set(args.presets)) < len(args.presets):
         raise SystemExit(f"--presets must be distinct, got {' '.join(args.presets)}")
     model, epochs = args.model or DEMO.train.model, args.epochs or DEMO.train.epochs

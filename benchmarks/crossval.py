@@ -41,7 +41,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from quality import DEFAULT_DATA, METHODS, REFERENCE, configure, recipe_suffix, train_all
+from quality import DEFAULT_DATA, METHODS, REFERENCE, check_jobs, configure, recipe_suffix, train_all
 from thresholds import POLICIES, cross_validated, macro_f1_active, policy_thresholds
 
 from mix2.config import RECIPES, RunConfig
@@ -175,6 +175,7 @@ def main() -> None:
         raise SystemExit(f"{args.data}: no such data; this benchmark needs ../shared/data/nips4b beside the repository")
     if args.folds < 2:
         raise SystemExit(f"--folds must be 2 or more, got {args.folds}")
+    check_jobs(args.jobs)
     init = None if args.init == "none" else Path(args.init)
     if init is not None and not init.is_file():
         raise SystemExit(f"{init}: no such checkpoint; run benchmarks/quality.py --pretrain first, or give --init")

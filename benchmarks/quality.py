@@ -235,6 +235,12 @@ def check_seeds(seeds: list[int]) -> None:
         raise SystemExit(f"--seeds must be distinct whole numbers, 0 or more, got {' '.join(map(str, seeds))}")
 
 
+def check_jobs(jobs: int) -> None:
+    """Refuse ``--jobs`` below 1 (no run would ever start), in one line, before any work starts."""
+    if jobs < 1:
+        raise SystemExit(f"--jobs must be 1 or more, got {jobs}")
+
+
 def train_all(out_dir: Path, experiment: Experiment, jobs: int) -> dict[str, float]:
     """Train every unfinished run, ``jobs`` processes at a time with one thread each; returns each run's wall seconds."""
     return {str(Path(path).relative_to(out_dir)): s for path, s in train_experiments([(out_dir, experiment)], jobs).items()}
@@ -464,6 +470,7 @@ def main() -> None:
     if not args.data.exists():
         raise SystemExit(f"{args.data}: no such data; the quality benchmark needs ../shared/data/nips4b beside the repository")
     check_seeds(args.seeds)
+    check_jobs(args.jobs)
     if args.pretrain_background < 0:
         raise SystemExit(f"--pretrain-background must be 0 or more, got {args.pretrain_background:g}")
     epochs = 4 if args.quick else args.epochs

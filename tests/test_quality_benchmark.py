@@ -1,4 +1,4 @@
-"""benchmarks/quality.py: the pretraining folder each recipe and network fine-tunes from."""
+"""benchmarks/quality.py: the pretraining folder each recipe and network fine-tunes from, and the refusals it shares."""
 
 import sys
 from pathlib import Path
@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import crossval  # benchmarks/crossval.py
 import quality  # benchmarks/quality.py
 
 
@@ -35,3 +36,16 @@ def test_the_pretraining_it_starts_is_given_the_recipe_and_the_network(tmp_path,
     assert command[command.index("--recipe") + 1] == "small-data"
     assert command[command.index("--model") + 1] == "mobilenetv3_large_050"
     assert command[command.index("--run-dir") + 1] == str(tmp_path / "pretrain-40x2048-hop256-mobilenetv3_large_050")
+
+
+@pytest.mark.parametrize("benchmark", [quality, crossval])
+def test_jobs_below_one_are_refused_in_one_line_before_any_work(monkeypatch, tmp_path, benchmark):
+    def work(*arguments, **options):
+        raise AssertionError("work started")
+
+    for name in ("configure", "train_all", "read_plan"):
+        if hasattr(benchmark, name):
+            monkeypatch.setattr(benchmark, name, work)
+    monkeypatch.setattr(sys, "argv", ["benchmark.py", "--data", str(tmp_path), "--jobs", "0"])
+    with pytest.raises(SystemExit, match=r"^--jobs must be 1 or more, got 0$"):
+        benchmark.main()
