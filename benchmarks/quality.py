@@ -31,7 +31,8 @@ folder named ``...-hop256-mobilenetv3_large_050``; ``--model`` pretrains that ne
 experiment from scratch has finished, each method's difference to it is printed, paired by seed.
 
     python benchmarks/quality.py                     # NIPS4B, 3 seeds: about 3 hours on 2 CPU cores
-    python benchmarks/quality.py --recipe small-data-v2 --checkpoint last   # the README's tables: the paper's network, 160 epochs
+    python benchmarks/quality.py --methods mix2 --checkpoint last   # the README's first table: small-data, no mixing and Mix2
+    python benchmarks/quality.py --recipe small-data-v2 --checkpoint last   # its next: the paper's network, 160 epochs
     python benchmarks/quality.py --recipe small-data-v2 --epochs 80   # the first length of 16-ms frames (80 epochs)
     python benchmarks/quality.py --recipe small-data-v1   # the recipe before 2026-12-04: 40 epochs of 8-ms frames
     python benchmarks/quality.py --quick             # 1 seed, 4 epochs: the whole path in about 5 minutes
