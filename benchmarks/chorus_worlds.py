@@ -3,11 +3,12 @@
 ``mix2 train`` with no arguments trains on the built-in chorus drawn with ``chorus_seed`` 0, and
 prints its test numbers beside the baseline's. One draw, scored once, cannot tell a setting from
 luck, and the demonstration's test clips must not choose its settings. This benchmark trains the
-same demonstration (``default_config("chorus")``: the small-data recipe for 120 epochs) on other
-draws of the same generator, ``--worlds`` (chorus seeds 1 to 6; 0, the demonstration's own, is
-refused), with training seeds ``--seeds`` (0), through ``mix2 experiment`` (one folder per world,
-preset and seed, so it resumes where it stopped and a later call reuses what has finished), and
-fits the baseline on each world's clips. It prints, per world and seed and as mean ± std over
+same demonstration (``default_config("chorus")``: the small-data recipe with Mix2, for 120 epochs)
+on other draws of the same generator, ``--worlds`` (chorus seeds 1 to 6; 0, the demonstration's
+own, is refused), with training seeds ``--seeds`` (0) and the demonstration's preset or
+``--presets``, through ``mix2 experiment`` (one folder per world, preset and seed, so it resumes
+where it stopped and a later call reuses what has finished), and fits the baseline on each
+world's clips. It prints, per world and seed and as mean ± std over
 them, what the demonstration's summary holds the network against the baseline on (macro F1 over
 active classes and rare F1 at 0.5, tuned macro F1, mAP), each network's difference to the
 baseline, and, with several ``--presets``, each preset's difference to the first, paired by
@@ -17,7 +18,7 @@ Runs go ``--jobs`` at a time (default 2), one thread each: about 8 minutes a run
 network and length has its folder, ``runs/benchmarks/chorus-worlds-MODEL-eEPOCHS``.
 
     python benchmarks/chorus_worlds.py                                  # the demonstration on worlds 1 to 6: about 25 minutes
-    python benchmarks/chorus_worlds.py --presets timeshift mix2         # and with Mix2, paired by world
+    python benchmarks/chorus_worlds.py --presets timeshift mix2         # Mix2 against no mixing, paired by world
     python benchmarks/chorus_worlds.py --seeds 0 1                      # two training seeds on each world
     python benchmarks/chorus_worlds.py --model mobilenetv3_large --epochs 48 --presets timeshift mix2 --seeds 0 1   # before half width
     python benchmarks/chorus_worlds.py --model mobilenetv3_large_bandnorm --epochs 48 --worlds 1 2 3
@@ -34,7 +35,7 @@ from pathlib import Path
 from quality import check_jobs, check_seeds, mean_std, train_experiments
 
 from mix2.cli import COMPARED
-from mix2.config import PRESETS, RunConfig, default_config
+from mix2.config import DEMO_PRESET, PRESETS, RunConfig, default_config
 from mix2.errors import Mix2Error
 from mix2.experiment import Experiment, plan_experiment
 from mix2.registry import MODELS
@@ -102,7 +103,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worlds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6], help="chorus seeds (1 to 6)")
     parser.add_argument(
-        "--presets", nargs="+", choices=list(PRESETS), default=["timeshift"], help="the demonstration's (timeshift) or others"
+        "--presets",
+        nargs="+",
+        choices=list(PRESETS),
+        default=[DEMO_PRESET],
+        help=f"the demonstration's ({DEMO_PRESET}), or others",
     )
     parser.add_argument("--model", choices=MODELS.names(), help=f"the network (the demonstration's, {DEMO.train.model})")
     parser.add_argument("--epochs", type=int, help=f"training epochs (the demonstration's {DEMO.train.epochs})")

@@ -8,7 +8,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import chorus_worlds  # benchmarks/chorus_worlds.py
 
-from mix2.config import default_config
+from mix2.config import DEMO_EPOCHS, DEMO_PRESET, default_config
 
 
 def test_a_world_is_the_demonstration_on_another_draw_of_the_chorus():
@@ -19,7 +19,7 @@ def test_a_world_is_the_demonstration_on_another_draw_of_the_chorus():
     assert chorus_worlds.world_config(1, "mobilenetv3_large_bandnorm").train.model == "mobilenetv3_large_bandnorm"
     before = chorus_worlds.world_config(2, "mobilenetv3_large", epochs=48)
     assert (before.train.model, before.train.epochs) == ("mobilenetv3_large", 48)
-    assert chorus_worlds.world_config(2, None).train.epochs == default_config("chorus").train.epochs == 120
+    assert chorus_worlds.world_config(2, None).train.epochs == default_config("chorus").train.epochs == DEMO_EPOCHS
 
 
 @pytest.mark.parametrize(
@@ -82,10 +82,10 @@ def test_each_network_and_length_trains_in_a_folder_of_its_own(monkeypatch, tmp_
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(chorus_worlds, "train_experiments", stop)
     for arguments, folder in [
-        ([], "chorus-worlds-mobilenetv3_large_050-e120"),  # the demonstration's
+        ([], f"chorus-worlds-mobilenetv3_large_050-e{DEMO_EPOCHS}"),  # the demonstration's
         (["--model", "mobilenetv3_large", "--epochs", "48"], "chorus-worlds-mobilenetv3_large-e48"),
     ]:
         monkeypatch.setattr(sys, "argv", ["chorus_worlds.py", "--worlds", "3", *arguments])
         with pytest.raises(SystemExit, match="planned"):
             chorus_worlds.main()
-        assert planned.pop() == Path("runs/benchmarks") / folder / "world3" / "timeshift" / "seed0"
+        assert planned.pop() == Path("runs/benchmarks") / folder / "world3" / DEMO_PRESET / "seed0"

@@ -9,7 +9,7 @@ from sklearn.metrics import f1_score
 
 from conftest import shared_data
 from mix2 import default_config, evaluate, train
-from mix2.cli import main
+from mix2.cli import _print_baseline_comparison, main
 from mix2.inference import load_trained_model
 from mix2.metrics import tune_thresholds
 from mix2.reporting.html import write_report
@@ -198,3 +198,22 @@ def test_trains_on_real_nips4b_recordings_and_lists_a_corrupt_one(tmp_path):
     failures = pd.read_csv(run_dir / "failures.csv")
     assert failures["file"].tolist() == ["audio/broken.flac"] and "unreadable audio" in failures["reason"][0]
     assert "audio/broken.flac" not in set(pd.read_csv(run_dir / "clips.csv")["file"])
+
+
+@pytest.mark.parametrize(
+    ("ours", "verdict"),
+    [
+        ((0.9, 0.9, 0.8, 0.95), "the network beats the baseline on each"),  # level on rare counts as reaching it
+        ((0.7, 0.6, 0.7, 0.8), ("the network trails the baseline on macro F1 over active classes, rare, tuned macro F1 over "
+                                "active classes, mAP")),
+        ((0.95, 0.95, 0.7, 0.95), ("the network beats the baseline on macro F1 over active classes, rare, mAP, and trails it "
+                                   "on tuned macro F1 over active classes")),
+    ],
+)  # fmt: skip
+def test_the_summary_says_where_the_network_beats_the_baseline_and_where_it_trails(capsys, ours, verdict):
+    def metrics(f1, rare, tuned, average_precision):
+        return {"macro_f1_active": f1, "groups": {"rare": rare}, "tuned": {"macro_f1_active": tuned}, "map": average_precision,
+                "threshold": 0.5, "model": "log-mel statistics + logistic regression"}  # fmt: skip
+
+    _print_baseline_comparison(metrics(*ours), metrics(0.85, 0.9, 0.75, 0.9))
+    assert capsys.readouterr().out.splitlines()[-1] == f"{verdict} (at threshold 0.5 unless tuned)"

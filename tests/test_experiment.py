@@ -94,6 +94,21 @@ def test_a_folder_keeps_its_plan(tmp_path):
         plan_experiment(tmp_path / "empty")
 
 
+def test_a_plan_that_plans_the_same_runs_is_the_same_experiment(tmp_path):
+    """A base that differs only where every preset overrides it (the demonstration's default mixing changed from none
+    to Mix2) plans the same runs, so the folder resumes; a base that changes a run is refused."""
+    before = default_config("chorus")
+    before.mixing.method = "none"
+    plan_experiment(tmp_path, Experiment(before, ["timeshift", "mix2"], [0]))
+    now = default_config("chorus")
+    assert now.mixing.method == "mix2" and now.to_dict() != before.to_dict()
+    assert plan_experiment(tmp_path, Experiment(now, ["timeshift", "mix2"], [0])).base.mixing.method == "mix2"
+    assert plan_experiment(tmp_path).base.mixing.method == "mix2"  # the stored plan is replaced
+    now.train.lr *= 2
+    with pytest.raises(Mix2Error, match="this folder holds another experiment \\(its base differ\\)"):
+        plan_experiment(tmp_path, Experiment(now, ["timeshift", "mix2"], [0]))
+
+
 def test_table_one_is_mean_and_sample_std_of_the_runs(tmp_path):
     fake_experiment(tmp_path)
     written = aggregate_experiment(tmp_path)

@@ -86,6 +86,9 @@ def test_the_demonstration_uses_the_small_data_recipe():
     assert config.train.lr == RECIPES["small-data"]["train"]["lr"] and config.train.monitor == "last"
     assert (config.features.hop_length, config.augment.max_time_mask_frames) == (256, 14)
     assert config.train.model == RECIPES["small-data"]["train"]["model"] and config.train.epochs == DEMO_EPOCHS
+    assert (config.mixing.method, config.augment.specaugment, config.augment.time_shift) == ("mix2", True, True)
+    assert config.mixing.mix2.members == {"mixup": 0.25, "manifold_mixup": 0.5, "multimix": 0.25}
+    assert default_config("data").mixing.method == "none"  # your data trains without mixing unless a preset says so
 
 
 @pytest.mark.parametrize(

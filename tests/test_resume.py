@@ -17,7 +17,7 @@ import torch
 
 from mix2 import default_config, resume, train, training
 from mix2.cli import main
-from mix2.config import RunConfig
+from mix2.config import DEMO_PRESET, RunConfig
 from mix2.errors import Mix2Error
 from mix2.inference import load_checkpoint
 from mix2.training import Classifier
@@ -230,7 +230,7 @@ def test_an_experiment_resumes_its_interrupted_run(tiny, tmp_path, monkeypatch):
     from mix2 import experiment
 
     _, config, straight = tiny
-    plan = experiment.Experiment(config, presets=["timeshift"], seeds=[0])
+    plan = experiment.Experiment(config, presets=[DEMO_PRESET], seeds=[0])  # the straight run's own preset
     real_step = Classifier.training_step
 
     def crash_in_epoch_2(self, batch, batch_index):
@@ -249,4 +249,4 @@ def test_an_experiment_resumes_its_interrupted_run(tiny, tmp_path, monkeypatch):
     experiment.run_experiment(tmp_path, progress=False)
     assert resumed_from == [run_dir]
     assert_same_run(run_dir, straight)
-    assert "timeshift" in (tmp_path / "results" / "table1.md").read_text()
+    assert DEMO_PRESET in (tmp_path / "results" / "table1.md").read_text()

@@ -1,6 +1,6 @@
 """The ``mix2`` command: one verb per job, a thin parser over :mod:`mix2.run`.
 
-    mix2 train                        # a short run on the built-in synthetic chorus
+    mix2 train                        # a short Mix2 run on the built-in synthetic chorus
     mix2 train --data PATH            # AnuraSet folder, events folder or multi-hot CSV
     mix2 train --recipe small-data    # the optimisation measured for small data on a CPU (paper: the paper's)
     mix2 train --preset mix2          # a row of the paper's Table I
@@ -223,7 +223,7 @@ def setting_problem(err: SettingError) -> str:
 
 
 TRAIN_EXAMPLES = """examples:
-  mix2 train                                         # the demonstration on the built-in chorus (2.5 to 5 minutes)
+  mix2 train                                         # the demonstration on the built-in chorus, with Mix2 (about 5 minutes)
   mix2 train --data ../shared/data/nips4b --recipe small-data --preset mix2 --out runs/nips4b
 """
 
@@ -587,17 +587,21 @@ COMPARED = (
 
 
 def _print_baseline_comparison(metrics: dict, baseline: dict) -> None:
-    """The baseline's test numbers beside the network's, and whether the network beats it on each."""
-    parts, behind = [], []
+    """The baseline's test numbers beside the network's, and where the network reaches it and where it trails it."""
+    parts, ahead, behind = [], [], []
     for name, read in COMPARED:
         ours, theirs = read(metrics), read(baseline)
         if ours is None or theirs is None:
             continue
         parts.append(f"{name} {_number(ours)} against {_number(theirs)} ({ours - theirs:+.3f})")
-        if ours < theirs:
-            behind.append(name)
+        (behind if ours < theirs else ahead).append(name)
     print(f"baseline ({baseline['model']}) on the same test clips: {'; '.join(parts)}")
-    verdict = f"the network trails the baseline on {', '.join(behind)}" if behind else "the network beats the baseline on each"
+    if not behind:
+        verdict = "the network beats the baseline on each"
+    elif not ahead:
+        verdict = f"the network trails the baseline on {', '.join(behind)}"
+    else:
+        verdict = f"the network beats the baseline on {', '.join(ahead)}, and trails it on {', '.join(behind)}"
     print(f"{verdict} (at threshold {metrics['threshold']} unless tuned)")
 
 

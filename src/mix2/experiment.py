@@ -31,21 +31,29 @@ from mix2.run_folder import is_finished
 def plan_experiment(out_dir: str | Path, experiment: Experiment | None = None) -> Experiment:
     """Write (or read back) the plan of the experiment in ``out_dir``, and its ``commands.txt``.
 
-    With ``experiment=None`` the folder's existing plan is returned. A plan that differs from
-    the one already in the folder is refused, so one folder never mixes two experiments.
+    With ``experiment=None`` the folder's existing plan is returned. A plan whose runs (each
+    run's folder and full configuration, in order) differ from those of the plan already in the
+    folder is refused, so one folder never mixes two experiments. A plan that differs only where
+    every preset overrides the base (its mixing method, say, when a default changes) plans the
+    same runs: it is accepted, and replaces the stored one.
     """
     out_dir = Path(out_dir)
     plan_path = out_dir / PLAN_FILE
     stored = read_plan(out_dir)
     if experiment is None:
         return stored_plan(out_dir)
-    if stored is not None and stored.to_dict() != experiment.to_dict():
+    if stored is not None and _planned_runs(stored) != _planned_runs(experiment):
         changed = [k for k, v in experiment.to_dict().items() if stored.to_dict()[k] != v]
         raise input_error(plan_path, f"this folder holds another experiment (its {', '.join(changed)} differ); use a new folder")
     for run in experiment.runs():  # every run's settings, before anything is written (the runs may train elsewhere)
         check_config(experiment.config(run), here=False)
     write_plan(out_dir, experiment)
     return experiment
+
+
+def _planned_runs(experiment: Experiment) -> list[tuple[str, dict]]:
+    """Each run's folder and full configuration, in run order: what makes two plans the same experiment."""
+    return [(run.path, experiment.config(run).to_dict()) for run in experiment.runs()]
 
 
 def run_experiment(
