@@ -1,5 +1,6 @@
 """What makes training learn on small data: the schedule, the kept checkpoint, the recipes, and the baseline."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import lightning as L
@@ -10,12 +11,14 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from mix2 import train
 from mix2.baseline import band_statistics, fit_baseline
 from mix2.cli import build_parser, config_from_args
 from mix2.config import DEMO_EPOCHS, RECIPES, apply_preset, apply_recipe, default_config
 from mix2.errors import Mix2Error
-from mix2.run import kept_by
-from mix2.training import BestCheckpoint, Classifier, WeightEma, ema_decay
+from mix2.run import kept_by, kept_epoch
+from mix2.training import AtomicCheckpointIO, BestCheckpoint, Classifier, WeightEma, ema_decay
+from test_end_to_end import tiny_chorus_config
 
 
 def optimiser_of(config, steps_per_epoch: int):
@@ -140,6 +143,34 @@ def test_the_best_checkpoint_is_the_latest_of_equal_scores(mode, scores, kept, t
             callback.best_k_models = {"best.ckpt": torch.tensor(score)}
             callback.kth_best_model_path = "best.ckpt"
     assert best == kept
+
+
+@pytest.mark.parametrize("monitor", ["last", "val_loss"])
+def test_a_run_that_keeps_its_last_epoch_copies_last_ckpt_instead_of_writing_it_twice(monitor, tmp_path, monkeypatch):
+    serialised, after_each_epoch = [], []
+    save, keep = AtomicCheckpointIO.save_checkpoint, BestCheckpoint._save_checkpoint
+
+    def counting_save(self, checkpoint, path, storage_options=None):
+        serialised.append((checkpoint["epoch"], Path(path).name))
+        save(self, checkpoint, path, storage_options)
+
+    def checking_keep(self, trainer, filepath):
+        keep(self, trainer, filepath)
+        folder = Path(filepath).parent
+        after_each_epoch.append((folder / "best.ckpt").read_bytes() == (folder / "last.ckpt").read_bytes())
+
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", counting_save)
+    monkeypatch.setattr(BestCheckpoint, "_save_checkpoint", checking_keep)
+    config = tiny_chorus_config(tmp_path)
+    config.train.epochs, config.train.monitor, config.train.seed = 3, monitor, 1
+    run_dir = train(config, run_dir=tmp_path / "run", progress=False)
+    if monitor == "last":  # one serialisation an epoch; best.ckpt is last.ckpt's bytes, epoch by epoch
+        assert serialised == [(epoch, "last.ckpt") for epoch in range(3)] and after_each_epoch == [True] * 3
+        kept = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+        assert kept["epoch"] == 2 and kept_epoch(kept, run_dir / "checkpoints" / "best.ckpt", 3)["monitor"] is None
+    else:  # a validation score chooses: best.ckpt is serialised for each epoch that improves it
+        assert [name for _, name in serialised].count("last.ckpt") == 3 and ("best.ckpt" in [n for _, n in serialised])
+        assert len(after_each_epoch) == [name for _, name in serialised].count("best.ckpt")
 
 
 def test_band_statistics_are_each_bands_mean_then_standard_deviation():

@@ -21,7 +21,7 @@ from mix2.mixing import create_mixer, mix_rows
 from mix2.models import create_model
 from mix2.models.fusion import fold_batch_norm
 from mix2.models.micro_batches import MicroBatches
-from mix2.training import Classifier, clip_loader
+from mix2.training import KEPT_INPUT_BYTES, CachedClips, Classifier, clip_loader
 from test_end_to_end import tiny_chorus_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -157,16 +157,24 @@ def test_bf16_micro_batched_mix2_run_never_recomputes_features_and_logs_its_spee
 
     def counting_fit(*args, **kwargs):
         before = len(frontend_calls)
+        cache_reads.clear()
         fit(*args, **kwargs)
         during_fit["frontend_calls"] = len(frontend_calls) - before
+        during_fit["cache_reads"] = list(cache_reads)
 
     monkeypatch.setattr(run, "_fit", counting_fit)
+    cache_reads = []
+    load = np.load
+    monkeypatch.setattr(np, "load", lambda path, *args, **kwargs: cache_reads.append(Path(path)) or load(path, *args, **kwargs))
     config = tiny_chorus_config(tmp_path)
     config.train.epochs, config.train.precision, config.train.micro_batch_size = 3, "bf16", 4
     config.mixing.method, config.loss.name = "mix2", "bce+add"
     run_dir = train(config, run_dir=tmp_path / "run", progress=False)
 
     assert frontend_calls and during_fit["frontend_calls"] == 0  # three epochs read the cache only
+    reads, splits = during_fit["cache_reads"], pd.read_csv(run_dir / "clips.csv")["split"]
+    assert (splits == "val").sum() < len(reads) <= splits.isin(["train", "val"]).sum()
+    assert len(set(reads)) == len(reads)  # each clip's file read once in three epochs; after that, from memory
     speed = pd.read_csv(run_dir / "logs" / "speed.csv")
     train_clips = (pd.read_csv(run_dir / "clips.csv")["split"] == "train").sum()
     assert list(speed["epoch"]) == [1, 2, 3]  # counted from 1, as a person reads them
@@ -175,6 +183,40 @@ def test_bf16_micro_batched_mix2_run_never_recomputes_features_and_logs_its_spee
     log = pd.read_csv(run_dir / "logs" / "metrics.csv")
     assert list(log["epoch"]) == [1, 2, 3] and np.isfinite(log["train_loss"]).all()  # one row per epoch
     assert "precision: bf16" in (run_dir / "config.yaml").read_text()
+
+
+def test_kept_clips_are_the_values_of_their_files_until_the_budget_is_spent(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = [tmp_path / f"{i}.npy" for i in range(3)]
+    for path in paths:
+        np.save(path, rng.normal(-40, 10, (8, 6)).astype(np.float16))
+    labels = np.eye(3)
+    from_files = [CachedClips(paths, labels)[i] for i in range(3)]
+    clip_bytes = 8 * 6 * 4  # one scaled float32 clip
+    kept = CachedClips(paths, labels, kept_bytes=2 * clip_bytes + clip_bytes // 2)
+    first_reads = [kept[i] for i in range(3)]
+    evaluation = clip_loader(paths, labels, tiny_chorus_config(tmp_path).train, 3)
+    next(iter(evaluation))
+    assert evaluation.dataset.kept == {}  # evaluation's loaders keep nothing: they read each clip once
+    for path in paths:
+        path.unlink()
+    for i in range(2):  # kept: read again from memory, the same values
+        for read in (first_reads[i], kept[i]):
+            assert torch.equal(read[0], from_files[i][0]) and torch.equal(read[1], from_files[i][1])
+    with pytest.raises(FileNotFoundError):  # the budget held two clips, not three
+        kept[2]
+    assert sorted(kept.kept) == [0, 1] and kept.bytes_left == clip_bytes // 2
+
+
+def test_a_batch_changed_in_place_leaves_the_kept_clips_as_read(tmp_path):
+    path = tmp_path / "a.npy"
+    np.save(path, np.linspace(-60, 0, 48, dtype=np.float16).reshape(8, 6))
+    loader = clip_loader([path], np.ones((1, 2)), tiny_chorus_config(tmp_path).train, 1, kept_bytes=KEPT_INPUT_BYTES)
+    first, _ = next(iter(loader))
+    expected = first.clone()
+    first.mul_(0)  # augmentation may act in place on a batch
+    again, _ = next(iter(loader))
+    assert torch.equal(again, expected) and list(loader.dataset.kept) == [0]
 
 
 def test_loaders_pin_memory_only_for_a_gpu(monkeypatch):

@@ -290,8 +290,8 @@ def lightning_trainer(
         precision=PRECISIONS[config.train.precision],
         deterministic="warn" if config.train.deterministic else False,
         callbacks=[
+            last,  # before best.ckpt's callback, which copies it where the run keeps its last epoch
             BestCheckpoint(checkpoint_dir, monitor, mode),
-            last,
             StepTimes(run_dir / "logs" / "speed.csv"),
             *([WeightEma(config.train.ema_half_life_epochs)] if config.train.ema_half_life_epochs else []),
             *([ProgressBar()] if progress else []),

@@ -26,7 +26,8 @@ and the mixers and the ADD loss act on the whole batch (see :mod:`mix2.distribut
 Speed: the model runs in channels-last memory layout (about twice the default layout's speed
 for a CPU training step), optionally under bf16 or fp16 autocast (``train.precision``; the
 loss stays in fp32), and optionally over micro-batches (``train.micro_batch_size``, see
-:mod:`mix2.models.micro_batches`). :class:`StepTimes` writes each epoch's clips per second and
+:mod:`mix2.models.micro_batches`). Training and validation clips stay in memory after their first read,
+up to :data:`KEPT_INPUT_BYTES`. :class:`StepTimes` writes each epoch's clips per second and
 the share of time spent waiting for data to ``logs/speed.csv``. For inference,
 :class:`mix2.inference.InferenceModel` folds batch norm into the convolutions.
 """
@@ -36,6 +37,7 @@ from __future__ import annotations
 import csv
 import functools
 import math
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,26 +67,55 @@ from mix2.models import network_for, to_layout
 from mix2.models.micro_batches import MicroBatches, in_micro_batches
 from mix2.registry import LOSSES, MIXERS, MODELS
 
+KEPT_INPUT_BYTES = 1 << 30
+"""How many bytes of model inputs the training and the validation loader each keep in memory after their first
+read (1 GiB, in each process and loader worker): a small dataset's clips, such as NIPS4B's 700 or the
+demonstration's 350 (96 KB each for 3 s of 16-ms frames), are read from the cache files once, then from memory."""
+
 
 class CachedClips(Dataset):
     """Clips read from the feature cache: item ``i`` is ``(features (1, mels, frames), labels (classes,))``.
 
     Features are scaled per clip, floored ``top_db`` under its loudest bin (see
-    :func:`~mix2.features.frontend.model_input`).
+    :func:`~mix2.features.frontend.model_input`). The first clips read are kept in memory, scaled,
+    until they fill ``kept_bytes``; a kept clip is read again from there, the same values as from its file.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> np.save(folder / "a.npy", np.zeros((4, 6), np.float16))
+        >>> clips = CachedClips([folder / "a.npy"], np.ones((1, 2)), kept_bytes=4 * 6 * 4)
+        >>> features, labels = clips[0]
+        >>> tuple(features.shape), labels.tolist(), sorted(clips.kept)
+        ((1, 4, 6), [1.0, 1.0], [0])
     """
 
-    def __init__(self, feature_paths: list[Path], labels: np.ndarray, top_db: float | None = FeatureConfig.top_db) -> None:
+    def __init__(
+        self,
+        feature_paths: list[Path],
+        labels: np.ndarray,
+        top_db: float | None = FeatureConfig.top_db,
+        kept_bytes: int = 0,
+    ) -> None:
         if len(feature_paths) != len(labels):
             raise ValueError("one label row per feature file is needed")
         self.feature_paths = feature_paths
         self.labels = torch.as_tensor(labels, dtype=torch.float32)
         self.top_db = top_db
+        self.kept: dict[int, torch.Tensor] = {}
+        self.bytes_left = kept_bytes
 
     def __len__(self) -> int:
         return len(self.feature_paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return model_input(torch.from_numpy(np.load(self.feature_paths[index]))[None], self.top_db)[0], self.labels[index]
+        features = self.kept.get(index)
+        if features is None:
+            features = model_input(torch.from_numpy(np.load(self.feature_paths[index]))[None], self.top_db)[0]
+            size = features.numel() * features.element_size()
+            if size <= self.bytes_left:
+                self.kept[index], self.bytes_left = features, self.bytes_left - size
+        return features, self.labels[index]
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
@@ -174,9 +205,11 @@ def clip_loader(
     sampler: Sampler[int] | None = None,
     drop_last: bool = False,
     top_db: float | None = FeatureConfig.top_db,
+    kept_bytes: int = 0,
 ) -> DataLoader:
-    """Batches of cached clips in ``sampler``'s order (default: as listed), scaled with ``top_db`` (see :func:`loader`)."""
-    return loader(CachedClips(paths, labels, top_db), train, batch_size, sampler, drop_last)
+    """Batches of cached clips in ``sampler``'s order (default: as listed), scaled with ``top_db`` (see :func:`loader`),
+    the first ``kept_bytes`` of them kept in memory for the loader's later epochs."""
+    return loader(CachedClips(paths, labels, top_db, kept_bytes), train, batch_size, sampler, drop_last)
 
 
 def loader(
@@ -205,6 +238,7 @@ class RunData(L.LightningDataModule):
 
     Built into loaders once Lightning knows the processes: each takes its share of every global
     batch of training clips (:class:`EpochShuffle`) and every ``processes``-th validation clip.
+    Each loader keeps the first :data:`KEPT_INPUT_BYTES` of its clips in memory after their first epoch.
     """
 
     def __init__(
@@ -223,12 +257,13 @@ class RunData(L.LightningDataModule):
         batch = self.config.batch_size
         sampler = EpochShuffle(len(paths), self.config.seed, batch, rank, processes)
         drop_last = processes == 1 and len(paths) > batch  # a shared batch is always whole
-        return clip_loader(paths, labels, self.config, batch // processes, sampler, drop_last, self.top_db)
+        return clip_loader(paths, labels, self.config, batch // processes, sampler, drop_last, self.top_db, KEPT_INPUT_BYTES)
 
     def val_dataloader(self) -> DataLoader:
         paths, labels = self.val
         sampler = Strided(len(paths), self.trainer.global_rank, self.trainer.world_size)
-        return clip_loader(paths, labels, self.config, self.config.batch_per_process, sampler, top_db=self.top_db)
+        batch = self.config.batch_per_process
+        return clip_loader(paths, labels, self.config, batch, sampler, top_db=self.top_db, kept_bytes=KEPT_INPUT_BYTES)
 
 
 class NonFiniteLoss(Mix2Error):
@@ -256,7 +291,9 @@ class BestCheckpoint(ModelCheckpoint):
     training data longer.
 
     ``monitor`` ``"last"`` keeps every epoch's weights in turn: ``best.ckpt`` is then the last
-    epoch's, chosen by no validation score (``mode`` is not read).
+    epoch's, chosen by no validation score (``mode`` is not read), and written as a copy of the
+    ``last.ckpt`` that the callback before this one (:func:`mix2.run.lightning_trainer`) has just
+    written, instead of serialising the same epoch a second time.
     """
 
     def __init__(self, dirpath: Path, monitor: str, mode: str) -> None:
@@ -268,6 +305,16 @@ class BestCheckpoint(ModelCheckpoint):
             save_top_k=1,
             enable_version_counter=False,
         )
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if self.monitor is not None:
+            super()._save_checkpoint(trainer, filepath)
+            return
+        if trainer.is_global_zero:
+            with atomic_path(filepath) as partial:
+                shutil.copyfile(Path(filepath).with_name("last.ckpt"), partial)
+        trainer.strategy.barrier()
+        self._last_global_step_saved, self._last_checkpoint_saved = trainer.global_step, filepath
 
     def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
         if current is None or not self.best_k_models:
