@@ -307,6 +307,7 @@ class BestCheckpoint(ModelCheckpoint):
         )
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        """Lightning's save (it sets the same two attributes after writing), or for ``"last"`` a copy of ``last.ckpt``."""
         if self.monitor is not None:
             super()._save_checkpoint(trainer, filepath)
             return
