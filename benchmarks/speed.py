@@ -6,8 +6,10 @@ the configurations take turns over ``--rounds`` rounds; the best step of each is
 
 - **Training step**: the whole step of ``mix2 train`` with Mix2 mixing (SpecAugment, time
   shift, the mixer, BCE, backward, AdamW), MobileNetV3-Large at 1 x 128 x 376. The baseline is
-  PyTorch's default: the default memory layout in fp32. mix2's path is channels-last; bf16
-  autocast and micro-batches are the options.
+  PyTorch's default: the default memory layout in fp32, and the C heap as the process starts.
+  mix2's path is channels-last, with freed memory kept for the next step
+  (:func:`mix2.heap.keep_freed_heap_memory`, as ``mix2 train`` does); bf16 autocast and
+  micro-batches are the options, on mix2's path.
 - **Inference**: the model on a batch of cached features. The baseline is PyTorch's default
   layout in fp32; then channels-last, batch norm folded into the convolutions, in PyTorch and in
   every inference engine installed (ONNX Runtime, OpenVINO; see :mod:`mix2.engines`), bf16
@@ -56,6 +58,7 @@ from mix2.data.clips import ClipTable
 from mix2.engines import OpenVinoEngine, exported_onnx, installed, load_engine, resolve_engine
 from mix2.features.cache import FeatureCache, extract_features
 from mix2.features.logmel import LogMel
+from mix2.heap import keep_freed_heap_memory
 from mix2.inference import InferenceModel, TrainedModel, load_trained_model
 from mix2.quantize import write_int8_network
 from mix2.registry import ENGINES
@@ -78,6 +81,7 @@ class Setup:
     micro_batch_size: int | None = None
     fold: bool = False
     engine: str = "torch"
+    keep_freed_memory: bool = False
 
     def module(self) -> Classifier:
         config = default_config("data")
@@ -89,14 +93,20 @@ class Setup:
 
 
 def training_setups(batch: int, micro: int) -> list[Setup]:
+    kept = {"keep_freed_memory": True}
     return [
         Setup("default layout, fp32 (baseline)", channels_last=False, batch_size=batch),
-        Setup("mix2: channels-last, fp32", channels_last=True, batch_size=batch),
-        Setup("channels-last, bf16 autocast", channels_last=True, precision="bf16", batch_size=batch),
-        Setup("default layout, bf16 autocast", channels_last=False, precision="bf16", batch_size=batch),
-        Setup(f"channels-last, batch {4 * batch} at once", channels_last=True, batch_size=4 * batch),
+        Setup("channels-last, fp32", channels_last=True, batch_size=batch),
+        Setup("mix2: channels-last, fp32, freed memory kept", channels_last=True, batch_size=batch, **kept),
+        Setup("channels-last, bf16 autocast", channels_last=True, precision="bf16", batch_size=batch, **kept),
+        Setup("default layout, bf16 autocast", channels_last=False, precision="bf16", batch_size=batch, **kept),
+        Setup(f"channels-last, batch {4 * batch} at once", channels_last=True, batch_size=4 * batch, **kept),
         Setup(
-            f"channels-last, batch {4 * batch} in micro-batches of {micro}", True, batch_size=4 * batch, micro_batch_size=micro
+            f"channels-last, batch {4 * batch} in micro-batches of {micro}",
+            True,
+            batch_size=4 * batch,
+            micro_batch_size=micro,
+            **kept,
         ),
     ]
 
@@ -128,6 +138,8 @@ def _peak_rss_gb() -> float:
 
 def time_training(setup: Setup, steps: int, frames: int) -> tuple[float, float]:
     """Best seconds of one training step of ``setup`` (after a warm-up step), and the process's peak memory in GB."""
+    if setup.keep_freed_memory:
+        keep_freed_heap_memory()
     torch.manual_seed(0)
     module = setup.module().train()
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)

@@ -14,7 +14,7 @@ import mix2
 
 SOURCE = Path(mix2.__file__).parent
 LAYERS = [
-    ["mix2.errors", "mix2.files", "mix2.registry", "mix2.config"],
+    ["mix2.errors", "mix2.files", "mix2.heap", "mix2.registry", "mix2.config"],
     ["mix2.data", "mix2.features", "mix2.augment", "mix2.mixing", "mix2.losses", "mix2.models", "mix2.metrics",
      "mix2.distributed", "mix2.baseline"],
     ["mix2.training", "mix2.inference", "mix2.engines", "mix2.run_folder", "mix2.experiment_plan", "mix2.transfer",

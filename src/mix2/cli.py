@@ -223,7 +223,7 @@ def setting_problem(err: SettingError) -> str:
 
 
 TRAIN_EXAMPLES = """examples:
-  mix2 train                                         # the demonstration on the built-in chorus, with Mix2 (about 5.5 minutes)
+  mix2 train                                         # the demonstration on the built-in chorus, with Mix2 (about 5 minutes)
   mix2 train --data ../shared/data/nips4b --recipe small-data --preset mix2 --out runs/nips4b
 """
 

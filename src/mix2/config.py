@@ -13,7 +13,7 @@ small dataset, or the demonstration) is validated with stale statistics. ``bn_mo
 gives torchvision's model exactly.
 
 The built-in synthetic chorus is a demonstration, so :func:`default_config` trains it with the
-small-data recipe (:data:`RECIPES`), shortened to about 5.5 minutes on 2 CPU cores, and with Mix2
+small-data recipe (:data:`RECIPES`), shortened to 4.5 to 5.5 minutes on 2 CPU cores, and with Mix2
 (the ``mix2`` preset), which this project is about.
 
 Example:
@@ -754,7 +754,7 @@ def recipe_for_encoder(config: RunConfig) -> str | None:
 
 
 DEMO_EPOCHS = 120
-"""Epochs of the demonstration run on the built-in chorus: the small-data recipe in about 5.5 minutes on 2 CPU cores."""
+"""Epochs of the demonstration run on the built-in chorus: the small-data recipe in 4.5 to 5.5 minutes on 2 CPU cores."""
 DEMO_PRESET = "mix2"
 """The preset of the demonstration run: Mix2, chosen on other draws of the chorus (``benchmarks/chorus_worlds.py``)."""
 

@@ -37,6 +37,7 @@ from mix2.engines import Engine, load_engine
 from mix2.errors import Mix2Error, TrainingInterrupted, input_error
 from mix2.features.cache import FeatureCache, extract_features
 from mix2.files import atomic_path, cache_root
+from mix2.heap import keep_freed_heap_memory
 from mix2.inference import TrainedModel, load_checkpoint, store_thresholds, trained_model
 from mix2.losses import positive_weights
 from mix2.metrics import class_groups, evaluate_scores, tune_thresholds
@@ -273,7 +274,9 @@ def lightning_trainer(
 ) -> L.Trainer:
     """The Lightning trainer of a run in ``run_dir``: ``checkpoints/best.ckpt`` (on ``monitor``, ``mode``
     ``"min"`` or ``"max"``) and ``last.ckpt`` after every epoch, written atomically; ``logs/metrics.csv``
-    (the rows of a resumed run's first ``resumed_epoch + 1`` epochs kept) and ``logs/speed.csv``."""
+    (the rows of a resumed run's first ``resumed_epoch + 1`` epochs kept) and ``logs/speed.csv``. From here on
+    the process keeps freed memory for the next step (:func:`mix2.heap.keep_freed_heap_memory`)."""
+    keep_freed_heap_memory()
     checkpoint_dir = run_dir / "checkpoints"
     # Lightning's save_last writes "last" only when "best" improves: an unmonitored callback
     # overwrites last.ckpt after every epoch instead.
