@@ -2,15 +2,15 @@
 
 A training step on a CPU allocates and frees the same activations and gradients, many of them
 megabytes each, at every step. glibc's allocator serves a block of 128 KiB or more with a fresh
-``mmap``, unmapped when it is freed, and hands back free memory at the top of its heap past a
-second threshold (both raised by glibc itself as blocks are freed, but never past 32 MiB), so
-the next step's first write to each page is a page fault, the kernel zeroing the page: 37,000 to 58,000 faults a step of the half-width network on a batch of
-32, one thread. :func:`keep_freed_heap_memory` has glibc serve blocks of up to 32 MiB from its
-heap and keep what is freed there, as PyTorch's CPU tuning guide gets from tcmalloc or jemalloc
-by preloading one: a few hundred faults a step, and the step a quarter shorter on one thread
-(README, "Speed"). The numbers do not change (PyTorch aligns every tensor itself);
-the process holds its peak memory between steps instead of giving it back. Blocks over 32 MiB
-(batches far larger than a CPU trains) are still mapped and unmapped each time.
+``mmap``, unmapped when it is freed, and hands back free memory at the top of its heap past a second
+threshold (both raised by glibc itself as blocks are freed, but never past 32 MiB), so the next
+step's first write to each page is a page fault, the kernel zeroing the page: 37,000 to 58,000
+faults a step of the half-width network on a batch of 32, one thread. :func:`keep_freed_heap_memory`
+has glibc serve blocks of up to 32 MiB from its heap and keep what is freed there, as PyTorch's CPU
+tuning guide gets from tcmalloc or jemalloc by preloading one: a few hundred faults a step, and the
+step 27 to 33 % shorter on one thread (README, "Speed"). The numbers do not change (PyTorch aligns
+every tensor itself); the process holds its peak memory between steps instead of giving it back.
+Blocks over 32 MiB (batches far larger than a CPU trains) are still mapped and unmapped each time.
 
 Example:
     >>> import platform
