@@ -249,13 +249,15 @@ def train_all(out_dir: Path, experiment: Experiment, jobs: int) -> dict[str, flo
 
 def train_experiments(experiments: list[tuple[Path, Experiment]], jobs: int) -> dict[str, float]:
     """Train every unfinished run of several experiment folders, ``jobs`` processes at a time with one thread each;
-    returns each run's wall seconds by its folder."""
-    pending = [
+    returns each run's wall seconds by its folder. Runs start seed by seed (every method's seed 0, then seed 1), so
+    that a session stopped early leaves runs paired by seed, not one method's seeds alone."""
+    unfinished = [
         (out_dir, index, run)
         for out_dir, experiment in experiments
         for index, run in enumerate(experiment.runs())
         if not is_finished(out_dir / run.path)
     ]
+    pending = sorted(unfinished, key=lambda item: item[2].seed)  # stable: in plan order within a seed
     running: dict[str, tuple[subprocess.Popen, float, Path]] = {}
     seconds: dict[str, float] = {}
     while pending or running:

@@ -49,3 +49,23 @@ def test_jobs_below_one_are_refused_in_one_line_before_any_work(monkeypatch, tmp
     monkeypatch.setattr(sys, "argv", ["benchmark.py", "--data", str(tmp_path), "--jobs", "0"])
     with pytest.raises(SystemExit, match=r"^--jobs must be 1 or more, got 0$"):
         benchmark.main()
+
+
+def test_runs_start_seed_by_seed_so_that_a_session_stopped_early_leaves_pairs(tmp_path, monkeypatch):
+    started = []
+
+    class FinishedAtOnce:
+        returncode = 0
+
+        def __init__(self, command, **options):
+            started.append(int(command[command.index("--run-index") + 1]))
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(quality.subprocess, "Popen", FinishedAtOnce)
+    monkeypatch.setattr(quality.time, "sleep", lambda seconds: None)
+    experiment = quality.Experiment(quality.RunConfig(), ["timeshift", "mix2", "mix2+add"], [0, 1])
+    quality.train_all(tmp_path, experiment, jobs=2)
+    # plan order is preset by preset (timeshift 0, 1; mix2 0, 1; mix2+add 0, 1): started as seed 0's three, then seed 1's
+    assert started == [0, 2, 4, 1, 3, 5]
