@@ -18,7 +18,8 @@ difference in the kept epochs' validation mAP. Settings are chosen on that valid
 test split is read only here, for these numbers.
 
 Training runs go ``--jobs`` at a time (default 2), one thread each: on 2 cores one training
-process with one thread trains about as fast as with two.
+process with one thread trains about as fast as with two. They start seed by seed (every method's
+seed 0, then seed 1), so a benchmark stopped before its end leaves runs paired by seed.
 
 From a pretrained network (``mix2 pretrain``, issue 20): ``--pretrain`` first pretrains on
 ``../shared/data/nips4b_unlabelled`` and the audio of ``--data`` (labels unused; resumable, in
