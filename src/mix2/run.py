@@ -388,7 +388,8 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best", progress: bool = Tru
     metrics["engine"] = run.engine.name
     metrics["kept"] = kept_epoch(run.state, run.checkpoint_path, run.config.train.epochs)
     predictions = pd.concat([test.clips[["file", "start_s", "end_s"]], pd.DataFrame(scores, columns=run.table.classes)], axis=1)
-    predictions.to_csv(run.run_dir / "test_predictions.csv", index=False, float_format="%.6f")
+    # 9 significant digits give each float32 score back exactly (six decimals tied saturated scores, moving metrics).
+    predictions.to_csv(run.run_dir / "test_predictions.csv", index=False, float_format="%.9g")
     write_run_plots(metrics, run.run_dir / "logs" / "metrics.csv", run.run_dir / "plots")
     # Written last and atomically: a run folder with metrics.json is a finished run.
     with atomic_path(run.run_dir / "metrics.json") as partial:

@@ -76,18 +76,19 @@ def read_run_clips(run_dir: str | Path) -> ClipTable:
 
 
 def read_test_scores(run_dir: str | Path) -> tuple[ClipTable, np.ndarray]:
-    """A finished run's test clips and their ``(clips, classes)`` probabilities from ``test_predictions.csv``."""
+    """A finished run's test clips and their ``(clips, classes)`` float32 probabilities from ``test_predictions.csv``:
+    the scores its metrics were computed from, exactly, for a run evaluated since they are written with 9 significant digits."""
     run_dir = Path(run_dir)
     test = read_run_clips(run_dir).split("test")
     path = run_dir / "test_predictions.csv"
     if not path.is_file():
         raise input_error(path, "missing; is this a finished mix2 run folder?")
-    predictions = pd.read_csv(path, dtype={"file": str}, keep_default_na=False)
+    predictions = pd.read_csv(path, dtype={"file": str, "start_s": float, "end_s": float}, keep_default_na=False)
     if list(predictions.columns[3:]) != test.classes or not predictions[["file", "start_s"]].equals(
         test.clips[["file", "start_s"]].reset_index(drop=True)
     ):
         raise input_error(path, "its clips or classes are not the run's test clips, in order")
-    return test, predictions[test.classes].to_numpy()
+    return test, predictions[test.classes].to_numpy(dtype=np.float32)
 
 
 def write_failures(run_dir: Path, failures: list[tuple[str, str]]) -> None:
