@@ -1,9 +1,10 @@
 """Quality on real recordings: the baseline, no mixing, Mix2 and Mix2 + ADD, over seeds, on one split.
 
 On NIPS4B (``../shared/data/nips4b``: real multi-label field recordings, 87 classes), with the
-small-data recipe (``--recipe``: another one, such as ``small-data-v2``, the paper's network for 160
-epochs, before 2026-12-05, or ``small-data-v1``, before 2026-12-04, in a folder named after it), it trains through ``mix2 experiment`` (so it resumes where it stopped, and
-can span sessions):
+small-data recipe (``--recipe``: another one, such as ``small-data-v3``, the same network for 320 epochs,
+``small-data-v2``, the paper's network for 160 epochs, before 2026-12-05, or ``small-data-v1``, before
+2026-12-04, in a folder named after it), it trains through ``mix2 experiment`` (so it resumes where it
+stopped, and can span sessions):
 
 - ``timeshift``: the recipe without mixing (SpecAugment and the circular time shift);
 - ``mix2``: the same with Mix2 (mixup 0.25, manifold mixup 0.5, MultiMix 0.25);
@@ -31,9 +32,10 @@ folder named ``...-hop256-mobilenetv3_large_050``; ``--model`` pretrains that ne
 ``--encoder-lr-factor 0`` makes every run a linear probe of the frozen encoder. Where the same
 experiment from scratch has finished, each method's difference to it is printed, paired by seed.
 
-    python benchmarks/quality.py                     # NIPS4B, 3 seeds: about 3 hours on 2 CPU cores
+    python benchmarks/quality.py                     # NIPS4B, 3 seeds: about 5 hours on 2 CPU cores
     python benchmarks/quality.py --methods mix2 --checkpoint last   # the README's first table: small-data, no mixing and Mix2
-    python benchmarks/quality.py --recipe small-data-v2 --checkpoint last   # its next: the paper's network, 160 epochs
+    python benchmarks/quality.py --recipe small-data-v3 --checkpoint last   # its next: 320 epochs, with Mix2 + ADD
+    python benchmarks/quality.py --recipe small-data-v2 --checkpoint last   # the paper's network, 160 epochs
     python benchmarks/quality.py --recipe small-data-v2 --epochs 80   # the first length of 16-ms frames (80 epochs)
     python benchmarks/quality.py --recipe small-data-v1   # the recipe before 2026-12-04: 40 epochs of 8-ms frames
     python benchmarks/quality.py --quick             # 1 seed, 4 epochs: the whole path in about 5 minutes

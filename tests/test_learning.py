@@ -62,15 +62,17 @@ def test_recipes_set_optimisation_and_frames_and_combine_with_presets():
     config = apply_preset(apply_recipe(default_config("data"), "small-data"), "mix2")
     small = RECIPES["small-data"]
     assert all(getattr(config.train, key) == value for key, value in small["train"].items())
-    assert (config.train.epochs, config.features.hop_length, config.augment.max_time_mask_frames) == (320, 256, 14)
+    assert (config.train.epochs, config.features.hop_length, config.augment.max_time_mask_frames) == (640, 256, 14)
     assert config.train.model == "mobilenetv3_large_050"
     assert config.mixing.method == "mix2" and config.augment.specaugment
-    for other in ("paper", "small-data-v2", "small-data-v1"):
+    for other in ("paper", "small-data-v3", "small-data-v2", "small-data-v1"):
         assert set(RECIPES[other]) == set(small) and all(set(RECIPES[other][k]) == set(small[k]) for k in small)
     for recipe in RECIPES.values():  # the paper's time masks, up to 29 frames of 128 samples, in every recipe's frames
         assert recipe["augment"]["max_time_mask_frames"] == 29 * 128 // recipe["features"]["hop_length"]
     v1 = apply_recipe(default_config("data"), "small-data-v1")
     assert (v1.train.epochs, v1.features.hop_length, v1.augment.max_time_mask_frames, v1.train.lr) == (40, 128, 29, 3e-3)
+    v3 = apply_recipe(default_config("data"), "small-data-v3")
+    assert (v3.train.model, v3.train.epochs, v3.features.hop_length, v3.train.lr) == ("mobilenetv3_large_050", 320, 256, 3e-3)
     v2 = apply_recipe(default_config("data"), "small-data-v2")
     assert (v2.train.model, v2.train.epochs, v2.features.hop_length, v2.train.lr) == ("mobilenetv3_large", 160, 256, 3e-3)
     paper = apply_recipe(config, "paper")  # the same settings in each: the last one decides
@@ -79,7 +81,9 @@ def test_recipes_set_optimisation_and_frames_and_combine_with_presets():
     args = build_parser().parse_args(["train", "--data", "x", "--recipe", "small-data", "--epochs", "3"])
     parsed = config_from_args(args)
     assert parsed.train.epochs == 3 and parsed.train.lr == small["train"]["lr"]  # flags override the recipe
-    with pytest.raises(Mix2Error, match="unknown recipe 'fast'; choose one of: paper, small-data, small-data-v2, small-data-v1"):
+    with pytest.raises(
+        Mix2Error, match="unknown recipe 'fast'; choose one of: paper, small-data, small-data-v3, small-data-v2, small-data-v1"
+    ):
         apply_recipe(default_config("data"), "fast")
 
 
