@@ -247,6 +247,7 @@ def _add_run_options(parser: argparse.ArgumentParser, per_run: bool = True) -> d
         help=f"optimisation recipe: paper ({_recipe('paper', 'epochs')} epochs, batch {_recipe('paper', 'batch_size')}, "
         f"lr {_recipe('paper', 'lr')}), small-data ({_recipe('small-data', 'epochs')} epochs of 16-ms frames into "
         f"{_recipe('small-data', 'model')}, batch {_recipe('small-data', 'batch_size')}, lr {_recipe('small-data', 'lr')}), "
+        f"small-data-v3 ({_recipe('small-data-v3', 'epochs')} epochs of them), "
         f"small-data-v2 ({_recipe('small-data-v2', 'epochs')} epochs of them into {_recipe('small-data-v2', 'model')}) "
         f"or small-data-v1 ({_recipe('small-data-v1', 'epochs')} epochs of the paper's 8-ms frames)",
     )
