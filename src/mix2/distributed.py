@@ -105,7 +105,7 @@ class BatchGroup:
         if self.size == 1:
             return values
         channels_last = values.dim() == 4 and values.is_contiguous(memory_format=torch.channels_last)
-        gathered = _GatherRows.apply(values.contiguous(), self.rank, self.size)
+        gathered = _GatherRows.apply(values.contiguous(), self)
         return gathered.contiguous(memory_format=torch.channels_last) if channels_last else gathered
 
     def gather_arrays(self, values: np.ndarray) -> np.ndarray:
@@ -144,18 +144,17 @@ class _GatherRows(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, values: torch.Tensor, rank: int, size: int) -> torch.Tensor:
-        ctx.rank, ctx.size = rank, size
-        gathered = values.new_empty((size * values.shape[0], *values.shape[1:]))
+    def forward(ctx, values: torch.Tensor, group: BatchGroup) -> torch.Tensor:
+        ctx.group = group
+        gathered = values.new_empty((group.size * values.shape[0], *values.shape[1:]))
         dist.all_gather_into_tensor(gathered, values)
         return gathered
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         summed = grad.clone(memory_format=torch.contiguous_format)
         dist.all_reduce(summed, op=dist.ReduceOp.SUM)
-        share = summed.shape[0] // ctx.size
-        return summed[ctx.rank * share : (ctx.rank + 1) * share], None, None
+        return summed[ctx.group.own_rows(summed.shape[0])], None
 
 
 @dataclass(frozen=True)
